@@ -1,0 +1,106 @@
+//! The channel database: where packages are applied and sales transactions
+//! are read for upload.
+//!
+//! [`ChannelDb`] is blocking on purpose: the agent calls it only from a
+//! blocking pool, never from an actor's event loop. A backend for an async
+//! driver (SQL Server through tiberius) owns a small runtime of its own and
+//! blocks on it inside these calls.
+//!
+//! **Invariant:** the channel database records each applied package in the
+//! same transaction as the package's rows (`cdx_applied_packages`), and each
+//! upload watermark (`cdx_upload_watermarks`). These are the system of
+//! record; the agent's message database can be rebuilt from them.
+
+mod error;
+mod sqlite;
+
+use std::io::Read;
+
+pub use error::ChannelDbError;
+pub use sqlite::SqliteChannelDb;
+use uuid::Uuid;
+
+use crate::package::{PackageKind, PackageReader, Value};
+
+/// A package's frames from any source (a file, a buffer in tests).
+pub type PackageSource<'a> = PackageReader<Box<dyn Read + Send + 'a>>;
+
+/// A package the channel database has applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedPackage {
+    pub package_id: Uuid,
+    pub data_group: String,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: PackageKind,
+    pub rows: u64,
+    pub applied_at_ms: i64,
+}
+
+/// What applying one package did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied(ApplyReport),
+    /// The channel database already holds this package (a re-delivery after
+    /// a crash, say); nothing was changed.
+    AlreadyApplied,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApplyReport {
+    pub upserts: u64,
+    pub deletes: u64,
+    /// Tables the package created because they were missing.
+    pub created_tables: Vec<String>,
+}
+
+/// A channel table whose rows go to headquarters, and its counter column
+/// (`REPLICATIONCOUNTERFROMORIGIN` in the original): strictly increasing,
+/// assigned at insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTable {
+    pub name: String,
+    pub counter_column: String,
+}
+
+/// Rows of an upload table with counters above a watermark, in counter order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowBatch {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// Counters of the first and last rows; `None` when there are no rows.
+    pub counters: Option<(i64, i64)>,
+}
+
+/// A channel database backend.
+pub trait ChannelDb: Send {
+    /// Packages applied for `data_group`, in sequence order.
+    fn applied_packages(&mut self, data_group: &str) -> Result<Vec<AppliedPackage>, ChannelDbError>;
+
+    /// The highest sequence applied for `data_group`, 0 when none.
+    fn last_applied_sequence(&mut self, data_group: &str) -> Result<u64, ChannelDbError>;
+
+    /// Applies a whole package in one transaction: its rows and its record in
+    /// `cdx_applied_packages` commit together or not at all. Missing tables
+    /// are created; a table whose schema conflicts with the package's is an
+    /// error and nothing is applied. Commits only after the package's
+    /// checksum verified.
+    fn apply_package(&mut self, package: PackageSource<'_>) -> Result<ApplyOutcome, ChannelDbError>;
+
+    /// Up to `limit` rows of `table` with counter above `after`.
+    fn read_upload_rows(
+        &mut self,
+        table: &UploadTable,
+        after: i64,
+        limit: usize,
+    ) -> Result<RowBatch, ChannelDbError>;
+
+    /// The counter up to which `table` is acknowledged by headquarters; 0 when none.
+    fn watermark(&mut self, table: &str) -> Result<i64, ChannelDbError>;
+
+    /// Moves the watermark forward to `counter`; never moves it back.
+    fn advance_watermark(&mut self, table: &str, counter: i64) -> Result<(), ChannelDbError>;
+
+    /// Rows in `table`, for reconciliation and status.
+    fn row_count(&mut self, table: &str) -> Result<u64, ChannelDbError>;
+}

@@ -1,0 +1,29 @@
+//! cdx: Commerce Data Exchange for retail channels.
+//!
+//! This crate holds everything of the system that is not an actor: the package
+//! codec, the channel database, the wire protocol, the configuration, the retry
+//! policy and the reference Async Server. The agent's actors live in the
+//! `cdx-actors` crate (`actors/`), which depends on this one; this crate knows
+//! nothing of actix actors.
+//!
+//! # Layout
+//! - [`package`]: the package file format: header, framed rows, checksum trailer.
+//! - [`plan`]: pure decisions: which package comes next, does a schema fit.
+//! - [`channel_db`]: the channel database behind a backend trait; SQLite is the
+//!   embedded default.
+//! - [`protocol`]: the JSON bodies and routes shared by agent and server.
+//! - [`config`]: the agent's TOML configuration, validated.
+//! - [`retry`]: the retry policy (try count, exponential backoff with jitter).
+//! - [`status`]: the session status models of the original Async Client.
+//! - [`server`]: the reference Async Server (`cdx-server`).
+//! - [`retail`]: a generated retail data set for the demo and the tests.
+
+pub mod channel_db;
+pub mod config;
+pub mod package;
+pub mod plan;
+pub mod protocol;
+pub mod retail;
+pub mod retry;
+pub mod server;
+pub mod status;

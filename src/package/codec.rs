@@ -1,0 +1,1 @@
+//! Frame and header encoding: one bincode configuration with size limits.

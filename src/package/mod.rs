@@ -1,0 +1,19 @@
+//! The package file format (see `docs/package-format.md`).
+//!
+//! A package is written and read as a stream: [`PackageWriter`] appends frames
+//! to any `Write`, [`PackageReader`] yields them from any `Read`, one at a
+//! time, with a size limit on every length field, so memory stays bounded
+//! whatever the package size and hostile input gets an error, never an abort.
+
+mod codec;
+mod error;
+mod model;
+mod reader;
+mod writer;
+
+pub use error::PackageError;
+pub use model::{
+    Column, ColumnType, Frame, PackageHeader, PackageKind, TableSchema, Value, FORMAT_VERSION,
+};
+pub use reader::{PackageReader, PackageSummary};
+pub use writer::{PackageWriter, WrittenPackage};

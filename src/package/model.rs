@@ -1,0 +1,80 @@
+//! What a package says: its header and its frames.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The one format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Full packages replace a table's rows; incremental ones upsert and delete by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PackageKind {
+    Full,
+    Incremental,
+}
+
+/// The type of a column, as the channel database stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColumnType {
+    Integer,
+    Real,
+    Text,
+    Blob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// A table as a package describes it. `key` names the primary-key columns,
+/// in order; every table has at least one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub key: Vec<String>,
+}
+
+/// The header at the start of every package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageHeader {
+    pub format_version: u16,
+    pub package_id: Uuid,
+    /// The channel data group the package was generated for.
+    pub data_group: String,
+    /// The scheduler job, such as "1040" (products) or "1010" (customers).
+    pub job: String,
+    /// Position in the data group's publication order, starting at 1.
+    pub sequence: u64,
+    pub kind: PackageKind,
+    /// Unix time in milliseconds when the package was generated.
+    pub created_at_ms: i64,
+    pub tables: Vec<TableSchema>,
+}
+
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One frame of a package body. Rows and deletes belong to the table most
+/// recently opened by a `Table` frame; `End` closes the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Opens the section of the table at this index of `PackageHeader::tables`.
+    Table(u32),
+    /// A full row, values in the table's column order: insert or replace by key.
+    Upsert(Vec<Value>),
+    /// The key values, in key order, of a row to delete (incremental only).
+    Delete(Vec<Value>),
+    /// Closes the package: how many row frames (upserts plus deletes) came before.
+    End { rows: u64 },
+}

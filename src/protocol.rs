@@ -1,0 +1,140 @@
+//! The HTTP protocol between agent and server (see `docs/protocol.md`).
+//!
+//! Every call carries the channel database id and secret as HTTP Basic
+//! authentication. Bodies are JSON, except package content, which is the
+//! package file itself, served with `Range` support.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::package::{PackageKind, Value};
+use crate::status::Direction;
+
+/// `GET /v1/ping`: who the server thinks we are. Used by `test-connection`.
+pub const PING: &str = "/v1/ping";
+/// `GET /v1/packages?after=SEQ&wait_ms=MS`: packages newer than `after`, in
+/// publication order. With `wait_ms`, the server holds the request until a
+/// package is published or the wait ends (long poll).
+pub const PACKAGES: &str = "/v1/packages";
+/// `POST /v1/status`: a session's status changed.
+pub const STATUS: &str = "/v1/status";
+/// `POST /v1/uploads`: a batch of channel transactions.
+pub const UPLOADS: &str = "/v1/uploads";
+/// `GET /v1/uploads/high-water`: per table, the highest counter stored.
+pub const HIGH_WATER: &str = "/v1/uploads/high-water";
+
+/// The longest long poll a server honours; longer waits are cut to this.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// The route of a package's content.
+pub fn package_content_path(id: Uuid) -> String {
+    format!("/v1/packages/{id}/content")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    pub channel_id: String,
+    pub data_group: String,
+    pub server_time_ms: i64,
+}
+
+/// One published package, as listed for a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageInfo {
+    pub id: Uuid,
+    pub data_group: String,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: PackageKind,
+    /// Size of the package file in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the package file, lower-case hex; also its `ETag`.
+    pub sha256: String,
+    /// Row frames in the package (upserts plus deletes).
+    pub rows: u64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageList {
+    pub data_group: String,
+    pub packages: Vec<PackageInfo>,
+}
+
+/// A session's status change, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub session_id: Uuid,
+    pub direction: Direction,
+    /// The download's package, or the upload's batch id.
+    pub subject_id: Uuid,
+    /// The job ("1040") for downloads; the table for uploads.
+    pub job: String,
+    /// The status's name, as in [`crate::status`].
+    pub status: String,
+    pub message: Option<String>,
+    pub bytes: u64,
+    pub rows: u64,
+    pub attempt: u32,
+    pub at_ms: i64,
+}
+
+/// A batch of rows of one channel table, all with counters in
+/// `first_counter..=last_counter`. `upload_id` makes a re-sent batch
+/// recognisable; the server stores each (table, counter) once regardless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadBatch {
+    pub upload_id: Uuid,
+    pub table: String,
+    pub counter_column: String,
+    pub columns: Vec<String>,
+    /// Row values in `columns` order; see [`json_value`] for the mapping.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub first_counter: i64,
+    pub last_counter: i64,
+}
+
+/// The server stored the batch: `stored` new rows, `duplicates` already held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadAck {
+    pub upload_id: Uuid,
+    pub table: String,
+    pub stored: u64,
+    pub duplicates: u64,
+    /// The highest counter the server now holds for this channel and table.
+    pub high_water: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HighWater {
+    pub tables: std::collections::BTreeMap<String, i64>,
+}
+
+/// An error body: every non-2xx response carries one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A row value as JSON: null, integer, float, string; blobs as
+/// `{"base64": "..."}`.
+pub fn json_value(value: &Value) -> serde_json::Value {
+    use base64::Engine as _;
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => serde_json::Value::from(*i),
+        Value::Real(f) => serde_json::Value::from(*f),
+        Value::Text(s) => serde_json::Value::from(s.as_str()),
+        Value::Blob(b) => serde_json::json!({
+            "base64": base64::engine::general_purpose::STANDARD.encode(b)
+        }),
+    }
+}
+
+/// Unix time now in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
