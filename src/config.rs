@@ -1,1 +1,543 @@
-//! TODO
+//! The agent's configuration: a TOML file, validated into [`Config`].
+//!
+//! Every key is documented in `config.example.toml`. Unknown keys and bad
+//! values are errors naming the key; every key but the server's address and
+//! credentials has a default that serves a first run.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::channel_db::UploadTable;
+use crate::package::is_identifier;
+use crate::retry::RetryPolicy;
+
+const DEFAULT_WORKING_FOLDER: &str = "cdx-work";
+/// 15 minutes is the original's interval; we long-poll, so the interval is
+/// only the backstop after an error or with long polling off.
+const DEFAULT_DOWNLOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// Below common proxy idle timeouts (60 s), so a held request is not cut.
+const DEFAULT_LONG_POLL: Duration = Duration::from_secs(25);
+const DEFAULT_UPLOAD_INTERVAL: Duration = Duration::from_secs(60);
+/// Big enough that a confirmation per chunk costs little on a LAN, small
+/// enough that a resume after a drop repeats little on a WAN.
+const DEFAULT_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
+const DEFAULT_BATCH_ROWS: usize = 1000;
+/// Microsoft recommends a Try count of 3.
+const DEFAULT_TRY_COUNT: u32 = 3;
+const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8090";
+const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// A secret that never shows in logs, debug output or status documents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    /// Chunks confirmed one by one with HTTP Range, resumed after a drop.
+    Reliable,
+    /// One HTTP GET streamed to the working folder; a drop restarts it.
+    Streaming,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelDbConfig {
+    Sqlite { path: PathBuf },
+}
+
+/// The validated configuration of one agent.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub working_folder: PathBuf,
+    pub message_db: PathBuf,
+    pub journal_retention: Duration,
+    pub channel_db: ChannelDbConfig,
+    pub download: DownloadConfig,
+    pub upload: UploadConfig,
+    pub retry: RetryPolicy,
+    pub status_listen: Option<SocketAddr>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub url: String,
+    pub channel_id: String,
+    pub secret: Secret,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DownloadConfig {
+    pub mode: TransferMode,
+    pub interval: Duration,
+    /// How long the server may hold a poll open; zero turns long polling off.
+    pub long_poll: Duration,
+    pub chunk_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub interval: Duration,
+    pub batch_rows: usize,
+    pub tables: Vec<UploadTable>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Relative paths in it are
+    /// relative to the file's folder; secrets named by `secret_env` come from
+    /// the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text`; `env` looks up environment variables (injectable for tests).
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: raw::File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.validate(base, env)
+    }
+}
+
+mod raw {
+    //! The file as written; `validate` turns it into a [`super::Config`].
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        server: Server,
+        #[serde(default)]
+        storage: Storage,
+        #[serde(default)]
+        channel_db: ChannelDb,
+        #[serde(default)]
+        download: Download,
+        #[serde(default)]
+        upload: Upload,
+        #[serde(default)]
+        retry: Retry,
+        #[serde(default)]
+        status: Status,
+        #[serde(default)]
+        log: Log,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Server {
+        url: String,
+        channel_id: String,
+        secret: Option<String>,
+        secret_file: Option<PathBuf>,
+        secret_env: Option<String>,
+        #[serde(default = "d_connect_timeout", with = "humantime_serde")]
+        connect_timeout: Duration,
+        #[serde(default = "d_request_timeout", with = "humantime_serde")]
+        request_timeout: Duration,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Storage {
+        working_folder: PathBuf,
+        message_db: Option<PathBuf>,
+        #[serde(with = "humantime_serde")]
+        journal_retention: Duration,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct ChannelDb {
+        kind: String,
+        path: PathBuf,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Download {
+        mode: TransferMode,
+        #[serde(with = "humantime_serde")]
+        interval: Duration,
+        #[serde(with = "humantime_serde")]
+        long_poll: Duration,
+        chunk_bytes: u64,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Upload {
+        #[serde(with = "humantime_serde")]
+        interval: Duration,
+        batch_rows: usize,
+        tables: Vec<UploadTableRaw>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct UploadTableRaw {
+        name: String,
+        counter: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Retry {
+        try_count: u32,
+        #[serde(with = "humantime_serde")]
+        initial_backoff: Duration,
+        #[serde(with = "humantime_serde")]
+        max_backoff: Duration,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Status {
+        enabled: bool,
+        listen: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Log {
+        level: String,
+        format: LogFormat,
+    }
+
+    fn d_connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn d_request_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    impl Default for Storage {
+        fn default() -> Self {
+            Self {
+                working_folder: DEFAULT_WORKING_FOLDER.into(),
+                message_db: None,
+                journal_retention: DEFAULT_JOURNAL_RETENTION,
+            }
+        }
+    }
+    impl Default for ChannelDb {
+        fn default() -> Self {
+            Self {
+                kind: "sqlite".into(),
+                path: "channel.db".into(),
+            }
+        }
+    }
+    impl Default for Download {
+        fn default() -> Self {
+            Self {
+                mode: TransferMode::Reliable,
+                interval: DEFAULT_DOWNLOAD_INTERVAL,
+                long_poll: DEFAULT_LONG_POLL,
+                chunk_bytes: DEFAULT_CHUNK_BYTES,
+            }
+        }
+    }
+    impl Default for Upload {
+        fn default() -> Self {
+            Self {
+                interval: DEFAULT_UPLOAD_INTERVAL,
+                batch_rows: DEFAULT_BATCH_ROWS,
+                tables: crate::retail::UPLOAD_TABLES
+                    .iter()
+                    .map(|(name, counter)| UploadTableRaw {
+                        name: name.to_string(),
+                        counter: counter.to_string(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+    impl Default for Retry {
+        fn default() -> Self {
+            Self {
+                try_count: DEFAULT_TRY_COUNT,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(300),
+            }
+        }
+    }
+    impl Default for Status {
+        fn default() -> Self {
+            Self {
+                enabled: true,
+                listen: DEFAULT_STATUS_LISTEN.into(),
+            }
+        }
+    }
+    impl Default for Log {
+        fn default() -> Self {
+            Self {
+                level: "info".into(),
+                format: LogFormat::Text,
+            }
+        }
+    }
+
+    impl File {
+        pub fn validate(
+            self,
+            base: &Path,
+            env: &dyn Fn(&str) -> Option<String>,
+        ) -> Result<Config, ConfigError> {
+            let working_folder = base.join(&self.storage.working_folder);
+            let message_db = match &self.storage.message_db {
+                Some(p) => base.join(p),
+                None => working_folder.join("message-db"),
+            };
+            Ok(Config {
+                server: self.server.validate(base, env)?,
+                message_db,
+                working_folder,
+                journal_retention: self.storage.journal_retention,
+                channel_db: self.channel_db.validate(base)?,
+                download: self.download.validate()?,
+                upload: self.upload.validate()?,
+                retry: self.retry.validate()?,
+                status_listen: self.status.validate()?,
+                log_level: self.log.level,
+                log_format: self.log.format,
+            })
+        }
+    }
+
+    impl Server {
+        fn validate(
+            self,
+            base: &Path,
+            env: &dyn Fn(&str) -> Option<String>,
+        ) -> Result<ServerConfig, ConfigError> {
+            if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+                return Err(invalid(
+                    "server.url",
+                    format!("`{}` is not an http:// or https:// URL", self.url),
+                ));
+            }
+            if self.channel_id.trim().is_empty() {
+                return Err(invalid("server.channel_id", "must not be empty"));
+            }
+            let secret = match (self.secret, self.secret_file, self.secret_env) {
+                (Some(s), None, None) => s,
+                (None, Some(file), None) => {
+                    let path = base.join(file);
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| {
+                            invalid(
+                                "server.secret_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string()
+                }
+                (None, None, Some(var)) => env(&var).ok_or_else(|| {
+                    invalid(
+                        "server.secret_env",
+                        format!("environment variable `{var}` is not set"),
+                    )
+                })?,
+                _ => {
+                    return Err(invalid(
+                        "server.secret",
+                        "give exactly one of `secret`, `secret_file` or `secret_env`",
+                    ))
+                }
+            };
+            if secret.is_empty() {
+                return Err(invalid("server.secret", "the secret is empty"));
+            }
+            Ok(ServerConfig {
+                url: self.url.trim_end_matches('/').to_string(),
+                channel_id: self.channel_id,
+                secret: Secret(secret),
+                connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
+            })
+        }
+    }
+
+    impl ChannelDb {
+        fn validate(self, base: &Path) -> Result<ChannelDbConfig, ConfigError> {
+            match self.kind.as_str() {
+                "sqlite" => Ok(ChannelDbConfig::Sqlite {
+                    path: base.join(self.path),
+                }),
+                "sqlserver" => Err(invalid(
+                    "channel_db.kind",
+                    "`sqlserver` is not available in this build yet; use `sqlite`",
+                )),
+                other => Err(invalid(
+                    "channel_db.kind",
+                    format!("unknown kind `{other}`; expected `sqlite`"),
+                )),
+            }
+        }
+    }
+
+    impl Download {
+        fn validate(self) -> Result<DownloadConfig, ConfigError> {
+            if self.interval.is_zero() {
+                return Err(invalid("download.interval", "must be greater than zero"));
+            }
+            if self.long_poll.as_millis() as u64 > crate::protocol::MAX_WAIT_MS {
+                return Err(invalid(
+                    "download.long_poll",
+                    "must be at most 60s (the server caps longer waits)",
+                ));
+            }
+            if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.chunk_bytes) {
+                return Err(invalid(
+                    "download.chunk_bytes",
+                    "must be between 65536 and 1073741824",
+                ));
+            }
+            Ok(DownloadConfig {
+                mode: self.mode,
+                interval: self.interval,
+                long_poll: self.long_poll,
+                chunk_bytes: self.chunk_bytes,
+            })
+        }
+    }
+
+    impl Upload {
+        fn validate(self) -> Result<UploadConfig, ConfigError> {
+            if self.interval.is_zero() {
+                return Err(invalid("upload.interval", "must be greater than zero"));
+            }
+            if !(1..=100_000).contains(&self.batch_rows) {
+                return Err(invalid("upload.batch_rows", "must be between 1 and 100000"));
+            }
+            let mut tables = Vec::with_capacity(self.tables.len());
+            for t in self.tables {
+                for name in [&t.name, &t.counter] {
+                    if !is_identifier(name) {
+                        return Err(invalid(
+                            "upload.tables",
+                            format!("`{name}` is not a valid table or column name"),
+                        ));
+                    }
+                }
+                if tables.iter().any(|u: &UploadTable| u.name == t.name) {
+                    return Err(invalid(
+                        "upload.tables",
+                        format!("table `{}` is listed twice", t.name),
+                    ));
+                }
+                tables.push(UploadTable {
+                    name: t.name,
+                    counter_column: t.counter,
+                });
+            }
+            Ok(UploadConfig {
+                interval: self.interval,
+                batch_rows: self.batch_rows,
+                tables,
+            })
+        }
+    }
+
+    impl Retry {
+        fn validate(self) -> Result<RetryPolicy, ConfigError> {
+            if self.initial_backoff.is_zero() {
+                return Err(invalid("retry.initial_backoff", "must be greater than zero"));
+            }
+            if self.max_backoff < self.initial_backoff {
+                return Err(invalid(
+                    "retry.max_backoff",
+                    "must not be less than retry.initial_backoff",
+                ));
+            }
+            Ok(RetryPolicy {
+                try_count: self.try_count,
+                initial_backoff: self.initial_backoff,
+                max_backoff: self.max_backoff,
+            })
+        }
+    }
+
+    impl Status {
+        fn validate(self) -> Result<Option<SocketAddr>, ConfigError> {
+            if !self.enabled {
+                return Ok(None);
+            }
+            self.listen.parse().map(Some).map_err(|_| {
+                invalid(
+                    "status.listen",
+                    format!("`{}` is not an address such as 127.0.0.1:8090", self.listen),
+                )
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -138,3 +138,41 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// `GET /v1/sessions`: the channel's own sessions as the server records them,
+/// for debugging.
+pub const SESSIONS: &str = "/v1/sessions";
+
+/// A session as the server records it: its current status, after the last
+/// report (or the server's own transition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub channel_id: String,
+    pub direction: Direction,
+    /// The package (downloads) or the upload batch (uploads).
+    pub subject_id: Uuid,
+    /// The agent's session id, once it reported one.
+    pub session_id: Option<Uuid>,
+    /// The job ("1040") for downloads; the table for uploads.
+    pub job: String,
+    /// The package's sequence (downloads only).
+    pub sequence: Option<u64>,
+    /// The status's name, as in [`crate::status`].
+    pub status: String,
+    /// The original's numeric code of `status`.
+    pub status_code: u8,
+    pub message: Option<String>,
+    pub bytes: u64,
+    pub rows: u64,
+    /// The highest attempt reported.
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    pub modified_at_ms: i64,
+}
+
+/// `GET /v1/sessions`: the calling channel's sessions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionList {
+    pub download: Vec<SessionInfo>,
+    pub upload: Vec<SessionInfo>,
+}

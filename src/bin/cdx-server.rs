@@ -1,1 +1,360 @@
-fn main(){}
+//! `cdx-server`: the reference Async Server's command line. Thin: every
+//! command is a call into `cdx::server`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use cdx::package::PackageKind;
+use cdx::server::{self, report, PublishFiles, SessionFilter, Store};
+use cdx::status::Direction;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The reference Async Server (headquarters side) of cdx.
+///
+/// It keeps its state in a data directory: `server.db` (SQLite) and
+/// `packages/`. Register channel databases with `channel add`, publish
+/// packages with `publish`, and serve them to agents with `serve`.
+#[derive(Debug, Parser)]
+#[command(name = "cdx-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register and list channel databases.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Publish a package for a data group from JSON Lines or CSV files.
+    #[command(after_long_help = PUBLISH_EXAMPLE)]
+    Publish(PublishArgs),
+    /// Serve the data directory over HTTP (the /v1 protocol) until Ctrl-C.
+    Serve(ServeArgs),
+    /// Print download and upload sessions, like the Download/Upload sessions forms.
+    Sessions(SessionsArgs),
+    /// Print, per channel and table, the uploaded high-water counter and row count.
+    Uploads(UploadsArgs),
+    /// List published packages.
+    Packages(PackagesArgs),
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// The server's data directory (created when missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+}
+
+impl DataDir {
+    fn open(&self) -> anyhow::Result<Store> {
+        Store::open(&self.data).with_context(|| format!("opening {}", self.data.display()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelCommand {
+    /// Register a channel database id in a channel data group.
+    ///
+    /// The id is case-sensitive and unique; the agent sends it with the secret
+    /// as HTTP Basic credentials. Only a salted SHA-256 of the secret is
+    /// stored. Prefer --secret-env or --secret-file: --secret shows in the
+    /// process list and the shell history.
+    Add(ChannelAddArgs),
+    /// List registered channel databases with their last connection.
+    List(DataDir),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("secret_source").required(true)))]
+struct ChannelAddArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The channel database id, e.g. store-0001.
+    #[arg(long)]
+    id: String,
+    /// The channel data group it belongs to.
+    #[arg(long)]
+    group: String,
+    /// Read the secret from this environment variable.
+    #[arg(long, value_name = "VAR", group = "secret_source")]
+    secret_env: Option<String>,
+    /// Read the secret from this file (trailing newline removed).
+    #[arg(long, value_name = "PATH", group = "secret_source")]
+    secret_file: Option<PathBuf>,
+    /// The secret itself.
+    #[arg(long, value_name = "SECRET", group = "secret_source")]
+    secret: Option<String>,
+}
+
+const PUBLISH_EXAMPLE: &str = "\
+Inputs are JSON Lines (.jsonl, .ndjson: one object per line, keys are columns)
+or CSV (.csv: a header row). Columns come from --columns (NAME:TYPE, TYPE one of
+integer, real, text, blob; a `?` suffix makes a column nullable) or are inferred
+from the first record (JSON: integer -> integer, other number -> real, string ->
+text, null -> nullable text; CSV: every column text). Key columns cannot be
+nullable. A record that does not fit fails the publish with its file, line and
+column, and nothing is published. Sequences are per data group, from 1.
+
+Example: a full products package, then an incremental one with deletes.
+
+  $ cat products.jsonl
+  {\"id\": 1, \"name\": \"Coffee\", \"price\": 2.5, \"note\": null}
+  {\"id\": 2, \"name\": \"Tea\", \"price\": 1.75, \"note\": \"green\"}
+  $ cat prices.csv
+  product_id,store_id,price
+  1,store-0001,2.45
+  $ cdx-server publish --data hq --group default --job 1040 --kind full \\
+      --table products=products.jsonl --key products=id \\
+      --columns products=id:integer,name:text,price:real,note:text? \\
+      --table prices=prices.csv --key prices=product_id,store_id \\
+      --columns prices=product_id:integer,store_id:text,price:real
+  published package 6f1c... (default #1, job 1040, Full): 3 rows, 1234 bytes
+
+  $ echo '{\"id\": 2}' > deleted.jsonl
+  $ cdx-server publish --data hq --group default --job 1040 --kind incremental \\
+      --table products=changed.jsonl --key products=id \\
+      --delete products=deleted.jsonl";
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The channel data group to publish for.
+    #[arg(long)]
+    group: String,
+    /// The scheduler job, e.g. 1040 (products).
+    #[arg(long)]
+    job: String,
+    /// Full packages replace the tables' rows; incremental ones upsert and delete by key.
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// TABLE=FILE: a table and its rows (.jsonl or .csv). Repeat for more tables.
+    #[arg(long = "table", value_name = "TABLE=FILE", required = true)]
+    tables: Vec<String>,
+    /// TABLE=COL[,COL...]: the table's primary-key columns, in order.
+    #[arg(long = "key", value_name = "TABLE=COLS", required = true)]
+    keys: Vec<String>,
+    /// TABLE=NAME:TYPE[?][,...]: the table's columns, instead of inferring them.
+    #[arg(long = "columns", value_name = "TABLE=SPEC")]
+    columns: Vec<String>,
+    /// TABLE=FILE: key values of rows to delete (incremental only).
+    #[arg(long = "delete", value_name = "TABLE=FILE")]
+    deletes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+}
+
+#[derive(Debug, Args)]
+struct SessionsArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this channel database's sessions.
+    #[arg(long, value_name = "ID")]
+    channel: Option<String>,
+    /// Only download or only upload sessions.
+    #[arg(long, value_enum)]
+    direction: Option<Dir>,
+    /// Print JSON ({"download": [...], "upload": [...]}) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Dir {
+    Download,
+    Upload,
+}
+
+#[derive(Debug, Args)]
+struct UploadsArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this channel database.
+    #[arg(long, value_name = "ID")]
+    channel: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PackagesArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this data group.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level (info when serving,
+/// warn otherwise).
+fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Channel(ChannelCommand::Add(args)) => {
+            let secret = read_secret(&args)?;
+            args.data
+                .open()?
+                .add_channel(&args.id, &args.group, &secret)?;
+            println!(
+                "added channel database {} to data group {}",
+                args.id, args.group
+            );
+        }
+        Command::Channel(ChannelCommand::List(data)) => {
+            print!("{}", report::channels(&data.open()?.channels()?));
+        }
+        Command::Publish(args) => {
+            let kind = match args.kind {
+                Kind::Full => PackageKind::Full,
+                Kind::Incremental => PackageKind::Incremental,
+            };
+            let files = PublishFiles::from_args(
+                &args.group,
+                &args.job,
+                kind,
+                &args.tables,
+                &args.keys,
+                &args.columns,
+                &args.deletes,
+            )?;
+            let info = server::publish_files(&args.data.open()?, &files)?;
+            println!(
+                "published package {} ({} #{}, job {}, {:?}): {} rows, {} bytes, sha256 {}",
+                info.id,
+                info.data_group,
+                info.sequence,
+                info.job,
+                info.kind,
+                info.rows,
+                info.bytes,
+                info.sha256
+            );
+        }
+        Command::Serve(args) => serve(args)?,
+        Command::Sessions(args) => {
+            let filter = SessionFilter {
+                channel: args.channel,
+                direction: args.direction.map(|d| match d {
+                    Dir::Download => Direction::Download,
+                    Dir::Upload => Direction::Upload,
+                }),
+            };
+            let sessions = args.data.open()?.sessions(&filter)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&sessions)?);
+            } else {
+                if filter.direction != Some(Direction::Upload) {
+                    println!("Download sessions");
+                    print!("{}", report::download_sessions(&sessions.download));
+                }
+                if filter.direction.is_none() {
+                    println!();
+                }
+                if filter.direction != Some(Direction::Download) {
+                    println!("Upload sessions");
+                    print!("{}", report::upload_sessions(&sessions.upload));
+                }
+            }
+        }
+        Command::Uploads(args) => {
+            let tables = args.data.open()?.upload_tables(args.channel.as_deref())?;
+            print!("{}", report::upload_tables(&tables));
+        }
+        Command::Packages(args) => {
+            let packages = args.data.open()?.packages(args.group.as_deref())?;
+            print!("{}", report::packages(&packages));
+        }
+    }
+    Ok(())
+}
+
+fn read_secret(args: &ChannelAddArgs) -> anyhow::Result<String> {
+    let secret = if let Some(var) = &args.secret_env {
+        std::env::var(var).with_context(|| format!("reading the secret from ${var}"))?
+    } else if let Some(path) = &args.secret_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the secret from {}", path.display()))?;
+        text.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        args.secret.clone().unwrap_or_default()
+    };
+    if secret.is_empty() {
+        bail!("the secret is empty");
+    }
+    Ok(secret)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = args.data.open()?;
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, data = %args.data.data.display(), "serving");
+    actix_rt::System::new().block_on(async move {
+        let server = server::serve(store, listener)?;
+        let handle = server.handle();
+        actix_rt::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping");
+            handle.stop(true).await;
+        });
+        server.await
+    })?;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,9 +1,103 @@
+//! What can go wrong in the channel database.
+
+use std::path::PathBuf;
+
 use thiserror::Error;
+use uuid::Uuid;
+
+use crate::package::PackageError;
+use crate::plan::{InvalidIdentifier, SchemaConflict};
 
 /// What went wrong in the channel database, naming the package, table or
-/// column concerned.
+/// column concerned. Any error from `apply_package` means nothing of the
+/// package was applied.
 #[derive(Debug, Error)]
 pub enum ChannelDbError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The package could not be read (corrupt, truncated, bad checksum...).
+    #[error("package {}: {source}", display_id(.package_id))]
+    Package {
+        /// `None` when the package failed before its header was read.
+        package_id: Option<Uuid>,
+        #[source]
+        source: PackageError,
+    },
+
+    /// A package's table does not fit the table the channel database has.
+    #[error("schema conflict: {0}")]
+    SchemaConflict(#[from] SchemaConflict),
+
+    /// The package comes at or before a sequence already applied for its
+    /// data group.
+    #[error(
+        "package {package_id} of data group `{data_group}` has sequence {sequence}, \
+         but sequence {last_applied} is applied already"
+    )]
+    OutOfOrder {
+        package_id: Uuid,
+        data_group: String,
+        sequence: u64,
+        last_applied: u64,
+    },
+
+    /// A SQLite call failed; `context` says which (e.g. "insert into products").
+    #[error("sqlite: {context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("no table `{table}` in the channel database")]
+    UnknownTable { table: String },
+
+    #[error("table `{table}` has no column `{column}`")]
+    UnknownColumn { table: String, column: String },
+
+    /// A table or column name that is not an identifier; refused before it
+    /// reached SQL.
+    #[error("`{name}` is not a valid table or column name")]
+    InvalidIdentifier { name: String },
+
+    /// A package names a table of SQLite or of cdx's bookkeeping.
+    #[error("package {package_id} writes to table `{table}`, which is reserved")]
+    ReservedTable { package_id: Uuid, table: String },
+
+    #[error("cannot open channel database {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+fn display_id(id: &Option<Uuid>) -> String {
+    id.map_or_else(|| "(unknown id)".to_owned(), |id| id.to_string())
+}
+
+impl From<InvalidIdentifier> for ChannelDbError {
+    fn from(e: InvalidIdentifier) -> Self {
+        ChannelDbError::InvalidIdentifier { name: e.name }
+    }
+}
+
+impl ChannelDbError {
+    /// A package error for the package `package_id`.
+    pub fn package(package_id: Option<Uuid>, source: PackageError) -> Self {
+        ChannelDbError::Package { package_id, source }
+    }
+}
+
+/// Adds a lazily built context to a rusqlite result.
+pub(crate) trait SqliteContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, ChannelDbError>;
+}
+
+impl<T> SqliteContext<T> for Result<T, rusqlite::Error> {
+    #[inline]
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, ChannelDbError> {
+        self.map_err(|source| ChannelDbError::Sqlite {
+            context: what(),
+            source,
+        })
+    }
 }

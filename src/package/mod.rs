@@ -9,11 +9,17 @@ mod codec;
 mod error;
 mod model;
 mod reader;
+mod validate;
 mod writer;
 
+pub use codec::{MAGIC, MAX_FRAME, MAX_HEADER};
 pub use error::PackageError;
 pub use model::{
     Column, ColumnType, Frame, PackageHeader, PackageKind, TableSchema, Value, FORMAT_VERSION,
 };
 pub use reader::{PackageReader, PackageSummary};
+pub use validate::{
+    is_identifier, is_reserved, MAX_COLUMNS, MAX_IDENTIFIER, MAX_LABEL_CHARS, MAX_TABLES,
+    RESERVED_PREFIX,
+};
 pub use writer::{PackageWriter, WrittenPackage};

@@ -1,8 +1,14 @@
 //! Reads a package frame by frame, with bounded memory.
 
-use std::io::Read;
+use std::io::{self, BufRead, BufReader, Read};
 
-use super::{Frame, PackageError, PackageHeader};
+use sha2::{Digest, Sha256};
+
+use super::codec::{
+    self, BUFFER_SIZE, CHECKSUM_LEN, MAGIC, MAX_FRAME, MAX_HEADER, ZSTD_WINDOW_LOG_MAX,
+};
+use super::validate::{validate_header, FrameChecker};
+use super::{Frame, PackageError, PackageHeader, FORMAT_VERSION};
 
 /// What a full read of a package found.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,30 +18,756 @@ pub struct PackageSummary {
     pub deletes: u64,
 }
 
+/// The compressed input as the decoder sees it: the file after the header.
+type Compressed<R> = BufReader<Source<R>>;
+/// The decompressed content, buffered so small reads stay cheap.
+type Body<R> = BufReader<zstd::stream::read::Decoder<'static, Compressed<R>>>;
+
+/// Reads a package from any `Read`, one frame at a time.
+///
+/// The reader buffers its input itself (64 KiB), so pass a plain `File`.
+/// Memory stays bounded: one frame buffer (at most 16 MiB, reused), the two
+/// 64 KiB buffers, and the zstd window (at most 8 MiB).
+///
+/// # Applying a package
+/// A frame is only known good once the whole package has been read: apply
+/// the frames inside a transaction and commit only after
+/// [`next_frame`](Self::next_frame) returned `Ok(None)` (or `Frame::End`,
+/// which the reader returns only after the checksum and the end of the file
+/// verified). On any error, roll back.
 pub struct PackageReader<R: Read> {
-    _input: R,
+    header: PackageHeader,
+    body: Body<R>,
+    /// SHA-256 of the uncompressed content read so far.
+    content: Sha256,
+    checker: FrameChecker,
+    /// The current frame's bytes; reused.
+    buf: Vec<u8>,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Frames remain before `End`.
+    Frames,
+    /// `End`, the checksum and the end of the file verified.
+    Done,
+    /// A call returned an error; the stream position is unknown.
+    Failed,
 }
 
 impl<R: Read> PackageReader<R> {
     /// Reads and validates the preamble and header.
     pub fn open(input: R) -> Result<Self, PackageError> {
-        let _ = input;
-        todo!()
+        let mut file = BufReader::with_capacity(BUFFER_SIZE, Source::new(input));
+        let mut content = Sha256::new();
+
+        let mut magic = [0; MAGIC.len()];
+        let got = read_up_to(&mut file, &mut magic)?;
+        if magic[..got] != MAGIC[..got] {
+            return Err(PackageError::BadMagic);
+        }
+        if got < magic.len() {
+            return Err(PackageError::Truncated { what: "magic" });
+        }
+        let mut version = [0; 2];
+        read_exact(&mut file, &mut version, "format version")?;
+        let found = u16::from_le_bytes(version);
+        if found != FORMAT_VERSION {
+            return Err(PackageError::UnsupportedVersion { found });
+        }
+        let mut len = [0; 4];
+        read_exact(&mut file, &mut len, "header length")?;
+        let header_len = u32::from_le_bytes(len);
+        if header_len > MAX_HEADER {
+            return Err(PackageError::HeaderTooLarge {
+                len: u64::from(header_len),
+                max: u64::from(MAX_HEADER),
+            });
+        }
+        let mut header_bytes = vec![0; header_len as usize];
+        read_exact(&mut file, &mut header_bytes, "header")?;
+        let header = codec::decode_header(&header_bytes)?;
+        validate_header(&header)?;
+        content.update(magic);
+        content.update(version);
+        content.update(len);
+        content.update(&header_bytes);
+
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(file)?.single_frame();
+        decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+        Ok(PackageReader {
+            checker: FrameChecker::new(&header),
+            header,
+            body: BufReader::with_capacity(BUFFER_SIZE, decoder),
+            content,
+            buf: Vec::new(),
+            state: State::Frames,
+        })
     }
 
     pub fn header(&self) -> &PackageHeader {
-        todo!()
+        &self.header
     }
 
     /// The next frame, or `None` once the `End` frame was read and the
     /// checksum over everything before it verified. A caller that applies
     /// frames commits only after it got `None`.
+    ///
+    /// `Frame::End` itself is returned (once) only after the checksum
+    /// verified and the file was found to end right after the zstd frame;
+    /// every call after it returns `Ok(None)`. After an error, every call
+    /// returns [`PackageError::AlreadyFailed`]; never `Ok(None)`.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, PackageError> {
-        todo!()
+        match self.state {
+            State::Done => Ok(None),
+            State::Failed => Err(PackageError::AlreadyFailed),
+            State::Frames => match self.read_frame() {
+                Ok(frame) => {
+                    if matches!(frame, Frame::End { .. }) {
+                        self.state = State::Done;
+                    }
+                    Ok(Some(frame))
+                }
+                Err(e) => {
+                    self.state = State::Failed;
+                    Err(e)
+                }
+            },
+        }
     }
 
     /// Reads the whole package, validating every frame and the checksum.
-    pub fn verify(self) -> Result<PackageSummary, PackageError> {
-        todo!()
+    pub fn verify(mut self) -> Result<PackageSummary, PackageError> {
+        while self.next_frame()?.is_some() {}
+        Ok(PackageSummary {
+            upserts: self.checker.upserts(),
+            deletes: self.checker.deletes(),
+            header: self.header,
+        })
+    }
+
+    /// Reads, checks and hashes one frame; after `End`, also the checksum
+    /// and the end of the input.
+    fn read_frame(&mut self) -> Result<Frame, PackageError> {
+        let mut len = [0; 4];
+        self.body_read(&mut len, "frame length")?;
+        let frame_len = u32::from_le_bytes(len);
+        if frame_len > MAX_FRAME {
+            return Err(PackageError::FrameTooLarge {
+                len: u64::from(frame_len),
+                max: u64::from(MAX_FRAME),
+            });
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(frame_len as usize, 0);
+        let read = self.body_read(&mut buf, "frame");
+        self.buf = buf;
+        read?;
+        self.content.update(len);
+        self.content.update(&self.buf);
+
+        let frame = codec::decode_frame(&self.buf)?;
+        self.checker.check(&frame)?;
+        if matches!(frame, Frame::End { .. }) {
+            self.finish_body()?;
+        }
+        Ok(frame)
+    }
+
+    /// After `End`: the checksum, then nothing more, compressed or not.
+    fn finish_body(&mut self) -> Result<(), PackageError> {
+        let mut stored = [0; CHECKSUM_LEN];
+        self.body_read(&mut stored, "checksum")?;
+        let actual = self.content.finalize_reset();
+        if actual.as_slice() != stored {
+            return Err(PackageError::ChecksumMismatch {
+                expected: hex::encode(stored),
+                actual: hex::encode(actual),
+            });
+        }
+        // The zstd frame must end here: no more content, a complete frame.
+        let mut probe = [0; 1];
+        if self.body_read_up_to(&mut probe, "body")? != 0 {
+            return Err(PackageError::TrailingData);
+        }
+        // And the file must end with the zstd frame.
+        let file = self.body.get_mut().get_mut();
+        match file.fill_buf() {
+            Ok([]) => Ok(()),
+            Ok(_) => Err(PackageError::TrailingData),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fills `buf` from the decompressed content.
+    fn body_read(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), PackageError> {
+        match self.body_read_up_to(buf, what)? {
+            n if n == buf.len() => Ok(()),
+            _ => Err(PackageError::Truncated { what }),
+        }
+    }
+
+    /// Reads into `buf` until it is full or the content ends; the count read.
+    fn body_read_up_to(
+        &mut self,
+        buf: &mut [u8],
+        what: &'static str,
+    ) -> Result<usize, PackageError> {
+        read_up_to(&mut self.body, buf).map_err(|e| self.body_error(e, what))
+    }
+
+    /// Tells an error of the input from one zstd found in the data.
+    fn body_error(&self, e: PackageError, what: &'static str) -> PackageError {
+        let PackageError::Io(e) = e else { return e };
+        if self.body.get_ref().get_ref().get_ref().failed {
+            PackageError::Io(e)
+        } else if e.kind() == io::ErrorKind::UnexpectedEof {
+            // zstd's "incomplete frame": the file ended inside the body.
+            PackageError::Truncated { what }
+        } else {
+            PackageError::Corrupt {
+                detail: format!("zstd: {e}"),
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the count read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, PackageError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
+}
+
+/// Fills `buf` from the (uncompressed) start of the file.
+fn read_exact(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<(), PackageError> {
+    if read_up_to(input, buf)? == buf.len() {
+        Ok(())
+    } else {
+        Err(PackageError::Truncated { what })
+    }
+}
+
+/// The caller's input, remembering whether it ever failed, so an I/O error
+/// is not reported as corrupt data when it comes back through zstd.
+struct Source<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R> Source<R> {
+    fn new(inner: R) -> Self {
+        Source {
+            inner,
+            failed: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => Ok(n.min(buf.len())),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = true;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::package::codec::fixtures::*;
+    use crate::package::codec::{encode_header, preamble};
+    use crate::package::{PackageKind, PackageWriter, Value};
+
+    fn err_of(bytes: &[u8]) -> PackageError {
+        match read_all(bytes) {
+            Ok(frames) => panic!(
+                "read {} frames and Ok(None) from a bad package",
+                frames.len()
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// A full package with every value type over two tables reads back as written.
+    #[test]
+    fn full_package_round_trips_every_value_type_over_several_tables() {
+        let header = header(PackageKind::Full);
+        let frames: Vec<Frame> = small_frames()
+            .into_iter()
+            .filter(|f| !matches!(f, Frame::Delete(_) | Frame::End { .. }))
+            .chain([Frame::End { rows: 3 }])
+            .collect();
+        let (bytes, written) = write(&header, &frames);
+        assert_eq!(written.rows, 3);
+        let mut reader = PackageReader::open(&bytes[..]).unwrap();
+        assert_eq!(reader.header(), &header);
+        let mut read = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            read.push(frame);
+        }
+        assert_eq!(read, frames);
+        let summary = PackageReader::open(&bytes[..]).unwrap().verify().unwrap();
+        assert_eq!(
+            (summary.header, summary.upserts, summary.deletes),
+            (header, 3, 0)
+        );
+    }
+
+    /// An incremental package with upserts and deletes reads back as written.
+    #[test]
+    fn incremental_package_round_trips_upserts_and_deletes() {
+        let bytes = small_package();
+        assert_eq!(read_all(&bytes).unwrap(), small_frames());
+        let summary = PackageReader::open(&bytes[..]).unwrap().verify().unwrap();
+        assert_eq!((summary.upserts, summary.deletes), (3, 2));
+    }
+
+    /// Packages without rows, with or without tables in the header, are valid.
+    #[test]
+    fn empty_packages_round_trip_with_only_an_end_frame() {
+        let mut header = header(PackageKind::Full);
+        let (bytes, written) = write(&header, &[]);
+        assert_eq!(written.rows, 0);
+        assert_eq!(read_all(&bytes).unwrap(), [Frame::End { rows: 0 }]);
+        header.tables.clear();
+        let (bytes, _) = write(&header, &[]);
+        assert_eq!(read_all(&bytes).unwrap(), [Frame::End { rows: 0 }]);
+        let (bytes, _) = write(&header_with_item_only(), &[Frame::Table(0)]);
+        assert_eq!(
+            read_all(&bytes).unwrap(),
+            [Frame::Table(0), Frame::End { rows: 0 }]
+        );
+    }
+
+    fn header_with_item_only() -> crate::package::PackageHeader {
+        let mut header = header(PackageKind::Full);
+        header.tables.truncate(1);
+        header
+    }
+
+    /// After the End frame, every call returns Ok(None).
+    #[test]
+    fn reader_returns_none_forever_after_end() {
+        let bytes = small_package();
+        let mut reader = PackageReader::open(&bytes[..]).unwrap();
+        while reader.next_frame().unwrap().is_some() {}
+        for _ in 0..3 {
+            assert!(reader.next_frame().unwrap().is_none());
+        }
+    }
+
+    /// A file that does not start with the magic bytes is BadMagic.
+    #[test]
+    fn bad_magic_is_rejected() {
+        let mut bytes = small_package();
+        bytes[0] = b'X';
+        assert!(matches!(err_of(&bytes), PackageError::BadMagic));
+        assert!(matches!(err_of(b"PK\x03\x04"), PackageError::BadMagic));
+        assert!(matches!(
+            err_of(b"CDX"),
+            PackageError::Truncated { what: "magic" }
+        ));
+        assert!(matches!(
+            err_of(b""),
+            PackageError::Truncated { what: "magic" }
+        ));
+    }
+
+    /// A preamble with format version 2 is UnsupportedVersion.
+    #[test]
+    fn wrong_version_is_rejected() {
+        let mut bytes = small_package();
+        bytes[8] = 2;
+        assert!(matches!(
+            err_of(&bytes),
+            PackageError::UnsupportedVersion { found: 2 }
+        ));
+    }
+
+    /// A header length over 1 MiB is refused before anything is allocated.
+    #[test]
+    fn header_length_over_the_limit_is_rejected() {
+        let mut bytes = small_package();
+        bytes[10..14].copy_from_slice(&(MAX_HEADER + 1).to_le_bytes());
+        let err = err_of(&bytes);
+        assert!(
+            matches!(err, PackageError::HeaderTooLarge { len, max } if len == u64::from(MAX_HEADER) + 1 && max == u64::from(MAX_HEADER)),
+            "{err}"
+        );
+        bytes[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            err_of(&bytes),
+            PackageError::HeaderTooLarge { .. }
+        ));
+    }
+
+    /// Every strict prefix of a package is an error, mostly Truncated; never Ok(None).
+    #[test]
+    fn every_truncated_prefix_is_an_error() {
+        let bytes = small_package();
+        for len in 0..bytes.len() {
+            let err = err_of(&bytes[..len]);
+            assert!(
+                matches!(
+                    err,
+                    PackageError::Truncated { .. } | PackageError::Corrupt { .. }
+                ),
+                "prefix of {len} bytes: {err}"
+            );
+        }
+    }
+
+    /// A single flipped bit either fails the read or left the frames exactly as written.
+    ///
+    /// Some bits of the zstd envelope do not change the content (the frame
+    /// header's unused bit, the window size, padding in entropy tables): the
+    /// reader guarantees the content, the whole-file SHA-256 the file.
+    #[test]
+    fn every_single_bit_flip_is_caught_or_changes_nothing() {
+        let bytes = small_package();
+        for at in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[at] ^= 1 << bit;
+                if let Ok(frames) = read_all(&bad) {
+                    assert_eq!(frames, small_frames(), "byte {at} bit {bit}");
+                }
+            }
+        }
+    }
+
+    /// Replacing any one byte by its complement makes the read fail before Ok(None).
+    #[test]
+    fn every_flipped_byte_is_caught_before_the_end() {
+        let bytes = small_package();
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0xff;
+            if let Ok(frames) = read_all(&bad) {
+                panic!("byte {at} flipped, yet read {frames:?} and Ok(None)");
+            }
+        }
+    }
+
+    /// Bytes after the zstd frame are TrailingData, and only after all frames were checked.
+    #[test]
+    fn trailing_garbage_after_the_zstd_frame_is_rejected() {
+        let mut bytes = small_package();
+        bytes.push(0);
+        let mut reader = PackageReader::open(&bytes[..]).unwrap();
+        let mut frames = 0;
+        let err = loop {
+            match reader.next_frame() {
+                Ok(Some(_)) => frames += 1,
+                Ok(None) => panic!("Ok(None) despite trailing data"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, PackageError::TrailingData), "{err}");
+        assert_eq!(frames, small_frames().len() - 1, "End is not returned");
+        // A second zstd frame after the first one is trailing data too.
+        let mut twice = small_package();
+        twice.extend_from_slice(&zstd::encode_all(&b"more"[..], 3).unwrap());
+        assert!(matches!(err_of(&twice), PackageError::TrailingData));
+    }
+
+    /// Content after the checksum, inside the zstd frame, is TrailingData.
+    #[test]
+    fn content_after_the_checksum_is_rejected() {
+        let header = header(PackageKind::Incremental);
+        let body = raw_frames(&small_frames());
+        let content = raw_content(&header, &body);
+        let sum = sha2::Sha256::digest(&content);
+        let mut with_extra = body.clone();
+        with_extra.extend_from_slice(&sum);
+        with_extra.push(0);
+        // raw_package appends a checksum of its own: build this one by hand.
+        let plain = content.len() - body.len();
+        let mut file = content[..plain].to_vec();
+        file.extend_from_slice(&zstd::encode_all(&with_extra[..], 3).unwrap());
+        assert!(matches!(err_of(&file), PackageError::TrailingData));
+    }
+
+    /// A frame length prefix of 4 GiB is FrameTooLarge, nothing allocated.
+    #[test]
+    fn frame_with_a_huge_length_prefix_is_rejected() {
+        let header = header(PackageKind::Full);
+        let file = raw_package(&header, &u32::MAX.to_le_bytes(), None);
+        let err = err_of(&file);
+        assert!(
+            matches!(err, PackageError::FrameTooLarge { len, .. } if len == u64::from(u32::MAX)),
+            "{err}"
+        );
+        let mut body = (MAX_FRAME + 1).to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 64]);
+        let err = err_of(&raw_package(&header, &body, None));
+        assert!(matches!(err, PackageError::FrameTooLarge { .. }), "{err}");
+    }
+
+    /// A well-formed package whose stored SHA-256 is wrong is ChecksumMismatch, in hex.
+    #[test]
+    fn wrong_content_checksum_is_a_checksum_mismatch() {
+        let header = header(PackageKind::Incremental);
+        let body = raw_frames(&small_frames());
+        let good = raw_package(&header, &body, None);
+        assert_eq!(read_all(&good).unwrap(), small_frames());
+        let bad = raw_package(&header, &body, Some([7; 32]));
+        match err_of(&bad) {
+            PackageError::ChecksumMismatch { expected, actual } => {
+                assert_eq!(expected, "07".repeat(32));
+                let sum = sha2::Sha256::digest(raw_content(&header, &body));
+                assert_eq!(actual, hex::encode(sum));
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    /// Garbage where the zstd frame should be is Corrupt, not a panic.
+    #[test]
+    fn corrupt_zstd_data_is_reported_as_corrupt() {
+        let header = header(PackageKind::Full);
+        let header_bytes = encode_header(&header).unwrap();
+        let mut file = preamble(1, header_bytes.len() as u32).to_vec();
+        file.extend_from_slice(&header_bytes);
+        file.extend_from_slice(b"this is not zstd at all");
+        let err = err_of(&file);
+        assert!(matches!(err, PackageError::Corrupt { .. }), "{err}");
+    }
+
+    /// After an error, the reader keeps failing: it never returns Ok(None).
+    #[test]
+    fn reader_after_an_error_never_returns_none() {
+        let mut bytes = small_package();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let mut reader = PackageReader::open(&bytes[..]).unwrap();
+        while reader.next_frame().is_ok() {}
+        assert!(matches!(
+            reader.next_frame(),
+            Err(PackageError::AlreadyFailed)
+        ));
+    }
+
+    /// An input error surfaces as Io, not as corrupt data.
+    #[test]
+    fn input_errors_are_io_errors() {
+        struct Failing<'a>(&'a [u8]);
+        impl Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = self.0.read(buf)?;
+                Ok(n)
+            }
+        }
+        let bytes = small_package();
+        let half = &bytes[..bytes.len() / 2 + 40];
+        let result = PackageReader::open(Failing(half)).and_then(|r| r.verify());
+        assert!(matches!(result, Err(PackageError::Io(_))), "{result:?}");
+    }
+
+    /// The reader checks frames against the header, as the writer does.
+    #[test]
+    fn reader_rejects_frames_that_break_the_rules() {
+        let text = |s: &str| Value::Text(s.into());
+        let full = header(PackageKind::Full);
+        let incremental = header(PackageKind::Incremental);
+        let cases: Vec<(&PackageHeader, Vec<Frame>, &str)> = vec![
+            (
+                &full,
+                vec![Frame::Upsert(item("A", 1.0))],
+                "Upsert before any Table",
+            ),
+            (&full, vec![Frame::Table(2)], "the header lists 2 tables"),
+            (
+                &full,
+                vec![Frame::Table(0), Frame::Table(0)],
+                "a second time",
+            ),
+            (
+                &full,
+                vec![Frame::Table(0), Frame::Upsert(vec![text("A")])],
+                "1 values",
+            ),
+            (
+                &full,
+                vec![
+                    Frame::Table(1),
+                    Frame::Upsert(vec![text("A"), text("x"), Value::Real(1.0)]),
+                ],
+                "column `Store`",
+            ),
+            (
+                &full,
+                vec![Frame::Table(0), Frame::Delete(vec![text("A")])],
+                "Full package",
+            ),
+            (
+                &incremental,
+                vec![Frame::Table(1), Frame::Delete(vec![text("A"), Value::Null])],
+                "key column `Store`",
+            ),
+            (
+                &incremental,
+                vec![Frame::Table(1), Frame::Delete(vec![text("A")])],
+                "the key has 2",
+            ),
+            (
+                &full,
+                vec![
+                    Frame::Table(0),
+                    Frame::Upsert(item("A", 1.0)),
+                    Frame::End { rows: 2 },
+                ],
+                "End says 2",
+            ),
+        ];
+        for (header, mut frames, needle) in cases {
+            if !matches!(frames.last(), Some(Frame::End { .. })) {
+                frames.push(Frame::End { rows: 0 });
+            }
+            let file = raw_package(header, &raw_frames(&frames), None);
+            let err = err_of(&file);
+            assert!(
+                matches!(err, PackageError::InvalidFrame { .. })
+                    && err.to_string().contains(needle),
+                "{frames:?}: {err}"
+            );
+        }
+    }
+
+    /// A header the writer would refuse is refused by the reader too.
+    #[test]
+    fn reader_rejects_an_invalid_header() {
+        let mut header = header(PackageKind::Full);
+        header.tables[1].name = "cdx_applied_packages".into();
+        let file = raw_package(&header, &raw_frames(&[Frame::End { rows: 0 }]), None);
+        let err = err_of(&file);
+        assert!(
+            matches!(err, PackageError::InvalidHeader(ref m) if m.contains("cdx_")),
+            "{err}"
+        );
+    }
+
+    /// The reader works over `Box<dyn Read + Send>`, and is `Send` itself.
+    #[test]
+    fn reader_over_a_boxed_source_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let bytes = small_package();
+        let source: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes));
+        let reader = PackageReader::open(source).unwrap();
+        assert_send(&reader);
+        assert_eq!(reader.verify().unwrap().upserts, 3);
+    }
+
+    /// A `Write` sending chunks over a bounded channel: the package is never whole in memory.
+    struct ChunkWriter {
+        tx: mpsc::SyncSender<Vec<u8>>,
+        bytes: u64,
+    }
+
+    impl Write for ChunkWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.bytes += buf.len() as u64;
+            self.tx.send(buf.to_vec()).map_err(io::Error::other)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct ChunkReader {
+        rx: mpsc::Receiver<Vec<u8>>,
+        chunk: io::Cursor<Vec<u8>>,
+    }
+
+    impl Read for ChunkReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            loop {
+                let n = self.chunk.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                match self.rx.recv() {
+                    Ok(chunk) => self.chunk = io::Cursor::new(chunk),
+                    Err(_) => return Ok(0),
+                }
+            }
+        }
+    }
+
+    /// 200k rows stream from writer to reader through a 4-chunk channel, never collected.
+    #[test]
+    fn two_hundred_thousand_rows_stream_through_without_collecting() {
+        const ROWS: u64 = 200_000;
+        let (tx, rx) = mpsc::sync_channel(4);
+        let header = header(PackageKind::Full);
+        let writer_header = header.clone();
+        let writer = std::thread::spawn(move || {
+            let sink = ChunkWriter { tx, bytes: 0 };
+            let mut w = PackageWriter::new(sink, &writer_header).unwrap();
+            w.table(1).unwrap();
+            let mut row = vec![
+                Value::Text(String::new()),
+                Value::Integer(0),
+                Value::Real(0.0),
+            ];
+            for i in 0..ROWS {
+                row[0] = Value::Text(format!("ITEM{i:08}"));
+                row[1] = Value::Integer(i as i64 % 97);
+                row[2] = Value::Real(i as f64 / 4.0);
+                w.upsert(&row).unwrap();
+            }
+            let (sink, written) = w.finish().unwrap();
+            assert_eq!(sink.bytes, written.bytes);
+            written
+        });
+        let source = ChunkReader {
+            rx,
+            chunk: io::Cursor::new(Vec::new()),
+        };
+        let mut reader = PackageReader::open(source).unwrap();
+        let (mut upserts, mut last) = (0u64, None);
+        while let Some(frame) = reader.next_frame().unwrap() {
+            match frame {
+                Frame::Upsert(row) => {
+                    upserts += 1;
+                    last = Some(row);
+                }
+                Frame::Table(1) => {}
+                Frame::End { rows } => assert_eq!(rows, ROWS),
+                other => panic!("{other:?}"),
+            }
+        }
+        let written = writer.join().unwrap();
+        assert_eq!((upserts, written.rows), (ROWS, ROWS));
+        let last = last.unwrap();
+        assert_eq!(last[0], Value::Text(format!("ITEM{:08}", ROWS - 1)));
+        assert_eq!(reader.header(), &header);
     }
 }

@@ -1,1 +1,113 @@
-fn main(){}
+//! `cdx-client`: the Commerce Data Exchange agent installed at each store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use cdx::config::{Config, LogFormat};
+use cdx_actors::{channel_db_factory, demo, Agent};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cdx-client", version, about = "The store's Commerce Data Exchange agent: \
+    downloads packages from headquarters into the channel database and uploads sales.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent until SIGINT or SIGTERM, then finish the work in hand and exit 0.
+    Run {
+        /// The configuration file (see config.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check the configuration, the server (credentials included) and the channel database.
+    TestConnection {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the whole system on embedded defaults: a headquarters server with a
+    /// generated retail data set, this agent with a SQLite channel database,
+    /// and a point-of-sale simulator selling at the store.
+    Demo(demo::DemoOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::TestConnection { config } => test_connection(&config),
+        Command::Demo(options) => {
+            init_logging("warn", LogFormat::Text);
+            demo::run(options)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cdx-client: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    init_logging(&config.log_level, config.log_format);
+    let open_db = channel_db_factory(&config);
+    actix_rt::System::new().block_on(async move {
+        let agent = Agent::start(config, open_db).await?;
+        if let Some(addr) = agent.status_addr {
+            tracing::info!("status at http://{addr}/status");
+        }
+        wait_for_signal().await;
+        agent.shutdown().await;
+        Ok(())
+    })
+}
+
+fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    println!("config {}: ok", path.display());
+    let open_db = channel_db_factory(&config);
+    let mut db = open_db().context("channel database")?;
+    let group_probe = db.applied_packages("");
+    group_probe.context("channel database: reading applied packages")?;
+    println!("channel database: ok");
+    actix_rt::System::new().block_on(async {
+        let hq = cdx_actors::hq::HqClient::new(&config.server)?;
+        let ping = hq.ping().await.context("server")?;
+        println!(
+            "server {}: ok (channel database {} in data group {})",
+            config.server.url, ping.channel_id, ping.data_group
+        );
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

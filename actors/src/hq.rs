@@ -1,0 +1,172 @@
+//! The agent's side of the protocol: one typed call per route of
+//! `docs/protocol.md`.
+//!
+//! A reqwest `Client` is bound to the runtime that built it, so an
+//! `HqClient` is built on the arbiter whose actors use it, never shared
+//! across runtimes.
+
+use std::time::Duration;
+
+use cdx::config::{Secret, ServerConfig};
+use cdx::protocol::{
+    self, ErrorBody, HighWater, PackageList, Ping, StatusReport, UploadAck, UploadBatch,
+};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use thiserror::Error;
+use uuid::Uuid;
+
+#[derive(Debug, Error)]
+pub enum HqError {
+    #[error("cannot reach the server at {url}: {source}")]
+    Connect { url: String, source: reqwest::Error },
+    #[error("the server at {url} did not answer in time")]
+    Timeout { url: String },
+    #[error("the server refused the channel database's credentials: {message}")]
+    Unauthorized { message: String },
+    #[error("{url}: HTTP {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+}
+
+impl HqError {
+    fn from_reqwest(url: &str, source: reqwest::Error) -> Self {
+        let url = url.to_string();
+        if source.is_timeout() {
+            Self::Timeout { url }
+        } else if source.is_connect() {
+            Self::Connect { url, source }
+        } else {
+            Self::Transport { url, source }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HqClient {
+    http: reqwest::Client,
+    base: String,
+    channel_id: String,
+    secret: Secret,
+    request_timeout: Duration,
+}
+
+impl HqClient {
+    pub fn new(config: &ServerConfig) -> Result<Self, HqError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.request_timeout)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|source| HqError::Transport {
+                url: config.url.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base: config.url.clone(),
+            channel_id: config.channel_id.clone(),
+            secret: config.secret.clone(),
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the channel's credentials and no total deadline
+    /// (package bodies may take long; reads are bounded by `read_timeout`).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth(&self.channel_id, Some(self.secret.expose()))
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.request(method, path).timeout(self.request_timeout)
+    }
+
+    /// Sends and maps any non-2xx answer to an error carrying the server's message.
+    pub async fn send(&self, path: &str, req: RequestBuilder) -> Result<Response, HqError> {
+        let url = self.url(path);
+        let resp = req.send().await.map_err(|e| HqError::from_reqwest(&url, e))?;
+        check(&url, resp).await
+    }
+
+    pub async fn ping(&self) -> Result<Ping, HqError> {
+        let resp = self
+            .send(protocol::PING, self.api(reqwest::Method::GET, protocol::PING))
+            .await?;
+        json(protocol::PING, resp).await
+    }
+
+    /// Packages after `after`, held by the server up to `wait` if none yet.
+    pub async fn packages(&self, after: u64, wait: Duration) -> Result<PackageList, HqError> {
+        let wait_ms = wait.as_millis() as u64;
+        let req = self
+            .request(reqwest::Method::GET, protocol::PACKAGES)
+            .query(&[("after", after), ("wait_ms", wait_ms)])
+            .timeout(self.request_timeout + wait);
+        let resp = self.send(protocol::PACKAGES, req).await?;
+        json(protocol::PACKAGES, resp).await
+    }
+
+    pub async fn report(&self, report: &StatusReport) -> Result<(), HqError> {
+        let req = self.api(reqwest::Method::POST, protocol::STATUS).json(report);
+        self.send(protocol::STATUS, req).await.map(drop)
+    }
+
+    /// Sends a batch; returns the server's acknowledgement and the body's size.
+    pub async fn upload(&self, batch: &UploadBatch) -> Result<(UploadAck, u64), HqError> {
+        let body = serde_json::to_vec(batch).expect("an upload batch always serializes");
+        let bytes = body.len() as u64;
+        let req = self
+            .api(reqwest::Method::POST, protocol::UPLOADS)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let resp = self.send(protocol::UPLOADS, req).await?;
+        Ok((json(protocol::UPLOADS, resp).await?, bytes))
+    }
+
+    pub async fn high_water(&self) -> Result<HighWater, HqError> {
+        let req = self.api(reqwest::Method::GET, protocol::HIGH_WATER);
+        let resp = self.send(protocol::HIGH_WATER, req).await?;
+        json(protocol::HIGH_WATER, resp).await
+    }
+
+    pub fn content_path(id: Uuid) -> String {
+        protocol::package_content_path(id)
+    }
+}
+
+async fn check(url: &str, resp: Response) -> Result<Response, HqError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&body)
+        .map(|b| b.error)
+        .unwrap_or(body);
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(HqError::Unauthorized { message });
+    }
+    Err(HqError::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        message,
+    })
+}
+
+async fn json<T: serde::de::DeserializeOwned>(path: &str, resp: Response) -> Result<T, HqError> {
+    let url = resp.url().to_string();
+    resp.json().await.map_err(|source| HqError::Transport {
+        url: if url.is_empty() { path.into() } else { url },
+        source,
+    })
+}

@@ -1,0 +1,197 @@
+//! The journal actor: the only writer of the message database.
+//!
+//! It runs on a `SyncArbiter` thread of its own, so sled's blocking calls
+//! never stall the network actors. Every saved session is also passed to
+//! the reporter, which tells the server: each status change reaches
+//! headquarters from this one place.
+
+mod model;
+mod store;
+
+use actix::prelude::*;
+pub use model::{DownloadSession, PackageRef, Transition, UploadSession};
+pub use store::{JournalError, JournalStore};
+
+use crate::error::ActorError;
+use crate::reporter::Report;
+use crate::supervisor::{guard, Supervision};
+
+const NAME: &str = "journal";
+
+pub struct Journal {
+    store: JournalStore,
+    reporter: Option<Recipient<Report>>,
+    supervision: Supervision,
+}
+
+impl Journal {
+    /// Starts the journal on its own thread. `store` is opened once by the
+    /// caller (sled allows one open per process) and shared by restarts.
+    pub fn start(
+        store: JournalStore,
+        reporter: Option<Recipient<Report>>,
+        supervision: &Supervision,
+    ) -> Addr<Self> {
+        let sup = supervision.clone();
+        let factory = supervision.counting_factory(NAME, move || Journal {
+            store: store.clone(),
+            reporter: reporter.clone(),
+            supervision: sup.clone(),
+        });
+        let addr = SyncArbiter::start(1, factory);
+        let watched = addr.clone();
+        supervision.watch(NAME, move || watched.connected());
+        addr
+    }
+
+    fn report(&self, report: cdx::protocol::StatusReport) {
+        if let Some(r) = &self.reporter {
+            r.do_send(Report(report));
+        }
+    }
+}
+
+impl Actor for Journal {
+    type Context = SyncContext<Self>;
+}
+
+/// Stores a download session's current state (durably when `flush`).
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct SaveDownload {
+    pub session: DownloadSession,
+    pub flush: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct SaveUpload {
+    pub session: UploadSession,
+    pub flush: bool,
+}
+
+/// Every download session not yet Applied or Canceled, oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<DownloadSession>, ActorError>")]
+pub struct OpenDownloads;
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<UploadSession>, ActorError>")]
+pub struct OpenUploads;
+
+/// The newest sessions of each direction, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<DownloadSession>, Vec<UploadSession>), ActorError>")]
+pub struct Recent {
+    pub limit: usize,
+}
+
+/// Makes every write so far durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct Flush;
+
+/// Removes finished sessions older than `before_ms`.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ActorError>")]
+pub struct Prune {
+    pub before_ms: i64,
+}
+
+impl Handler<SaveDownload> for Journal {
+    type Result = Result<(), ActorError>;
+    fn handle(&mut self, msg: SaveDownload, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            store.put_download(&msg.session)?;
+            if msg.flush {
+                store.flush()?;
+            }
+            Ok(())
+        })?;
+        self.report(msg.session.report());
+        Ok(())
+    }
+}
+
+impl Handler<SaveUpload> for Journal {
+    type Result = Result<(), ActorError>;
+    fn handle(&mut self, msg: SaveUpload, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            store.put_upload(&msg.session)?;
+            if msg.flush {
+                store.flush()?;
+            }
+            Ok(())
+        })?;
+        self.report(msg.session.report());
+        Ok(())
+    }
+}
+
+impl Handler<OpenDownloads> for Journal {
+    type Result = Result<Vec<DownloadSession>, ActorError>;
+    fn handle(&mut self, _: OpenDownloads, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            let mut open = Vec::new();
+            for s in store.downloads() {
+                let s = s?;
+                if !s.status.is_final() {
+                    open.push(s);
+                }
+            }
+            open.reverse();
+            Ok(open)
+        })
+    }
+}
+
+impl Handler<OpenUploads> for Journal {
+    type Result = Result<Vec<UploadSession>, ActorError>;
+    fn handle(&mut self, _: OpenUploads, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            let mut open = Vec::new();
+            for s in store.uploads() {
+                let s = s?;
+                if !s.status.is_final() {
+                    open.push(s);
+                }
+            }
+            open.reverse();
+            Ok(open)
+        })
+    }
+}
+
+impl Handler<Recent> for Journal {
+    type Result = Result<(Vec<DownloadSession>, Vec<UploadSession>), ActorError>;
+    fn handle(&mut self, msg: Recent, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            let downloads = store.downloads().take(msg.limit).collect::<Result<_, _>>()?;
+            let uploads = store.uploads().take(msg.limit).collect::<Result<_, _>>()?;
+            Ok((downloads, uploads))
+        })
+    }
+}
+
+impl Handler<Flush> for Journal {
+    type Result = Result<(), ActorError>;
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || Ok(store.flush()?))
+    }
+}
+
+impl Handler<Prune> for Journal {
+    type Result = Result<usize, ActorError>;
+    fn handle(&mut self, msg: Prune, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            Ok(store.prune(msg.before_ms)?)
+        })
+    }
+}

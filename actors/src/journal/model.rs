@@ -1,0 +1,185 @@
+//! What the message database holds: download and upload sessions.
+
+use cdx::package::PackageKind;
+use cdx::protocol::{now_ms, PackageInfo, StatusReport};
+use cdx::status::{Direction, DownloadStatus, UploadStatus};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Transitions kept per session; older ones are dropped first.
+const MAX_HISTORY: usize = 64;
+
+/// One status change of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub status: String,
+    pub at_ms: i64,
+    pub message: Option<String>,
+}
+
+/// The package a download session moves, as the server listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub id: Uuid,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: PackageKind,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+impl From<&PackageInfo> for PackageRef {
+    fn from(p: &PackageInfo) -> Self {
+        Self {
+            id: p.id,
+            job: p.job.clone(),
+            sequence: p.sequence,
+            kind: p.kind,
+            bytes: p.bytes,
+            sha256: p.sha256.clone(),
+            rows: p.rows,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadSession {
+    pub id: Uuid,
+    pub package: PackageRef,
+    pub status: DownloadStatus,
+    /// Tries of the current stage that failed, in all.
+    pub attempts: u32,
+    pub bytes_done: u64,
+    pub rows_applied: u64,
+    pub last_error: Option<String>,
+    pub history: Vec<Transition>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub id: Uuid,
+    /// The batch's idempotency key at the server; kept across re-sends.
+    pub upload_id: Uuid,
+    pub table: String,
+    pub first_counter: i64,
+    pub last_counter: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub status: UploadStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub history: Vec<Transition>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+fn push_history(history: &mut Vec<Transition>, status: String, message: Option<String>) {
+    if history.len() == MAX_HISTORY {
+        history.remove(0);
+    }
+    history.push(Transition {
+        status,
+        at_ms: now_ms(),
+        message,
+    });
+}
+
+impl DownloadSession {
+    pub fn new(package: PackageRef, status: DownloadStatus, message: Option<String>) -> Self {
+        let now = now_ms();
+        let mut s = Self {
+            id: Uuid::now_v7(),
+            package,
+            status,
+            attempts: 0,
+            bytes_done: 0,
+            rows_applied: 0,
+            last_error: None,
+            history: Vec::new(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        push_history(&mut s.history, format!("{status:?}"), message);
+        s
+    }
+
+    /// Moves to `status`; a failure status counts a try and keeps its error.
+    pub fn transition(&mut self, status: DownloadStatus, message: Option<String>) {
+        if matches!(
+            status,
+            DownloadStatus::DownloadFailed | DownloadStatus::ApplyFailed
+        ) {
+            self.attempts += 1;
+            self.last_error = message.clone();
+        }
+        self.status = status;
+        self.updated_at_ms = now_ms();
+        push_history(&mut self.history, format!("{status:?}"), message);
+    }
+
+    pub fn report(&self) -> StatusReport {
+        StatusReport {
+            session_id: self.id,
+            direction: Direction::Download,
+            subject_id: self.package.id,
+            job: self.package.job.clone(),
+            status: format!("{:?}", self.status),
+            message: self.history.last().and_then(|t| t.message.clone()),
+            bytes: self.bytes_done,
+            rows: self.rows_applied,
+            attempt: self.attempts,
+            at_ms: self.updated_at_ms,
+        }
+    }
+}
+
+impl UploadSession {
+    pub fn new(table: &str, first_counter: i64, last_counter: i64, rows: u64) -> Self {
+        let now = now_ms();
+        let mut s = Self {
+            id: Uuid::now_v7(),
+            upload_id: Uuid::now_v7(),
+            table: table.to_string(),
+            first_counter,
+            last_counter,
+            rows,
+            bytes: 0,
+            status: UploadStatus::Started,
+            attempts: 0,
+            last_error: None,
+            history: Vec::new(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        push_history(&mut s.history, "Started".into(), None);
+        s
+    }
+
+    pub fn transition(&mut self, status: UploadStatus, message: Option<String>) {
+        if matches!(status, UploadStatus::UploadFailed | UploadStatus::ApplyFailed) {
+            self.attempts += 1;
+            self.last_error = message.clone();
+        }
+        self.status = status;
+        self.updated_at_ms = now_ms();
+        push_history(&mut self.history, format!("{status:?}"), message);
+    }
+
+    pub fn report(&self) -> StatusReport {
+        StatusReport {
+            session_id: self.id,
+            direction: Direction::Upload,
+            subject_id: self.upload_id,
+            job: self.table.clone(),
+            status: format!("{:?}", self.status),
+            message: self.history.last().and_then(|t| t.message.clone()),
+            bytes: self.bytes,
+            rows: self.rows,
+            attempt: self.attempts,
+            at_ms: self.updated_at_ms,
+        }
+    }
+}

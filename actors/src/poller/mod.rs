@@ -1,0 +1,119 @@
+//! The poller asks the server which packages are new for this channel, in
+//! publication order, and carries each through download and apply before
+//! the next: packages of a channel apply in order, and a failed one is
+//! retried, then suspends the ones after it, never skipped silently.
+//!
+//! While idle it keeps a long poll open, so a package published at
+//! headquarters is applied within a second; the scheduler's interval is
+//! the backstop after errors or with long polling off.
+
+mod pipeline;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+pub use pipeline::Pipeline;
+use pipeline::PassOutcome;
+
+use crate::supervisor::Supervision;
+
+const NAME: &str = "poller";
+
+/// Poll now (from the scheduler, or from the poller itself to keep draining).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PollNow;
+
+/// An operator releases the suspended package: it is tried again. Answers
+/// with the package, or `None` if nothing was suspended.
+#[derive(Message)]
+#[rtype(result = "Option<Uuid>")]
+pub struct Resume;
+
+pub struct Poller {
+    pipeline: Pipeline,
+    busy: bool,
+    resume_requested: bool,
+    supervision: Supervision,
+}
+
+impl Poller {
+    pub fn start(pipeline: Pipeline, supervision: &Supervision) -> Addr<Self> {
+        let supervision = supervision.clone();
+        Supervisor::start(move |_| Poller {
+            pipeline,
+            busy: false,
+            resume_requested: false,
+            supervision,
+        })
+    }
+}
+
+impl Actor for Poller {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // A restart dropped the pass in flight; the journal holds its state.
+        self.busy = false;
+        ctx.notify(PollNow);
+    }
+}
+
+impl Supervised for Poller {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.supervision.restarted(NAME);
+    }
+}
+
+impl Handler<PollNow> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: PollNow, ctx: &mut Self::Context) {
+        if self.busy || self.pipeline.shutdown.is_triggered() {
+            return;
+        }
+        self.busy = true;
+        let resume = std::mem::take(&mut self.resume_requested);
+        let pipeline = self.pipeline.clone();
+        let pass = async move { pipeline.pass(resume).await };
+        ctx.spawn(pass.into_actor(self).map(|outcome, act, ctx| {
+            act.busy = false;
+            match outcome {
+                // More may be waiting (or a long poll just ended): go on at once.
+                PassOutcome::Progressed | PassOutcome::Idle => ctx.notify(PollNow),
+                // Wait for the scheduler's next tick.
+                PassOutcome::Failed | PassOutcome::Suspended | PassOutcome::Stopped => {}
+            }
+        }));
+    }
+}
+
+impl Handler<Resume> for Poller {
+    type Result = ResponseActFuture<Self, Option<Uuid>>;
+
+    fn handle(&mut self, _: Resume, _: &mut Self::Context) -> Self::Result {
+        let pipeline = self.pipeline.clone();
+        Box::pin(
+            async move { pipeline.suspended_package().await }
+                .into_actor(self)
+                .map(|package, act, ctx| {
+                    if package.is_some() {
+                        act.resume_requested = true;
+                        ctx.notify(PollNow);
+                    }
+                    package
+                }),
+        )
+    }
+}
+
+/// Whether a pass is in hand (shutdown waits for it).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsBusy;
+
+impl Handler<IsBusy> for Poller {
+    type Result = bool;
+    fn handle(&mut self, _: IsBusy, _: &mut Self::Context) -> bool {
+        self.busy
+    }
+}

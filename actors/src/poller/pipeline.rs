@@ -1,0 +1,312 @@
+//! One pass of the download pipeline: list, then download and apply each
+//! package in order, recording every step in the journal.
+
+use std::time::Duration;
+
+use actix::Addr;
+use cdx::channel_db::ApplyOutcome;
+use cdx::config::DownloadConfig;
+use cdx::protocol::PackageInfo;
+use cdx::retry::{RetryDecision, RetryPolicy};
+use cdx::status::DownloadStatus;
+use uuid::Uuid;
+
+use crate::applier::{Applier, Apply, LastApplied};
+use crate::downloader::{Downloader, Fetch};
+use crate::error::ActorError;
+use crate::hq::HqClient;
+use crate::journal::{DownloadSession, Journal, OpenDownloads, PackageRef, SaveDownload};
+use crate::shutdown::Shutdown;
+use crate::status::{Status, StatusEvent};
+use crate::transfer::Downloaded;
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOutcome {
+    /// Packages were applied; there may be more.
+    Progressed,
+    /// Nothing new (a long poll ended empty).
+    Idle,
+    /// The server or the channel database could not be reached.
+    Failed,
+    /// A package used up its tries; an operator must resume it.
+    Suspended,
+    Stopped,
+}
+
+/// Everything a pass needs; cheap to clone into the pass's future.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub hq: HqClient,
+    pub journal: Addr<Journal>,
+    pub downloader: Addr<Downloader>,
+    pub applier: Addr<Applier>,
+    pub status: Addr<Status>,
+    pub config: DownloadConfig,
+    pub retry: RetryPolicy,
+    pub shutdown: Shutdown,
+    /// Where packages are downloaded to: `<working folder>/downloads`.
+    pub downloads_dir: std::path::PathBuf,
+}
+
+/// What became of one package.
+enum Carried {
+    Applied,
+    Suspended,
+    Stopped,
+}
+
+impl Pipeline {
+    pub async fn pass(&self, resume: bool) -> PassOutcome {
+        match self.try_pass(resume).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(error = %e, "poll failed; retrying at the next interval");
+                self.status.do_send(StatusEvent::PollFailed {
+                    error: e.to_string(),
+                });
+                PassOutcome::Failed
+            }
+        }
+    }
+
+    async fn try_pass(&self, resume: bool) -> Result<PassOutcome, ActorError> {
+        let open = self.journal.send(OpenDownloads).await??;
+        if let Some(gate) = open.iter().find(|s| s.status == DownloadStatus::Suspended) {
+            if !resume {
+                self.report_suspended(gate);
+                return Ok(PassOutcome::Suspended);
+            }
+            let mut released = gate.clone();
+            released.attempts = 0;
+            released.transition(DownloadStatus::Requested, Some("resumed by an operator".into()));
+            self.save(&released, true).await?;
+            self.status.do_send(StatusEvent::Suspended {
+                package_id: None,
+                reason: None,
+            });
+        }
+        let ping = self.hq.ping().await?;
+        let last_applied = self
+            .applier
+            .send(LastApplied {
+                data_group: ping.data_group.clone(),
+            })
+            .await??;
+        let wait = if open.is_empty() {
+            self.config.long_poll
+        } else {
+            Duration::ZERO
+        };
+        let list = self.hq.packages(last_applied, wait).await?;
+        self.status.do_send(StatusEvent::Polled {
+            data_group: list.data_group.clone(),
+            listed: list.packages.len(),
+            last_applied,
+        });
+        if list.packages.is_empty() {
+            return Ok(PassOutcome::Idle);
+        }
+        let open = self.settle_applied(last_applied).await?;
+        let mut expected = last_applied + 1;
+        for info in &list.packages {
+            if info.sequence != expected {
+                return Err(ActorError::SequenceGap {
+                    expected,
+                    listed: info.sequence,
+                });
+            }
+            expected += 1;
+            let session = match open.iter().find(|s| s.package.id == info.id) {
+                Some(s) => s.clone(),
+                None => self.new_session(info).await?,
+            };
+            match self.carry(session).await? {
+                Carried::Applied => {}
+                Carried::Suspended => return Ok(PassOutcome::Suspended),
+                Carried::Stopped => return Ok(PassOutcome::Stopped),
+            }
+        }
+        Ok(PassOutcome::Progressed)
+    }
+
+    /// Closes sessions whose package the channel database already holds
+    /// (the agent stopped between the commit and the journal's record), and
+    /// returns the sessions still open.
+    async fn settle_applied(&self, last_applied: u64) -> Result<Vec<DownloadSession>, ActorError> {
+        let mut open = self.journal.send(OpenDownloads).await??;
+        for s in open.iter_mut().filter(|s| s.package.sequence <= last_applied) {
+            s.transition(
+                DownloadStatus::Applied,
+                Some("recovered: the channel database had applied it".into()),
+            );
+            self.save(s, false).await?;
+        }
+        open.retain(|s| s.package.sequence > last_applied);
+        Ok(open)
+    }
+
+    async fn new_session(&self, info: &PackageInfo) -> Result<DownloadSession, ActorError> {
+        let s = DownloadSession::new(PackageRef::from(info), DownloadStatus::Available, None);
+        self.save(&s, false).await?;
+        Ok(s)
+    }
+
+    /// Downloads and applies one package, retrying each stage per policy.
+    async fn carry(&self, mut session: DownloadSession) -> Result<Carried, ActorError> {
+        let mut failures = 0u32;
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(Carried::Stopped);
+            }
+            let step = match session.status {
+                DownloadStatus::Downloaded | DownloadStatus::ApplyFailed => {
+                    self.apply(&mut session).await
+                }
+                DownloadStatus::Applied => return Ok(Carried::Applied),
+                _ => self.download(&mut session).await.map(|progressed| {
+                    if progressed {
+                        failures = 0;
+                    }
+                }),
+            };
+            let Err(e) = step else { continue };
+            if matches!(e, ActorError::ShuttingDown) {
+                return Ok(Carried::Stopped);
+            }
+            failures += 1;
+            match self.retry.after_failure(failures, rand::random()) {
+                RetryDecision::RetryAfter(delay) => {
+                    tracing::warn!(package = %session.package.id, error = %e,
+                        retry_in_ms = delay.as_millis() as u64, "stage failed; will retry");
+                    if !self.shutdown.sleep(delay).await {
+                        return Ok(Carried::Stopped);
+                    }
+                }
+                RetryDecision::GiveUp => {
+                    self.give_up(session, &e).await?;
+                    return Ok(Carried::Suspended);
+                }
+            }
+        }
+    }
+
+    /// Returns whether the try moved bytes (a resumed transfer that
+    /// progressed does not count against the try count).
+    async fn download(&self, session: &mut DownloadSession) -> Result<bool, ActorError> {
+        session.transition(DownloadStatus::Requested, None);
+        self.save(session, false).await?;
+        self.activity(Some(format!("downloading package {}", session.package.id)));
+        let result = self
+            .downloader
+            .send(Fetch {
+                package: session.package.clone(),
+            })
+            .await
+            .map_err(ActorError::from)
+            .and_then(|r| r);
+        self.activity(None);
+        match result {
+            Ok(Downloaded { bytes, .. }) => {
+                session.bytes_done = bytes;
+                session.transition(DownloadStatus::Downloaded, None);
+                self.save(session, true).await?;
+                Ok(true)
+            }
+            Err(ActorError::Transfer(crate::transfer::TransferError::Interrupted { .. })) => {
+                Err(ActorError::ShuttingDown)
+            }
+            Err(e) => {
+                session.transition(DownloadStatus::DownloadFailed, Some(e.to_string()));
+                self.save(session, false).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply(&self, session: &mut DownloadSession) -> Result<(), ActorError> {
+        self.activity(Some(format!("applying package {}", session.package.id)));
+        let path = crate::transfer::package_path(&self.downloads_dir, session.package.id);
+        let result = self
+            .applier
+            .send(Apply {
+                package: session.package.clone(),
+                path: path.clone(),
+            })
+            .await
+            .map_err(ActorError::from)
+            .and_then(|r| r);
+        self.activity(None);
+        match result {
+            Ok(outcome) => {
+                let message = match &outcome {
+                    ApplyOutcome::Applied(r) => {
+                        session.rows_applied = r.upserts + r.deletes;
+                        None
+                    }
+                    ApplyOutcome::AlreadyApplied => {
+                        Some("the channel database already had this package".to_string())
+                    }
+                };
+                session.transition(DownloadStatus::Applied, message);
+                self.save(session, true).await?;
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok(())
+            }
+            Err(e) => {
+                session.transition(DownloadStatus::ApplyFailed, Some(e.to_string()));
+                self.save(session, false).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The try count is spent: the session is Canceled with its last error,
+    /// and a new session for the same package waits Suspended for an operator.
+    async fn give_up(&self, mut session: DownloadSession, e: &ActorError) -> Result<(), ActorError> {
+        tracing::error!(package = %session.package.id, error = %e,
+            "package failed its last try; later packages wait until an operator resumes it");
+        session.transition(DownloadStatus::Canceled, Some(format!("tried too many times: {e}")));
+        self.save(&session, true).await?;
+        let gate = DownloadSession::new(
+            session.package.clone(),
+            DownloadStatus::Suspended,
+            Some(format!("previous session {} was canceled: {e}", session.id)),
+        );
+        self.save(&gate, true).await?;
+        self.report_suspended(&gate);
+        Ok(())
+    }
+
+    /// The package a suspended session holds, if any.
+    pub async fn suspended_package(&self) -> Option<Uuid> {
+        let open = self.journal.send(OpenDownloads).await.ok()?.ok()?;
+        open.iter()
+            .find(|s| s.status == DownloadStatus::Suspended)
+            .map(|s| s.package.id)
+    }
+
+    fn report_suspended(&self, gate: &DownloadSession) {
+        self.status.do_send(StatusEvent::Suspended {
+            package_id: Some(gate.package.id),
+            reason: gate.history.last().and_then(|t| t.message.clone()),
+        });
+    }
+
+    async fn save(&self, session: &DownloadSession, flush: bool) -> Result<(), ActorError> {
+        self.journal
+            .send(SaveDownload {
+                session: session.clone(),
+                flush,
+            })
+            .await?
+    }
+
+    fn activity(&self, doing: Option<String>) {
+        self.status.do_send(StatusEvent::Activity {
+            actor: "poller",
+            doing,
+        });
+    }
+
+}

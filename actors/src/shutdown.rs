@@ -1,0 +1,44 @@
+//! Graceful shutdown as a small shared type: a flag that stops new work
+//! and wakes every sleeping retry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// The flag, for code that checks it between steps.
+    pub fn flag(&self) -> &AtomicBool {
+        &self.flag
+    }
+
+    /// Sleeps for `d`, or less if shutdown is triggered meanwhile. Returns
+    /// whether the agent is still running.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        let notified = self.notify.notified();
+        if self.is_triggered() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = notified => {}
+        }
+        !self.is_triggered()
+    }
+}

@@ -1,0 +1,265 @@
+//! The status actor: gathers what the other actors tell it and answers
+//! `GET /status` with one JSON document. It holds no secret, so none can
+//! leak through it.
+
+mod http;
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+use cdx::protocol::now_ms;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use http::serve;
+
+use crate::journal::{DownloadSession, Journal, Recent, UploadSession};
+use crate::supervisor::{ActorHealth, Supervision};
+
+const NAME: &str = "status";
+const RECENT_SESSIONS: usize = 20;
+
+/// What the other actors report as it happens.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum StatusEvent {
+    Polled {
+        data_group: String,
+        listed: usize,
+        last_applied: u64,
+    },
+    PollFailed {
+        error: String,
+    },
+    DownloadProgress {
+        package_id: Uuid,
+        bytes: u64,
+        total: u64,
+    },
+    Activity {
+        actor: &'static str,
+        doing: Option<String>,
+    },
+    Watermark {
+        table: String,
+        counter: i64,
+        server_high_water: Option<i64>,
+    },
+    Suspended {
+        package_id: Option<Uuid>,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PollState {
+    pub at_ms: Option<i64>,
+    pub ok: Option<bool>,
+    pub error: Option<String>,
+    pub listed: usize,
+    pub data_group: Option<String>,
+    pub last_applied_sequence: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatermarkState {
+    pub counter: i64,
+    pub server_high_water: Option<i64>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub package_id: Uuid,
+    pub bytes: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuspendedState {
+    pub package_id: Option<Uuid>,
+    pub reason: Option<String>,
+}
+
+/// The document `GET /status` answers with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusDocument {
+    pub channel_id: String,
+    pub server_url: String,
+    pub transfer_mode: String,
+    pub started_at_ms: i64,
+    pub uptime_ms: i64,
+    pub healthy: bool,
+    pub actors: BTreeMap<String, ActorHealth>,
+    pub last_poll: PollState,
+    pub activity: BTreeMap<String, String>,
+    pub download_progress: Option<Progress>,
+    pub suspended: Option<SuspendedState>,
+    pub watermarks: BTreeMap<String, WatermarkState>,
+    pub recent_downloads: Vec<DownloadSession>,
+    pub recent_uploads: Vec<UploadSession>,
+}
+
+/// The parts of the document that do not change while the agent runs.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub channel_id: String,
+    pub server_url: String,
+    pub transfer_mode: String,
+}
+
+pub struct Status {
+    identity: Identity,
+    started_at_ms: i64,
+    journal: Addr<Journal>,
+    supervision: Supervision,
+    poll: PollState,
+    activity: BTreeMap<&'static str, String>,
+    progress: Option<Progress>,
+    suspended: Option<SuspendedState>,
+    watermarks: BTreeMap<String, WatermarkState>,
+}
+
+impl Status {
+    pub fn start(identity: Identity, journal: Addr<Journal>, supervision: &Supervision) -> Addr<Self> {
+        let supervision = supervision.clone();
+        let started_at_ms = now_ms();
+        let addr = Supervisor::start(move |_| Status {
+            identity,
+            started_at_ms,
+            journal,
+            supervision: supervision.clone(),
+            poll: PollState::default(),
+            activity: BTreeMap::new(),
+            progress: None,
+            suspended: None,
+            watermarks: BTreeMap::new(),
+        });
+        addr
+    }
+}
+
+impl Actor for Status {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Supervised for Status {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.supervision.restarted(NAME);
+    }
+}
+
+impl Handler<StatusEvent> for Status {
+    type Result = ();
+    fn handle(&mut self, event: StatusEvent, _: &mut Self::Context) {
+        match event {
+            StatusEvent::Polled {
+                data_group,
+                listed,
+                last_applied,
+            } => {
+                self.poll = PollState {
+                    at_ms: Some(now_ms()),
+                    ok: Some(true),
+                    error: None,
+                    listed,
+                    data_group: Some(data_group),
+                    last_applied_sequence: last_applied,
+                };
+            }
+            StatusEvent::PollFailed { error } => {
+                self.poll.at_ms = Some(now_ms());
+                self.poll.ok = Some(false);
+                self.poll.error = Some(error);
+            }
+            StatusEvent::DownloadProgress {
+                package_id,
+                bytes,
+                total,
+            } => {
+                self.progress = (bytes < total).then_some(Progress {
+                    package_id,
+                    bytes,
+                    total,
+                });
+            }
+            StatusEvent::Activity { actor, doing } => match doing {
+                Some(d) => {
+                    self.activity.insert(actor, d);
+                }
+                None => {
+                    self.activity.remove(actor);
+                }
+            },
+            StatusEvent::Watermark {
+                table,
+                counter,
+                server_high_water,
+            } => {
+                self.watermarks.insert(
+                    table,
+                    WatermarkState {
+                        counter,
+                        server_high_water,
+                        at_ms: now_ms(),
+                    },
+                );
+            }
+            StatusEvent::Suspended { package_id, reason } => {
+                self.suspended = reason.map(|reason| SuspendedState {
+                    package_id,
+                    reason: Some(reason),
+                });
+            }
+        }
+    }
+}
+
+/// Asks for the status document.
+#[derive(Message)]
+#[rtype(result = "StatusDocument")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for Status {
+    type Result = ResponseActFuture<Self, StatusDocument>;
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        let recent = self.journal.send(Recent {
+            limit: RECENT_SESSIONS,
+        });
+        Box::pin(async move { recent.await }.into_actor(self).map(|recent, act, _| {
+            let (recent_downloads, recent_uploads) = match recent {
+                Ok(Ok(r)) => r,
+                _ => Default::default(),
+            };
+            let actors: BTreeMap<String, ActorHealth> = act
+                .supervision
+                .snapshot()
+                .into_iter()
+                .map(|(name, health)| (name.to_string(), health))
+                .collect();
+            StatusDocument {
+                channel_id: act.identity.channel_id.clone(),
+                server_url: act.identity.server_url.clone(),
+                transfer_mode: act.identity.transfer_mode.clone(),
+                started_at_ms: act.started_at_ms,
+                uptime_ms: now_ms() - act.started_at_ms,
+                healthy: actors.values().all(|a| a.alive),
+                actors,
+                last_poll: act.poll.clone(),
+                activity: act
+                    .activity
+                    .iter()
+                    .map(|(actor, doing)| (actor.to_string(), doing.clone()))
+                    .collect(),
+                download_progress: act.progress.clone(),
+                suspended: act.suspended.clone(),
+                watermarks: act.watermarks.clone(),
+                recent_downloads,
+                recent_uploads,
+            }
+        }))
+    }
+}

@@ -1,0 +1,163 @@
+//! Moving a package from the server into the working folder, in either
+//! transfer mode, and verifying it. Plain async functions over an
+//! [`HqClient`]; the downloader actor decides when to call them again.
+//!
+//! A package is written to `<id>.cdxpkg.part`, checked against the size
+//! and SHA-256 the server listed, made durable, and only then renamed to
+//! `<id>.cdxpkg`: a file with the final name is always complete.
+
+mod reliable;
+mod streaming;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cdx::config::TransferMode;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use uuid::Uuid;
+
+use crate::hq::{HqClient, HqError};
+use crate::journal::PackageRef;
+
+/// Read and write buffer size: small buffers are a known slowdown.
+const IO_BUFFER: usize = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum TransferError {
+    #[error("package {package_id}: {source}")]
+    Hq { package_id: Uuid, source: HqError },
+    #[error("package {package_id}: {path}: {source}")]
+    Io {
+        package_id: Uuid,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("package {package_id}: the download ended at {got} bytes, the server listed {expected}")]
+    Size {
+        package_id: Uuid,
+        expected: u64,
+        got: u64,
+    },
+    #[error("package {package_id}: SHA-256 mismatch: the server listed {expected}, the download has {actual}")]
+    Checksum {
+        package_id: Uuid,
+        expected: String,
+        actual: String,
+    },
+    #[error("package {package_id}: the server answered a range request with {detail}")]
+    Range { package_id: Uuid, detail: String },
+    #[error("package {package_id}: download interrupted by shutdown at {bytes} bytes (kept to resume)")]
+    Interrupted { package_id: Uuid, bytes: u64 },
+}
+
+/// A package fully in the working folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Bytes already on disk from an earlier, interrupted try.
+    pub resumed_from: u64,
+}
+
+/// Where a package's files live in the working folder.
+pub fn package_path(dir: &Path, id: Uuid) -> PathBuf {
+    dir.join(format!("{id}.cdxpkg"))
+}
+
+fn part_path(dir: &Path, id: Uuid) -> PathBuf {
+    dir.join(format!("{id}.cdxpkg.part"))
+}
+
+/// What a transfer needs besides the package.
+pub struct TransferContext<'a> {
+    pub hq: &'a HqClient,
+    pub dir: &'a Path,
+    pub mode: TransferMode,
+    pub chunk_bytes: u64,
+    /// Set at shutdown: a reliable transfer stops after the chunk in hand.
+    pub stop: &'a AtomicBool,
+    /// Called with the bytes on disk as they grow.
+    pub progress: &'a mut dyn FnMut(u64),
+}
+
+/// Downloads `package` into the working folder, or finds it there already.
+pub async fn download(
+    ctx: &mut TransferContext<'_>,
+    package: &PackageRef,
+) -> Result<Downloaded, TransferError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| TransferError::Io {
+            package_id: package.id,
+            path,
+            source,
+        }
+    };
+    tokio::fs::create_dir_all(ctx.dir).await.map_err(io(ctx.dir))?;
+    let done = package_path(ctx.dir, package.id);
+    if already_complete(&done, package).await {
+        return Ok(Downloaded {
+            path: done,
+            bytes: package.bytes,
+            resumed_from: package.bytes,
+        });
+    }
+    let part = part_path(ctx.dir, package.id);
+    let (hasher, resumed_from) = match ctx.mode {
+        TransferMode::Streaming => (streaming::fetch(ctx, package, &part).await?, 0),
+        TransferMode::Reliable => reliable::fetch(ctx, package, &part).await?,
+    };
+    let actual = hex::encode(hasher.finalize());
+    if actual != package.sha256 {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(TransferError::Checksum {
+            package_id: package.id,
+            expected: package.sha256.clone(),
+            actual,
+        });
+    }
+    tokio::fs::rename(&part, &done).await.map_err(io(&done))?;
+    sync_dir(ctx.dir).await;
+    Ok(Downloaded {
+        path: done,
+        bytes: package.bytes,
+        resumed_from,
+    })
+}
+
+async fn already_complete(path: &Path, package: &PackageRef) -> bool {
+    match hash_file(path, u64::MAX).await {
+        Ok((hasher, len)) => len == package.bytes && hex::encode(hasher.finalize()) == package.sha256,
+        Err(_) => false,
+    }
+}
+
+/// Hashes the first `limit` bytes of `path`; returns the hasher and the bytes read.
+async fn hash_file(path: &Path, limit: u64) -> std::io::Result<(Sha256, u64)> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut reader = file.take(limit);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; IO_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((hasher, total));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// The rename is durable only once the folder is synced.
+async fn sync_dir(dir: &Path) {
+    if let Ok(d) = tokio::fs::File::open(dir).await {
+        let _ = d.sync_all().await;
+    }
+}
+
+fn stopping(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+}

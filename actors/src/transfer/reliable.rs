@@ -1,0 +1,168 @@
+//! Reliable mode: the package moves in HTTP Range chunks. Each chunk is
+//! confirmed (its length and position checked, then synced to disk) before
+//! the next is asked for, so a dropped connection costs at most one chunk:
+//! the next try resumes from the last confirmed byte. Plain Range requests
+//! work with any HTTP server or CDN, not only `cdx-server`.
+
+use std::path::Path;
+
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
+use reqwest::StatusCode;
+use sha2::Sha256;
+use tokio::io::AsyncSeekExt;
+
+use super::streaming::{io_error, PartFile};
+use super::{hash_file, stopping, TransferContext, TransferError};
+use crate::hq::{HqClient, HqError};
+use crate::journal::PackageRef;
+
+/// Returns the hash of the whole file and where this try resumed from.
+pub(super) async fn fetch(
+    ctx: &mut TransferContext<'_>,
+    package: &PackageRef,
+    part: &Path,
+) -> Result<(Sha256, u64), TransferError> {
+    let (mut file, resumed_from) = open_confirmed_prefix(part, package).await?;
+    let mut etag: Option<String> = None;
+    while file.written < package.bytes {
+        if stopping(ctx.stop) {
+            return Err(TransferError::Interrupted {
+                package_id: package.id,
+                bytes: file.written,
+            });
+        }
+        if let Some(restart) = fetch_chunk(ctx, package, &mut file, &mut etag).await? {
+            file = restart;
+        }
+        file.sync().await?;
+        (ctx.progress)(file.written);
+    }
+    Ok((file.finish().await?, resumed_from))
+}
+
+/// Opens the `.part` file, keeping what earlier tries confirmed.
+async fn open_confirmed_prefix<'a>(
+    part: &'a Path,
+    package: &'a PackageRef,
+) -> Result<(PartFile<'a>, u64), TransferError> {
+    let have = match tokio::fs::metadata(part).await {
+        Ok(m) if m.len() <= package.bytes => m.len(),
+        _ => 0,
+    };
+    if have == 0 {
+        return Ok((PartFile::create(part, package).await?, 0));
+    }
+    let (hasher, hashed) = hash_file(part, have)
+        .await
+        .map_err(|e| io_error(package, part, e))?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(part)
+        .await
+        .map_err(|e| io_error(package, part, e))?;
+    f.set_len(hashed).await.map_err(|e| io_error(package, part, e))?;
+    f.seek(std::io::SeekFrom::Start(hashed))
+        .await
+        .map_err(|e| io_error(package, part, e))?;
+    tracing::info!(package = %package.id, bytes = hashed, "resuming download");
+    Ok((PartFile::over(f, hasher, hashed, part, package), hashed))
+}
+
+/// Fetches the next chunk into `file`. When the server sends the whole
+/// file instead (it ignores ranges, or the file changed), starts over and
+/// returns the new file.
+async fn fetch_chunk<'a>(
+    ctx: &mut TransferContext<'_>,
+    package: &'a PackageRef,
+    file: &mut PartFile<'a>,
+    etag: &mut Option<String>,
+) -> Result<Option<PartFile<'a>>, TransferError> {
+    let start = file.written;
+    let end = (start + ctx.chunk_bytes).min(package.bytes) - 1;
+    let path = HqClient::content_path(package.id);
+    let mut req = ctx
+        .hq
+        .request(reqwest::Method::GET, &path)
+        .header(RANGE, format!("bytes={start}-{end}"));
+    if let Some(tag) = etag.as_deref() {
+        req = req.header(IF_RANGE, tag);
+    }
+    let hq_err = |source: HqError| TransferError::Hq {
+        package_id: package.id,
+        source,
+    };
+    let mut resp = ctx.hq.send(&path, req).await.map_err(hq_err)?;
+    if etag.is_none() {
+        *etag = resp
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+    let restart = match resp.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            check_content_range(package, &resp, start, end)?;
+            None
+        }
+        // A server may answer a range with the whole file (some do when
+        // the range covers it all); from offset 0 that is just the file.
+        StatusCode::OK => {
+            if start > 0 {
+                tracing::warn!(package = %package.id, "server sent the whole file; starting over");
+            }
+            Some(PartFile::create(file.path(), package).await?)
+        }
+        other => {
+            return Err(TransferError::Range {
+                package_id: package.id,
+                detail: format!("HTTP {other}"),
+            })
+        }
+    };
+    let target_end = if restart.is_some() { package.bytes } else { end + 1 };
+    let mut restart = restart;
+    let sink = restart.as_mut().unwrap_or(file);
+    let url = ctx.hq.url(&path);
+    while let Some(bytes) = resp
+        .chunk()
+        .await
+        .map_err(|e| hq_err(HqError::Transport { url: url.clone(), source: e }))?
+    {
+        sink.write(&bytes).await?;
+        if sink.written > target_end {
+            return Err(TransferError::Range {
+                package_id: package.id,
+                detail: format!("more bytes than the {} asked for", target_end - start),
+            });
+        }
+    }
+    if sink.written != target_end {
+        return Err(TransferError::Size {
+            package_id: package.id,
+            expected: target_end,
+            got: sink.written,
+        });
+    }
+    Ok(restart)
+}
+
+fn check_content_range(
+    package: &PackageRef,
+    resp: &reqwest::Response,
+    start: u64,
+    end: u64,
+) -> Result<(), TransferError> {
+    let header = resp
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let expected = format!("bytes {start}-{end}/{}", package.bytes);
+    if header != expected {
+        return Err(TransferError::Range {
+            package_id: package.id,
+            detail: format!("Content-Range `{header}`, expected `{expected}`"),
+        });
+    }
+    Ok(())
+}

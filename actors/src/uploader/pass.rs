@@ -1,0 +1,214 @@
+//! One upload pass over every upload table.
+
+use std::sync::{Arc, Mutex};
+
+use actix::Addr;
+use cdx::channel_db::{ChannelDb, RowBatch, UploadTable};
+use cdx::config::UploadConfig;
+use cdx::protocol::{json_value, UploadBatch};
+use cdx::retry::{RetryDecision, RetryPolicy};
+use cdx::status::UploadStatus;
+
+use crate::applier::ChannelDbFactory;
+use crate::error::ActorError;
+use crate::hq::HqClient;
+use crate::journal::{Journal, OpenUploads, SaveUpload, UploadSession};
+use crate::shutdown::Shutdown;
+use crate::status::{Status, StatusEvent};
+use crate::supervisor::blocking;
+
+const NAME: &str = "uploader";
+
+/// Everything a pass needs; cheap to clone into the pass's future.
+#[derive(Clone)]
+pub struct UploadPass {
+    pub hq: HqClient,
+    pub journal: Addr<Journal>,
+    pub status: Addr<Status>,
+    pub config: UploadConfig,
+    pub retry: RetryPolicy,
+    pub shutdown: Shutdown,
+    pub open_db: ChannelDbFactory,
+    /// The uploader's own connection, opened on first use and kept.
+    pub db: Arc<Mutex<Option<Box<dyn ChannelDb>>>>,
+}
+
+impl UploadPass {
+    pub async fn run(&self) {
+        for table in &self.config.tables {
+            if let Err(e) = self.drain(table).await {
+                tracing::warn!(table = %table.name, error = %e, "upload stopped; retrying at the next interval");
+                return;
+            }
+        }
+    }
+
+    /// Uploads batches of `table` until none is left.
+    async fn drain(&self, table: &UploadTable) -> Result<(), ActorError> {
+        let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
+        let mut resumed = open.into_iter().filter(|s| s.table == table.name);
+        loop {
+            if self.shutdown.is_triggered() {
+                return Ok(());
+            }
+            let (session, rows) = match resumed.next() {
+                Some(s) => {
+                    let rows = self.read_range(table, &s).await?;
+                    (s, rows)
+                }
+                None => match self.next_batch(table).await? {
+                    Some(next) => next,
+                    None => return Ok(()),
+                },
+            };
+            self.send(table, session, rows).await?;
+        }
+    }
+
+    /// Reads the next rows above the watermark and journals them as a new
+    /// session before anything is sent.
+    async fn next_batch(
+        &self,
+        table: &UploadTable,
+    ) -> Result<Option<(UploadSession, RowBatch)>, ActorError> {
+        let t = table.clone();
+        let limit = self.config.batch_rows;
+        let rows = self
+            .with_db(move |db| {
+                let watermark = db.watermark(&t.name)?;
+                Ok(db.read_upload_rows(&t, watermark, limit)?)
+            })
+            .await?;
+        let Some((first, last)) = rows.counters else {
+            return Ok(None);
+        };
+        let mut session = UploadSession::new(&table.name, first, last, rows.rows.len() as u64);
+        self.save(&session, false).await?;
+        session.transition(UploadStatus::Available, None);
+        self.save(&session, true).await?;
+        Ok(Some((session, rows)))
+    }
+
+    /// The rows of a session journaled earlier, read again for a re-send.
+    async fn read_range(&self, table: &UploadTable, s: &UploadSession) -> Result<RowBatch, ActorError> {
+        let t = table.clone();
+        let (first, last) = (s.first_counter, s.last_counter);
+        let limit = (s.rows as usize).max(1);
+        let counter = table.counter_column.clone();
+        self.with_db(move |db| {
+            let mut batch = db.read_upload_rows(&t, first - 1, limit)?;
+            let at = batch.columns.iter().position(|c| *c == counter);
+            batch.rows.retain(|row| match at.map(|i| &row[i]) {
+                Some(cdx::package::Value::Integer(c)) => *c <= last,
+                _ => false,
+            });
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// Sends a journaled batch until the server acknowledges it or the
+    /// try count is spent, then advances the watermark.
+    async fn send(
+        &self,
+        table: &UploadTable,
+        mut session: UploadSession,
+        rows: RowBatch,
+    ) -> Result<(), ActorError> {
+        let batch = UploadBatch {
+            upload_id: session.upload_id,
+            table: table.name.clone(),
+            counter_column: table.counter_column.clone(),
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .iter()
+                .map(|r| r.iter().map(json_value).collect())
+                .collect(),
+            first_counter: session.first_counter,
+            last_counter: session.last_counter,
+        };
+        let mut failures = 0;
+        let ack = loop {
+            match self.hq.upload(&batch).await {
+                Ok((ack, bytes)) => {
+                    session.bytes = bytes;
+                    break ack;
+                }
+                Err(e) => {
+                    failures += 1;
+                    session.transition(UploadStatus::UploadFailed, Some(e.to_string()));
+                    self.save(&session, false).await?;
+                    match self.retry.after_failure(failures, rand::random()) {
+                        RetryDecision::RetryAfter(d) => {
+                            if !self.shutdown.sleep(d).await {
+                                return Err(ActorError::ShuttingDown);
+                            }
+                        }
+                        RetryDecision::GiveUp => {
+                            let why = format!("tried too many times: {e}");
+                            session.transition(UploadStatus::Canceled, Some(why));
+                            self.save(&session, true).await?;
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        };
+        session.transition(
+            UploadStatus::Uploaded,
+            Some(format!("{} stored, {} already held", ack.stored, ack.duplicates)),
+        );
+        self.save(&session, false).await?;
+        let (name, last) = (table.name.clone(), session.last_counter);
+        self.with_db(move |db| Ok(db.advance_watermark(&name, last)?))
+            .await?;
+        session.transition(UploadStatus::Applied, None);
+        self.save(&session, true).await?;
+        self.status.do_send(StatusEvent::Watermark {
+            table: table.name.clone(),
+            counter: session.last_counter,
+            server_high_water: Some(ack.high_water),
+        });
+        Ok(())
+    }
+
+    /// Runs `work` on the uploader's connection, in the blocking pool.
+    async fn with_db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn ChannelDb) -> Result<T, ActorError> + Send + 'static,
+    ) -> Result<T, ActorError> {
+        let slot = self.db.clone();
+        let open = self.open_db.clone();
+        blocking(NAME, move || {
+            let mut guard = match slot.lock() {
+                Ok(g) => g,
+                // A panic mid-call: the connection may be in any state.
+                Err(poisoned) => {
+                    let mut g = poisoned.into_inner();
+                    *g = None;
+                    slot.clear_poison();
+                    g
+                }
+            };
+            if guard.is_none() {
+                *guard = Some(open()?);
+            }
+            let result = work(guard.as_deref_mut().expect("opened above"));
+            if result.is_err() {
+                *guard = None;
+            }
+            result
+        })
+        .await
+    }
+
+    async fn save(&self, session: &UploadSession, flush: bool) -> Result<(), ActorError> {
+        self.journal
+            .send(SaveUpload {
+                session: session.clone(),
+                flush,
+            })
+            .await?
+    }
+}

@@ -1,0 +1,314 @@
+//! Applying a package: one `BEGIN IMMEDIATE` transaction per package.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Statement};
+use rusqlite::{Transaction, TransactionBehavior};
+
+use super::schema::read_table;
+use super::value::SqlValue;
+use crate::channel_db::error::SqliteContext;
+use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
+use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
+use crate::plan::{self, TableAction};
+
+/// Applies `package` to `conn`: everything or, on any error, nothing (the
+/// transaction rolls back when dropped).
+///
+/// Every table the header lists is checked (and created, and for a full
+/// package emptied) before the first row, so a conflict anywhere in the
+/// package fails it before any row was written. Commits only after the
+/// reader verified the checksum.
+///
+/// # Errors
+/// Any error but `OutOfOrder` reads the rest of the package after the
+/// rollback: a package that turns out corrupt is reported as such.
+pub(super) fn apply_package(
+    conn: &mut Connection,
+    mut package: PackageSource<'_>,
+) -> Result<ApplyOutcome, ChannelDbError> {
+    let header = package.header().clone();
+    match apply_in_transaction(conn, &header, &mut package) {
+        Err(e @ (ChannelDbError::Package { .. } | ChannelDbError::OutOfOrder { .. })) => Err(e),
+        Err(e) => Err(blame_corruption(&mut package, e)),
+        ok => ok,
+    }
+}
+
+/// After the transaction rolled back because of `error`: when the rest of
+/// the package does not verify, the corruption is the cause to report (a
+/// flipped byte can decode into a duplicate key or a different column
+/// type long before the checksum is reached), else `error` stands.
+fn blame_corruption(package: &mut PackageSource<'_>, error: ChannelDbError) -> ChannelDbError {
+    loop {
+        match package.next_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => return error,
+            Err(source) => {
+                return ChannelDbError::package(Some(package.header().package_id), source)
+            }
+        }
+    }
+}
+
+fn apply_in_transaction(
+    conn: &mut Connection,
+    header: &PackageHeader,
+    package: &mut PackageSource<'_>,
+) -> Result<ApplyOutcome, ChannelDbError> {
+    let id = header.package_id;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context(|| format!("begin transaction for package {id}"))?;
+    if is_applied(&tx, header)? {
+        return Ok(ApplyOutcome::AlreadyApplied);
+    }
+    let last_applied = super::last_applied_sequence(&tx, &header.data_group)?;
+    if header.sequence <= last_applied {
+        return Err(ChannelDbError::OutOfOrder {
+            package_id: id,
+            data_group: header.data_group.clone(),
+            sequence: header.sequence,
+            last_applied,
+        });
+    }
+
+    let mut report = ApplyReport::default();
+    let mut tables = Vec::with_capacity(header.tables.len());
+    for schema in &header.tables {
+        tables.push(prepare_table(&tx, header, schema, &mut report)?);
+    }
+    apply_frames(&tx, package, &tables, &mut report)?;
+    record(&tx, header, report.upserts + report.deletes)?;
+    tx.commit().context(|| format!("commit package {id}"))?;
+    Ok(ApplyOutcome::Applied(report))
+}
+
+fn is_applied(tx: &Transaction<'_>, header: &PackageHeader) -> Result<bool, ChannelDbError> {
+    tx.query_row(
+        "SELECT 1 FROM cdx_applied_packages WHERE package_id = ?1",
+        [header.package_id.to_string()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+    .context(|| "read cdx_applied_packages".to_owned())
+}
+
+/// The statements that write one table's rows.
+struct TableSql {
+    name: String,
+    upsert: String,
+    delete: String,
+}
+
+/// Checks `schema` against the database, creates the table when missing,
+/// empties it for a full package, and builds its statements.
+fn prepare_table(
+    tx: &Transaction<'_>,
+    header: &PackageHeader,
+    schema: &TableSchema,
+    report: &mut ApplyReport,
+) -> Result<TableSql, ChannelDbError> {
+    let name = &schema.name;
+    if plan::is_reserved_table(name) {
+        return Err(ChannelDbError::ReservedTable {
+            package_id: header.package_id,
+            table: name.clone(),
+        });
+    }
+    let table = plan::quote_ident(name)?;
+    let existing = read_table(tx, name)?;
+    match plan::check_table(existing.as_ref(), schema)? {
+        TableAction::Create => {
+            tx.execute(&plan::create_table_sql(schema)?, [])
+                .context(|| format!("create table {name}"))?;
+            report.created_tables.push(name.clone());
+        }
+        TableAction::UseExisting => {
+            if header.kind == PackageKind::Full {
+                tx.execute(&format!("DELETE FROM {table}"), [])
+                    .context(|| format!("delete all rows of {name}"))?;
+            }
+        }
+    }
+    Ok(TableSql {
+        name: name.clone(),
+        upsert: upsert_sql(&table, schema, header.kind)?,
+        delete: delete_sql(&table, schema)?,
+    })
+}
+
+/// A full package inserts into an emptied table; an incremental one inserts
+/// or, when the key exists, updates the other columns.
+fn upsert_sql(
+    table: &str,
+    schema: &TableSchema,
+    kind: PackageKind,
+) -> Result<String, ChannelDbError> {
+    let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    let mut sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        plan::quote_list(&names)?,
+        placeholders.join(", ")
+    );
+    if kind == PackageKind::Incremental {
+        let non_key: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !schema.key.iter().any(|k| k == n))
+            .collect();
+        sql.push_str(&format!(
+            " ON CONFLICT ({}) DO ",
+            plan::quote_list(&schema.key)?
+        ));
+        if non_key.is_empty() {
+            // A key-only row that exists already is the row itself.
+            sql.push_str("NOTHING");
+        } else {
+            let sets = non_key
+                .iter()
+                .map(|n| plan::quote_ident(n).map(|q| format!("{q} = excluded.{q}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            sql.push_str("UPDATE SET ");
+            sql.push_str(&sets.join(", "));
+        }
+    }
+    Ok(sql)
+}
+
+fn delete_sql(table: &str, schema: &TableSchema) -> Result<String, ChannelDbError> {
+    let conditions = schema
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| plan::quote_ident(k).map(|q| format!("{q} = ?{}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
+        "DELETE FROM {table} WHERE {}",
+        conditions.join(" AND ")
+    ))
+}
+
+/// The open table's statements; the delete one is prepared on first use.
+struct Current<'t, 'c> {
+    sql: &'t TableSql,
+    upsert: Statement<'c>,
+    delete: Option<Statement<'c>>,
+}
+
+/// Reads the frames to the end (checksum verified) and writes their rows.
+fn apply_frames(
+    tx: &Transaction<'_>,
+    package: &mut PackageSource<'_>,
+    tables: &[TableSql],
+    report: &mut ApplyReport,
+) -> Result<(), ChannelDbError> {
+    let id = package.header().package_id;
+    let package_err = |source| ChannelDbError::package(Some(id), source);
+    let mut current: Option<Current<'_, '_>> = None;
+    while let Some(frame) = package.next_frame().map_err(package_err)? {
+        match frame {
+            Frame::Table(index) => {
+                let Some(sql) = tables.get(index as usize) else {
+                    return Err(package_err(frame_error(format!(
+                        "Table({index}) but the header lists {} tables",
+                        tables.len()
+                    ))));
+                };
+                let upsert = tx
+                    .prepare(&sql.upsert)
+                    .context(|| format!("prepare upsert into {}", sql.name))?;
+                current = Some(Current {
+                    sql,
+                    upsert,
+                    delete: None,
+                });
+            }
+            Frame::Upsert(row) => {
+                let cur = open_table(&mut current, "Upsert").map_err(package_err)?;
+                cur.upsert
+                    .execute(params_from_iter(row.iter().map(SqlValue)))
+                    .context(|| format!("upsert into {}", cur.sql.name))?;
+                report.upserts += 1;
+            }
+            Frame::Delete(key) => {
+                let cur = open_table(&mut current, "Delete").map_err(package_err)?;
+                delete(tx, cur, &key)?;
+                report.deletes += 1;
+            }
+            Frame::End { .. } => current = None,
+        }
+    }
+    Ok(())
+}
+
+fn delete<'c>(
+    tx: &'c Connection,
+    cur: &mut Current<'_, 'c>,
+    key: &[Value],
+) -> Result<(), ChannelDbError> {
+    let name = &cur.sql.name;
+    let stmt = match &mut cur.delete {
+        Some(stmt) => stmt,
+        none => none.insert(
+            tx.prepare(&cur.sql.delete)
+                .context(|| format!("prepare delete from {name}"))?,
+        ),
+    };
+    stmt.execute(params_from_iter(key.iter().map(SqlValue)))
+        .context(|| format!("delete from {name}"))?;
+    Ok(())
+}
+
+fn open_table<'a, 't, 'c>(
+    current: &'a mut Option<Current<'t, 'c>>,
+    frame: &str,
+) -> Result<&'a mut Current<'t, 'c>, PackageError> {
+    current
+        .as_mut()
+        .ok_or_else(|| frame_error(format!("{frame} before any Table frame")))
+}
+
+fn frame_error(detail: String) -> PackageError {
+    PackageError::InvalidFrame {
+        table: None,
+        detail,
+    }
+}
+
+/// The package's row in `cdx_applied_packages`, in the same transaction.
+fn record(tx: &Transaction<'_>, header: &PackageHeader, rows: u64) -> Result<(), ChannelDbError> {
+    let kind = match header.kind {
+        PackageKind::Full => "Full",
+        PackageKind::Incremental => "Incremental",
+    };
+    tx.execute(
+        "INSERT INTO cdx_applied_packages \
+         (package_id, data_group, job, sequence, kind, rows, applied_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            header.package_id.to_string(),
+            header.data_group,
+            header.job,
+            header.sequence,
+            kind,
+            rows,
+            now_ms()
+        ],
+    )
+    .context(|| {
+        format!(
+            "record package {} in cdx_applied_packages",
+            header.package_id
+        )
+    })?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

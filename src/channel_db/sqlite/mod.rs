@@ -1,0 +1,264 @@
+//! The embedded default backend: SQLite through rusqlite.
+//!
+//! The file runs in WAL mode with `synchronous=NORMAL` (the usual safe and
+//! fast setting: a crash loses at most the last commits, never consistency)
+//! and waits up to 5 s for a lock the POS holds.
+
+mod apply;
+mod schema;
+mod value;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+use uuid::Uuid;
+
+use self::schema::read_table;
+use self::value::value_from_ref;
+use super::error::SqliteContext;
+use super::{
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch, UploadTable,
+};
+use crate::package::PackageKind;
+use crate::plan;
+
+/// How long a statement waits for a lock another connection holds.
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// The bookkeeping tables, created when missing.
+const BOOKKEEPING: &str = "
+CREATE TABLE IF NOT EXISTS cdx_applied_packages (
+    package_id TEXT PRIMARY KEY,
+    data_group TEXT NOT NULL,
+    job TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    applied_at_ms INTEGER NOT NULL,
+    UNIQUE (data_group, sequence)
+);
+CREATE TABLE IF NOT EXISTS cdx_upload_watermarks (
+    table_name TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL
+);
+";
+
+/// A channel database in one SQLite file.
+pub struct SqliteChannelDb {
+    conn: Connection,
+}
+
+impl SqliteChannelDb {
+    /// Opens the database at `path`, creating the file and the bookkeeping
+    /// tables when missing.
+    ///
+    /// # Errors
+    /// [`ChannelDbError::Open`] naming the path.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ChannelDbError> {
+        let path = path.as_ref();
+        let open = || -> rusqlite::Result<Self> {
+            let conn = Connection::open(path)?;
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| {
+                row.get::<_, String>(0)
+            })?;
+            Self::init(conn)
+        };
+        open().map_err(|source| ChannelDbError::Open {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Self, ChannelDbError> {
+        Connection::open_in_memory()
+            .and_then(Self::init)
+            .map_err(|source| ChannelDbError::Open {
+                path: ":memory:".into(),
+                source,
+            })
+    }
+
+    fn init(conn: Connection) -> rusqlite::Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(BOOKKEEPING)?;
+        Ok(SqliteChannelDb { conn })
+    }
+
+    /// The connection, for what the trait does not cover (reports, tests).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl ChannelDb for SqliteChannelDb {
+    fn applied_packages(
+        &mut self,
+        data_group: &str,
+    ) -> Result<Vec<AppliedPackage>, ChannelDbError> {
+        let context = || format!("read cdx_applied_packages of data group {data_group}");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT package_id, data_group, job, sequence, kind, rows, applied_at_ms \
+                 FROM cdx_applied_packages WHERE data_group = ?1 ORDER BY sequence",
+            )
+            .context(context)?;
+        let rows = stmt
+            .query_map([data_group], |row| {
+                Ok(AppliedPackage {
+                    package_id: parse(row, 0, |s| Uuid::parse_str(s).ok())?,
+                    data_group: row.get(1)?,
+                    job: row.get(2)?,
+                    sequence: row.get(3)?,
+                    kind: parse(row, 4, |s| match s {
+                        "Full" => Some(PackageKind::Full),
+                        "Incremental" => Some(PackageKind::Incremental),
+                        _ => None,
+                    })?,
+                    rows: row.get(5)?,
+                    applied_at_ms: row.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .context(context)?;
+        Ok(rows)
+    }
+
+    fn last_applied_sequence(&mut self, data_group: &str) -> Result<u64, ChannelDbError> {
+        last_applied_sequence(&self.conn, data_group)
+    }
+
+    fn apply_package(
+        &mut self,
+        package: PackageSource<'_>,
+    ) -> Result<ApplyOutcome, ChannelDbError> {
+        apply::apply_package(&mut self.conn, package)
+    }
+
+    fn read_upload_rows(
+        &mut self,
+        table: &UploadTable,
+        after: i64,
+        limit: usize,
+    ) -> Result<RowBatch, ChannelDbError> {
+        let (name, counter) = (&table.name, &table.counter_column);
+        let sql = format!(
+            "SELECT * FROM {t} WHERE {c} > ?1 ORDER BY {c} LIMIT ?2",
+            t = plan::quote_ident(name)?,
+            c = plan::quote_ident(counter)?,
+        );
+        let existing =
+            read_table(&self.conn, name)?.ok_or_else(|| ChannelDbError::UnknownTable {
+                table: name.clone(),
+            })?;
+        if !existing
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(counter))
+        {
+            return Err(ChannelDbError::UnknownColumn {
+                table: name.clone(),
+                column: counter.clone(),
+            });
+        }
+        let context = || format!("read upload rows of {name}");
+        let mut stmt = self.conn.prepare_cached(&sql).context(context)?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let counter_at = columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(counter))
+            .unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = Vec::new();
+        let mut counters = None;
+        let mut query = stmt
+            .query(rusqlite::params![after, limit])
+            .context(context)?;
+        while let Some(row) = query.next().context(context)? {
+            let n: i64 = row.get(counter_at).context(context)?;
+            counters = Some(counters.map_or((n, n), |(first, _)| (first, n)));
+            let values = (0..columns.len())
+                .map(|i| row.get_ref(i).and_then(value_from_ref))
+                .collect::<Result<Vec<_>, _>>()
+                .context(context)?;
+            rows.push(values);
+        }
+        Ok(RowBatch {
+            columns,
+            rows,
+            counters,
+        })
+    }
+
+    fn watermark(&mut self, table: &str) -> Result<i64, ChannelDbError> {
+        plan::quote_ident(table)?;
+        let counter = self
+            .conn
+            .query_row(
+                "SELECT counter FROM cdx_upload_watermarks WHERE table_name = ?1",
+                [table],
+                |row| row.get(0),
+            )
+            .optional()
+            .context(|| format!("read the upload watermark of {table}"))?;
+        Ok(counter.unwrap_or(0))
+    }
+
+    fn advance_watermark(&mut self, table: &str, counter: i64) -> Result<(), ChannelDbError> {
+        plan::quote_ident(table)?;
+        self.conn
+            .execute(
+                "INSERT INTO cdx_upload_watermarks (table_name, counter) VALUES (?1, ?2) \
+                 ON CONFLICT (table_name) DO UPDATE SET counter = MAX(counter, excluded.counter)",
+                rusqlite::params![table, counter],
+            )
+            .context(|| format!("advance the upload watermark of {table} to {counter}"))?;
+        Ok(())
+    }
+
+    fn row_count(&mut self, table: &str) -> Result<u64, ChannelDbError> {
+        let quoted = plan::quote_ident(table)?;
+        if read_table(&self.conn, table)?.is_none() {
+            return Err(ChannelDbError::UnknownTable {
+                table: table.to_owned(),
+            });
+        }
+        self.conn
+            .query_row(&format!("SELECT COUNT(*) FROM {quoted}"), [], |row| {
+                row.get(0)
+            })
+            .context(|| format!("count the rows of {table}"))
+    }
+}
+
+/// The highest sequence applied for `data_group`, 0 when none.
+fn last_applied_sequence(conn: &Connection, data_group: &str) -> Result<u64, ChannelDbError> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(sequence), 0) FROM cdx_applied_packages WHERE data_group = ?1",
+        [data_group],
+        |row| row.get(0),
+    )
+    .context(|| format!("read the last applied sequence of data group {data_group}"))
+}
+
+/// Column `i` of `row`, a text that `f` turns into a `T`.
+fn parse<T>(
+    row: &rusqlite::Row<'_>,
+    i: usize,
+    f: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(i)?;
+    f(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unexpected value {text:?}").into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! The `/v1` routes (see `docs/protocol.md`).
+//!
+//! Handlers authenticate with the [`Authenticated`] extractor, run SQLite
+//! work through [`blocking`] (never on the event loop), and answer every
+//! failure with an [`ErrorBody`]: [`ServerError`] renders itself, and a
+//! catch-all turns actix's own error responses (unknown route, wrong method,
+//! body too large) into one too.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, Service as _, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use serde::Deserialize;
+
+use super::auth::Authenticated;
+use super::content;
+use super::error::ServerError;
+use super::store::Store;
+use crate::protocol::{
+    now_ms, ErrorBody, PackageList, Ping, StatusReport, UploadBatch, MAX_WAIT_MS,
+};
+
+/// Packages listed per response at most.
+pub const PACKAGES_PER_RESPONSE: usize = 100;
+/// A waiting long poll re-reads the database this often, to see packages
+/// published by another process (the CLI).
+const LONG_POLL_RECHECK: Duration = Duration::from_millis(100);
+/// Upload bodies above this size are refused with 413. Other bodies (status
+/// reports) have actix's default limit, 256 KiB.
+pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
+/// How long a stopping server lets requests finish.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// Starts the server on `listener`. The returned [`Server`] must be awaited
+/// (or spawned) on an actix runtime; stop it through `Server::handle`. OS
+/// signals are not handled: the caller decides when to stop.
+pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    let store = web::Data::new(store);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(store.clone())
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ServerError::Invalid(format!("bad query: {e}")).into()),
+            )
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ServerError::NotFound(format!("no such resource: {e}")).into()
+            }))
+            .wrap(ErrorHandlers::new().default_handler(json_error_body))
+            .wrap_fn(|req, srv| {
+                let (method, path) = (req.method().clone(), req.path().to_owned());
+                let started = Instant::now();
+                let response = srv.call(req);
+                async move {
+                    let response = response.await?;
+                    let status = response.status().as_u16();
+                    let ms = started.elapsed().as_millis() as u64;
+                    match response.response().error() {
+                        Some(error) => {
+                            tracing::warn!(%method, %path, status, ms, %error, "request failed")
+                        }
+                        None => tracing::info!(%method, %path, status, ms, "request"),
+                    }
+                    Ok(response)
+                }
+            })
+            .service(
+                web::scope("/v1")
+                    .route("/ping", web::get().to(ping))
+                    .route("/packages", web::get().to(packages))
+                    .service(
+                        web::resource("/packages/{id}/content")
+                            .route(web::get().to(content::package_content))
+                            .route(web::head().to(content::package_content)),
+                    )
+                    .route("/status", web::post().to(status))
+                    .service(
+                        web::resource("/uploads")
+                            .app_data(web::PayloadConfig::new(MAX_UPLOAD_BYTES))
+                            .route(web::post().to(upload)),
+                    )
+                    .route("/uploads/high-water", web::get().to(high_water))
+                    .route("/sessions", web::get().to(sessions)),
+            )
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Runs blocking store work on the blocking thread pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ServerError>
+where
+    F: FnOnce() -> Result<T, ServerError> + Send + 'static,
+    T: Send + 'static,
+{
+    web::block(f).await.map_err(|e| {
+        ServerError::io(
+            "running a blocking task",
+            std::io::Error::other(e.to_string()),
+        )
+    })?
+}
+
+impl ResponseError for ServerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ServerError::Record { .. } | ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::MissingCredentials(_)
+            | ServerError::UnknownChannel(_)
+            | ServerError::WrongSecret(_) => StatusCode::UNAUTHORIZED,
+            ServerError::Io { .. } | ServerError::Db(_) | ServerError::Package(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"cdx\""));
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+        })
+    }
+}
+
+/// Gives every error response without a JSON body an [`ErrorBody`].
+fn json_error_body<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let error = match response.response().error() {
+        Some(error) if !error.to_string().is_empty() => error.to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (request, mut response) = response.into_parts();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_string(&ErrorBody { error }).expect("ErrorBody serialises");
+    let response = response.set_body(body).map_into_boxed_body();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, response).map_into_right_body(),
+    ))
+}
+
+async fn ping(channel: Authenticated) -> web::Json<Ping> {
+    web::Json(Ping {
+        channel_id: channel.channel_id,
+        data_group: channel.data_group,
+        server_time_ms: now_ms(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct PackagesQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Lists packages after `after`; with `wait_ms`, waits for one (long poll).
+async fn packages(
+    channel: Authenticated,
+    store: web::Data<Store>,
+    query: web::Query<PackagesQuery>,
+) -> Result<web::Json<PackageList>, ServerError> {
+    let deadline = Instant::now() + Duration::from_millis(query.wait_ms.min(MAX_WAIT_MS));
+    // Subscribe before the first read, so a publication between a read and
+    // the wait still wakes us.
+    let mut published = store.subscribe();
+    let packages = loop {
+        let (store2, group, after) = (store.clone(), channel.data_group.clone(), query.after);
+        let found =
+            blocking(move || store2.packages_after(&group, after, PACKAGES_PER_RESPONSE)).await?;
+        let now = Instant::now();
+        if !found.is_empty() || now >= deadline {
+            break found;
+        }
+        let tick = LONG_POLL_RECHECK.min(deadline - now);
+        if let Ok(Err(_)) = tokio::time::timeout(tick, published.changed()).await {
+            tokio::time::sleep(tick).await;
+        }
+    };
+    let (store2, channel_id, listed) = (store.clone(), channel.channel_id, packages.clone());
+    blocking(move || store2.ensure_download_sessions(&channel_id, &listed)).await?;
+    Ok(web::Json(PackageList {
+        data_group: channel.data_group,
+        packages,
+    }))
+}
+
+async fn status(
+    channel: Authenticated,
+    store: web::Data<Store>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let report: StatusReport = parse_json(&body, "status report")?;
+    blocking(move || store.record_status(&channel.channel_id, &report)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn upload(
+    channel: Authenticated,
+    store: web::Data<Store>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let batch: UploadBatch = parse_json(&body, "upload batch")?;
+    let bytes = body.len() as u64;
+    let ack = blocking(move || store.store_upload(&channel.channel_id, &batch, bytes)).await?;
+    Ok(HttpResponse::Ok().json(ack))
+}
+
+async fn high_water(
+    channel: Authenticated,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ServerError> {
+    let high_water = blocking(move || store.high_waters(&channel.channel_id)).await?;
+    Ok(HttpResponse::Ok().json(high_water))
+}
+
+async fn sessions(
+    channel: Authenticated,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ServerError> {
+    let filter = super::sessions::SessionFilter {
+        channel: Some(channel.channel_id),
+        direction: None,
+    };
+    let list = blocking(move || store.sessions(&filter)).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Parses a JSON body, with a 400 that says what did not parse. (Bodies
+/// over the route's size limit were refused with 413 before.)
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ServerError> {
+    serde_json::from_slice(body).map_err(|e| ServerError::Invalid(format!("bad {what}: {e}")))
+}

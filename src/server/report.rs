@@ -1,0 +1,153 @@
+//! Plain-text tables for the operator commands, laid out like the original's
+//! Download sessions and Upload sessions forms.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::store::ChannelInfo;
+use super::uploads::UploadTableInfo;
+use crate::protocol::{PackageInfo, SessionInfo};
+
+/// Download sessions: channel, job, package, sequence, status (code), ...
+pub fn download_sessions(sessions: &[SessionInfo]) -> String {
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.channel_id.clone(),
+                s.job.clone(),
+                s.subject_id.to_string(),
+                s.sequence.map(|n| n.to_string()).unwrap_or_default(),
+                format!("{} ({})", s.status, s.status_code),
+                s.message.clone().unwrap_or_default(),
+                s.bytes.to_string(),
+                s.rows.to_string(),
+                s.attempts.to_string(),
+                time(s.created_at_ms),
+                time(s.modified_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CHANNEL", "JOB", "PACKAGE", "SEQ", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS",
+            "CREATED", "MODIFIED",
+        ],
+        rows,
+    )
+}
+
+/// Upload sessions: channel, table, upload id, status (code), ...
+pub fn upload_sessions(sessions: &[SessionInfo]) -> String {
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.channel_id.clone(),
+                s.job.clone(),
+                s.subject_id.to_string(),
+                format!("{} ({})", s.status, s.status_code),
+                s.message.clone().unwrap_or_default(),
+                s.bytes.to_string(),
+                s.rows.to_string(),
+                s.attempts.to_string(),
+                time(s.created_at_ms),
+                time(s.modified_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CHANNEL", "TABLE", "UPLOAD", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS",
+            "CREATED", "MODIFIED",
+        ],
+        rows,
+    )
+}
+
+pub fn upload_tables(tables: &[UploadTableInfo]) -> String {
+    let rows = tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.channel.clone(),
+                t.table.clone(),
+                t.high_water.to_string(),
+                t.rows.to_string(),
+            ]
+        })
+        .collect();
+    table(&["CHANNEL", "TABLE", "HIGH WATER", "ROWS"], rows)
+}
+
+pub fn packages(packages: &[PackageInfo]) -> String {
+    let rows = packages
+        .iter()
+        .map(|p| {
+            vec![
+                p.data_group.clone(),
+                p.sequence.to_string(),
+                p.job.clone(),
+                format!("{:?}", p.kind),
+                p.id.to_string(),
+                p.bytes.to_string(),
+                p.rows.to_string(),
+                p.sha256.clone(),
+                time(p.created_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "GROUP", "SEQ", "JOB", "KIND", "PACKAGE", "BYTES", "ROWS", "SHA256", "CREATED",
+        ],
+        rows,
+    )
+}
+
+pub fn channels(channels: &[ChannelInfo]) -> String {
+    let rows = channels
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.clone(),
+                c.data_group.clone(),
+                time(c.created_at_ms),
+                c.last_connection_ms
+                    .map(time)
+                    .unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect();
+    table(&["CHANNEL", "GROUP", "CREATED", "LAST CONNECTION"], rows)
+}
+
+/// Unix milliseconds as RFC 3339 UTC.
+fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Left-aligned columns, two spaces apart; "(none)" when empty.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    if rows.is_empty() {
+        return "(none)\n".to_owned();
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header_row).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

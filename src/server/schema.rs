@@ -1,0 +1,88 @@
+//! The tables of `server.db`.
+//!
+//! One file, one connection pool, WAL mode, so the `serve` process and a
+//! `publish` from the command line share it safely.
+
+/// Created on open when missing; every statement is idempotent.
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS channels (
+    id                 TEXT PRIMARY KEY,      -- channel database id, case-sensitive
+    data_group         TEXT NOT NULL,
+    secret_salt        TEXT NOT NULL,         -- hex, 16 random bytes
+    secret_sha256      TEXT NOT NULL,         -- hex SHA-256 of salt || secret
+    created_at_ms      INTEGER NOT NULL,
+    last_connection_ms INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS packages (
+    id            TEXT PRIMARY KEY,           -- uuid; the file is packages/<id>.cdxpkg
+    data_group    TEXT NOT NULL,
+    job           TEXT NOT NULL,
+    sequence      INTEGER NOT NULL,
+    kind          TEXT NOT NULL,              -- "Full" | "Incremental"
+    bytes         INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    rows          INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (data_group, sequence)
+);
+
+-- The current state of every session, download (subject = package id) and
+-- upload (subject = upload id), per channel.
+CREATE TABLE IF NOT EXISTS sessions (
+    channel        TEXT NOT NULL,
+    direction      TEXT NOT NULL,             -- "download" | "upload"
+    subject_id     TEXT NOT NULL,
+    session_id     TEXT,                      -- the agent's, once it reported
+    job            TEXT NOT NULL,             -- job for downloads, table for uploads
+    sequence       INTEGER,                   -- downloads only
+    status         TEXT NOT NULL,
+    status_code    INTEGER NOT NULL,
+    message        TEXT,
+    bytes          INTEGER NOT NULL DEFAULT 0,
+    rows           INTEGER NOT NULL DEFAULT 0,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    created_at_ms  INTEGER NOT NULL,
+    modified_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (channel, direction, subject_id)
+);
+
+-- Every status report received, and the server's own transitions.
+CREATE TABLE IF NOT EXISTS session_history (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel        TEXT NOT NULL,
+    direction      TEXT NOT NULL,
+    subject_id     TEXT NOT NULL,
+    session_id     TEXT,
+    source         TEXT NOT NULL,             -- "agent" | "server"
+    status         TEXT NOT NULL,
+    status_code    INTEGER NOT NULL,
+    message        TEXT,
+    bytes          INTEGER NOT NULL,
+    rows           INTEGER NOT NULL,
+    attempt        INTEGER NOT NULL,
+    at_ms          INTEGER NOT NULL,          -- the reporter's clock
+    received_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_history_subject
+    ON session_history (channel, direction, subject_id);
+
+-- Each uploaded row once per (channel, table, counter): re-sends are ignored.
+CREATE TABLE IF NOT EXISTS uploaded_rows (
+    channel    TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    counter    INTEGER NOT NULL,
+    upload_id  TEXT NOT NULL,
+    row_json   TEXT NOT NULL,                 -- {"column": value, ...}
+    PRIMARY KEY (channel, table_name, counter)
+) WITHOUT ROWID;
+
+-- Per (channel, table): the highest counter stored and the rows stored.
+CREATE TABLE IF NOT EXISTS upload_counters (
+    channel    TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    high_water INTEGER NOT NULL,
+    rows       INTEGER NOT NULL,
+    PRIMARY KEY (channel, table_name)
+);
+"#;

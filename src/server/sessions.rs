@@ -1,0 +1,346 @@
+//! Download and upload sessions as the server records them.
+//!
+//! A session is keyed by (channel, direction, subject): the package for a
+//! download, the upload batch for an upload. The server creates download
+//! sessions as Available when a package is published or listed, and upload
+//! sessions as Applied when it stores a batch; the agent's status reports
+//! move them on. Every report is appended to `session_history`. A session in
+//! a final status (Applied, Canceled) keeps it: later reports are only
+//! recorded in the history.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+use super::error::ServerError;
+use super::store::{parse_uuid, Store};
+use crate::protocol::{now_ms, PackageInfo, SessionInfo, SessionList, StatusReport};
+use crate::status::{Direction, DownloadStatus, UploadStatus};
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// One channel, or all.
+    pub channel: Option<String>,
+    /// One direction, or both.
+    pub direction: Option<Direction>,
+}
+
+/// A status of either direction, parsed from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnyStatus {
+    Download(DownloadStatus),
+    Upload(UploadStatus),
+}
+
+impl AnyStatus {
+    fn parse(direction: Direction, name: &str) -> Result<AnyStatus, ServerError> {
+        let json = serde_json::Value::from(name);
+        let parsed = match direction {
+            Direction::Download => serde_json::from_value(json).map(AnyStatus::Download),
+            Direction::Upload => serde_json::from_value(json).map(AnyStatus::Upload),
+        };
+        parsed.map_err(|_| {
+            let names = match direction {
+                Direction::Download => "Available, Requested, Downloaded, Applied, Canceled, DownloadFailed, ApplyFailed, Suspended",
+                Direction::Upload => "Started, Available, Uploaded, Applied, Canceled, UploadFailed, ApplyFailed",
+            };
+            ServerError::Invalid(format!(
+                "unknown {} status `{name}` (expected one of {names})",
+                direction_str(direction)
+            ))
+        })
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            AnyStatus::Download(s) => s.code(),
+            AnyStatus::Upload(s) => s.code(),
+        }
+    }
+
+    fn is_final(self) -> bool {
+        match self {
+            AnyStatus::Download(s) => s.is_final(),
+            AnyStatus::Upload(s) => s.is_final(),
+        }
+    }
+}
+
+pub(crate) fn direction_str(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Download => "download",
+        Direction::Upload => "upload",
+    }
+}
+
+/// One row of `session_history`.
+struct HistoryEntry<'a> {
+    channel: &'a str,
+    direction: Direction,
+    subject_id: Uuid,
+    session_id: Option<Uuid>,
+    source: &'static str,
+    status: &'a str,
+    status_code: u8,
+    message: Option<&'a str>,
+    bytes: u64,
+    rows: u64,
+    attempt: u32,
+    at_ms: i64,
+}
+
+fn append_history(conn: &Connection, e: &HistoryEntry<'_>) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO session_history (channel, direction, subject_id, session_id, source, status,
+             status_code, message, bytes, rows, attempt, at_ms, received_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            e.channel,
+            direction_str(e.direction),
+            e.subject_id.to_string(),
+            e.session_id.map(|s| s.to_string()),
+            e.source,
+            e.status,
+            e.status_code,
+            e.message,
+            e.bytes as i64,
+            e.rows as i64,
+            e.attempt,
+            e.at_ms,
+            now_ms(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Creates the Available download session of `channel` for `package`
+/// unless it exists.
+pub(crate) fn ensure_download_session(
+    conn: &Connection,
+    channel: &str,
+    package: &PackageInfo,
+) -> rusqlite::Result<()> {
+    let status = DownloadStatus::Available;
+    let now = now_ms();
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO sessions (channel, direction, subject_id, job, sequence, status,
+             status_code, bytes, rows, created_at_ms, modified_at_ms)
+         VALUES (?1, 'download', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            channel,
+            package.id.to_string(),
+            package.job,
+            package.sequence as i64,
+            format!("{status:?}"),
+            status.code(),
+            package.bytes as i64,
+            package.rows as i64,
+            now,
+        ],
+    )?;
+    if inserted == 1 {
+        append_history(
+            conn,
+            &HistoryEntry {
+                channel,
+                direction: Direction::Download,
+                subject_id: package.id,
+                session_id: None,
+                source: "server",
+                status: &format!("{status:?}"),
+                status_code: status.code(),
+                message: None,
+                bytes: package.bytes,
+                rows: package.rows,
+                attempt: 0,
+                at_ms: now,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Records that the server stored upload `upload_id`: its session becomes
+/// Applied, whatever it was.
+pub(crate) fn record_upload_applied(
+    conn: &Connection,
+    channel: &str,
+    upload_id: Uuid,
+    table: &str,
+    rows: u64,
+    bytes: u64,
+) -> rusqlite::Result<()> {
+    let status = UploadStatus::Applied;
+    let name = format!("{status:?}");
+    let now = now_ms();
+    conn.execute(
+        "INSERT INTO sessions (channel, direction, subject_id, job, status, status_code, bytes,
+             rows, attempts, created_at_ms, modified_at_ms)
+         VALUES (?1, 'upload', ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)
+         ON CONFLICT (channel, direction, subject_id) DO UPDATE SET
+             status = excluded.status, status_code = excluded.status_code, message = NULL,
+             bytes = excluded.bytes, rows = excluded.rows, modified_at_ms = excluded.modified_at_ms",
+        params![channel, upload_id.to_string(), table, name, status.code(), bytes as i64, rows as i64, now],
+    )?;
+    append_history(
+        conn,
+        &HistoryEntry {
+            channel,
+            direction: Direction::Upload,
+            subject_id: upload_id,
+            session_id: None,
+            source: "server",
+            status: &name,
+            status_code: status.code(),
+            message: None,
+            bytes,
+            rows,
+            attempt: 0,
+            at_ms: now,
+        },
+    )
+}
+
+impl Store {
+    /// Creates the Available download sessions of `channel` for `packages`
+    /// that it has none for yet.
+    pub fn ensure_download_sessions(
+        &self,
+        channel: &str,
+        packages: &[PackageInfo],
+    ) -> Result<(), ServerError> {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for package in packages {
+                ensure_download_session(&tx, channel, package)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Records a status report of `channel`: appends it to the history and
+    /// moves the session's current status, creating the session if unknown.
+    pub fn record_status(&self, channel: &str, report: &StatusReport) -> Result<(), ServerError> {
+        let status = AnyStatus::parse(report.direction, &report.status)?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let direction = direction_str(report.direction);
+            let subject = report.subject_id.to_string();
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM sessions WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
+                    params![channel, direction, subject],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let now = now_ms();
+            match current {
+                None => {
+                    tx.execute(
+                        "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
+                             sequence, status, status_code, message, bytes, rows, attempts,
+                             created_at_ms, modified_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
+                             ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                        params![
+                            channel, direction, subject, report.session_id.to_string(), report.job,
+                            report.status, status.code(), report.message, report.bytes as i64,
+                            report.rows as i64, report.attempt, now,
+                        ],
+                    )?;
+                }
+                Some(current) => {
+                    let is_final = AnyStatus::parse(report.direction, &current)
+                        .map(AnyStatus::is_final)
+                        .unwrap_or(false);
+                    if !is_final {
+                        tx.execute(
+                            "UPDATE sessions SET session_id = ?4, status = ?5, status_code = ?6,
+                                 message = ?7, bytes = ?8, rows = ?9,
+                                 attempts = MAX(attempts, ?10), modified_at_ms = ?11
+                             WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
+                            params![
+                                channel, direction, subject, report.session_id.to_string(),
+                                report.status, status.code(), report.message,
+                                report.bytes as i64, report.rows as i64, report.attempt, now,
+                            ],
+                        )?;
+                    }
+                }
+            }
+            append_history(
+                &tx,
+                &HistoryEntry {
+                    channel,
+                    direction: report.direction,
+                    subject_id: report.subject_id,
+                    session_id: Some(report.session_id),
+                    source: "agent",
+                    status: &report.status,
+                    status_code: status.code(),
+                    message: report.message.as_deref(),
+                    bytes: report.bytes,
+                    rows: report.rows,
+                    attempt: report.attempt,
+                    at_ms: report.at_ms,
+                },
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Sessions matching `filter`, per direction, by channel then creation.
+    pub fn sessions(&self, filter: &SessionFilter) -> Result<SessionList, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT channel, direction, subject_id, session_id, job, sequence, status,
+                        status_code, message, bytes, rows, attempts, created_at_ms, modified_at_ms
+                 FROM sessions
+                 WHERE (?1 IS NULL OR channel = ?1) AND (?2 IS NULL OR direction = ?2)
+                 ORDER BY channel, direction, COALESCE(sequence, 0), created_at_ms, subject_id",
+            )?;
+            let direction = filter.direction.map(direction_str);
+            let rows = stmt.query_map(params![filter.channel, direction], session_from_row)?;
+            let mut list = SessionList::default();
+            for session in rows {
+                let session = session?;
+                match session.direction {
+                    Direction::Download => list.download.push(session),
+                    Direction::Upload => list.upload.push(session),
+                }
+            }
+            Ok(list)
+        })
+    }
+}
+
+fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionInfo> {
+    let direction: String = r.get(1)?;
+    let subject: String = r.get(2)?;
+    let session: Option<String> = r.get(3)?;
+    Ok(SessionInfo {
+        channel_id: r.get(0)?,
+        direction: if direction == "upload" {
+            Direction::Upload
+        } else {
+            Direction::Download
+        },
+        subject_id: parse_uuid(2, &subject)?,
+        session_id: session.map(|s| parse_uuid(3, &s)).transpose()?,
+        job: r.get(4)?,
+        sequence: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+        status: r.get(6)?,
+        status_code: r.get(7)?,
+        message: r.get(8)?,
+        bytes: r.get::<_, i64>(9)? as u64,
+        rows: r.get::<_, i64>(10)? as u64,
+        attempts: r.get(11)?,
+        created_at_ms: r.get(12)?,
+        modified_at_ms: r.get(13)?,
+    })
+}

@@ -1,0 +1,332 @@
+//! The server's state: `server.db` (SQLite) and the `packages/` folder.
+//!
+//! [`Store`] is cheap to clone and shared by every HTTP worker; each call
+//! borrows a pooled connection. Calls block: the HTTP layer runs them in
+//! `web::block`, never on the event loop. Other concerns add their own
+//! `impl Store` blocks: publishing (`publish.rs`), sessions (`sessions.rs`),
+//! uploads (`uploads.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::auth;
+use super::error::ServerError;
+use super::schema::SCHEMA;
+use crate::package::PackageKind;
+use crate::protocol::{now_ms, PackageInfo};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "server.db";
+/// Folder of the package files inside the data directory.
+pub const PACKAGES_DIR: &str = "packages";
+/// A writer waiting for another gives up after this long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept for reuse; more are opened on demand and closed.
+const MAX_IDLE_CONNECTIONS: usize = 8;
+
+/// A registered channel database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub id: String,
+    pub data_group: String,
+    pub created_at_ms: i64,
+    /// When the channel last made an authenticated call.
+    pub last_connection_ms: Option<i64>,
+}
+
+/// Handle on a data directory. Clones share the connection pool and the
+/// publication signal that wakes long polls.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Bumped after every publication made through this process.
+    published: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating when missing) the data directory, its `packages/`
+    /// folder and `server.db`.
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Store, ServerError> {
+        let data_dir = data_dir.as_ref().to_owned();
+        let packages = data_dir.join(PACKAGES_DIR);
+        std::fs::create_dir_all(&packages)
+            .map_err(|e| ServerError::io(format!("creating {}", packages.display()), e))?;
+        let conn = open_connection(&data_dir.join(DB_FILE))?;
+        conn.execute_batch(SCHEMA)?;
+        let (published, _) = watch::channel(0);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                data_dir,
+                idle: Mutex::new(vec![conn]),
+                published,
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Where the file of package `id` lives.
+    pub fn package_path(&self, id: Uuid) -> PathBuf {
+        self.inner
+            .data_dir
+            .join(PACKAGES_DIR)
+            .join(format!("{id}.cdxpkg"))
+    }
+
+    /// Runs `f` on a pooled connection.
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, ServerError>,
+    ) -> Result<T, ServerError> {
+        let pooled = self.idle().pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.inner.data_dir.join(DB_FILE))?,
+        };
+        let result = f(&mut conn);
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver that changes after every publication made through this
+    /// process (publications by other processes are only seen in the database).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.published.subscribe()
+    }
+
+    pub(crate) fn notify_published(&self) {
+        self.inner.published.send_modify(|n| *n += 1);
+    }
+
+    // === channels ===
+
+    /// Registers channel database `id` in `data_group`. Only a salted
+    /// SHA-256 of `secret` is stored.
+    pub fn add_channel(&self, id: &str, data_group: &str, secret: &str) -> Result<(), ServerError> {
+        validate_name("channel database id", id)?;
+        validate_name("data group", data_group)?;
+        if secret.is_empty() {
+            return Err(ServerError::Invalid("the secret is empty".into()));
+        }
+        let salt = auth::new_salt();
+        let hash = auth::hash_secret(&salt, secret);
+        self.with_conn(|conn| {
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO channels (id, data_group, secret_salt, secret_sha256, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, data_group, hex::encode(salt), hex::encode(hash), now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(ServerError::Conflict(format!(
+                    "channel database id `{id}` already exists"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn channels(&self) -> Result<Vec<ChannelInfo>, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, data_group, created_at_ms, last_connection_ms FROM channels ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], channel_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub fn channel(&self, id: &str) -> Result<Option<ChannelInfo>, ServerError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, data_group, created_at_ms, last_connection_ms FROM channels WHERE id = ?1",
+                    [id],
+                    channel_from_row,
+                )
+                .optional()?)
+        })
+    }
+
+    /// Checks a channel's credentials (constant-time compare of the salted
+    /// hash) and records the call as its last connection.
+    pub fn authenticate(&self, id: &str, secret: &str) -> Result<ChannelInfo, ServerError> {
+        self.with_conn(|conn| {
+            let found: Option<(String, String, String, i64)> = conn
+                .query_row(
+                    "SELECT data_group, secret_salt, secret_sha256, created_at_ms FROM channels WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((data_group, salt, expected, created_at_ms)) = found else {
+                return Err(ServerError::UnknownChannel(id.to_owned()));
+            };
+            let salt = hex::decode(salt).unwrap_or_default();
+            let expected = hex::decode(expected).unwrap_or_default();
+            if !auth::constant_time_eq(&auth::hash_secret(&salt, secret), &expected) {
+                return Err(ServerError::WrongSecret(id.to_owned()));
+            }
+            let now = now_ms();
+            conn.execute(
+                "UPDATE channels SET last_connection_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(ChannelInfo {
+                id: id.to_owned(),
+                data_group,
+                created_at_ms,
+                last_connection_ms: Some(now),
+            })
+        })
+    }
+
+    // === packages ===
+
+    /// Published packages, of one data group or all, in publication order.
+    pub fn packages(&self, data_group: Option<&str>) -> Result<Vec<PackageInfo>, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {PACKAGE_COLUMNS} FROM packages
+                 WHERE ?1 IS NULL OR data_group = ?1
+                 ORDER BY data_group, sequence"
+            ))?;
+            let rows = stmt.query_map([data_group], package_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// At most `limit` packages of `data_group` with a sequence above `after`.
+    pub fn packages_after(
+        &self,
+        data_group: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<PackageInfo>, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {PACKAGE_COLUMNS} FROM packages
+                 WHERE data_group = ?1 AND sequence > ?2
+                 ORDER BY sequence LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![data_group, after as i64, limit as i64],
+                package_from_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub fn package(&self, id: Uuid) -> Result<Option<PackageInfo>, ServerError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {PACKAGE_COLUMNS} FROM packages WHERE id = ?1"),
+                    [id.to_string()],
+                    package_from_row,
+                )
+                .optional()?)
+        })
+    }
+}
+
+/// Opens one connection with the server's settings.
+fn open_connection(path: &Path) -> Result<Connection, ServerError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // An acknowledged upload must survive a power cut: FULL, not NORMAL.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    Ok(conn)
+}
+
+/// Ids, data groups and jobs end up in URLs, file names and logs: keep them
+/// to letters, digits, `-`, `_` and `.`.
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), ServerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::Invalid(format!(
+            "invalid {what} `{name}`: use 1 to 100 letters, digits, `-`, `_` or `.`"
+        )))
+    }
+}
+
+pub(crate) const PACKAGE_COLUMNS: &str =
+    "id, data_group, job, sequence, kind, bytes, sha256, rows, created_at_ms";
+
+pub(crate) fn package_from_row(r: &Row<'_>) -> rusqlite::Result<PackageInfo> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(4)?;
+    Ok(PackageInfo {
+        id: parse_uuid(0, &id)?,
+        data_group: r.get(1)?,
+        job: r.get(2)?,
+        sequence: r.get::<_, i64>(3)? as u64,
+        kind: kind_from_str(&kind),
+        bytes: r.get::<_, i64>(5)? as u64,
+        sha256: r.get(6)?,
+        rows: r.get::<_, i64>(7)? as u64,
+        created_at_ms: r.get(8)?,
+    })
+}
+
+fn channel_from_row(r: &Row<'_>) -> rusqlite::Result<ChannelInfo> {
+    Ok(ChannelInfo {
+        id: r.get(0)?,
+        data_group: r.get(1)?,
+        created_at_ms: r.get(2)?,
+        last_connection_ms: r.get(3)?,
+    })
+}
+
+pub(crate) fn parse_uuid(column: usize, text: &str) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+pub(crate) fn kind_str(kind: PackageKind) -> &'static str {
+    match kind {
+        PackageKind::Full => "Full",
+        PackageKind::Incremental => "Incremental",
+    }
+}
+
+fn kind_from_str(kind: &str) -> PackageKind {
+    if kind == "Full" {
+        PackageKind::Full
+    } else {
+        PackageKind::Incremental
+    }
+}

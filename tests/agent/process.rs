@@ -1,0 +1,130 @@
+//! The agent as a real `cdx-client` process: signals, crashes, restarts,
+//! and the demo.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cdx::retail::{expected_row_counts, DataSetSize};
+
+use super::util::*;
+
+fn spawn_client(config: &std::path::Path) -> Child {
+    Command::new(client_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+/// SIGTERM stops the agent gracefully with exit code 0; started again on
+/// the same folders it applies only what is new.
+#[test]
+fn agent_process_exits_zero_on_sigterm_and_carries_on_after_restart() {
+    let hq = Hq::start();
+    let first = hq.publish_initial(small());
+    let store = StoreDir::new();
+    let config = store.write_config(&hq.url(), "reliable", "");
+    let mut child = spawn_client(&config);
+    let last = first.last().unwrap().sequence;
+    assert!(wait_until(Duration::from_secs(60), || store.applied() >= last));
+    signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("the agent exits");
+    assert!(status.success(), "exit status {status:?}");
+
+    let more = hq.publish_round(small(), 1);
+    let mut child = spawn_client(&config);
+    let last = more.last().unwrap().sequence;
+    assert!(wait_until(Duration::from_secs(60), || store.applied() >= last));
+    signal(&child, "INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).unwrap().success());
+    for (table, rows) in expected_row_counts(small(), 1) {
+        assert_eq!(store.rows(&table), rows, "rows of {table}");
+    }
+}
+
+/// An agent killed outright in the middle of a reliable download resumes
+/// it from the confirmed bytes on disk when started again.
+#[test]
+fn agent_killed_mid_download_resumes_from_its_checkpoint() {
+    let hq = Hq::start();
+    let size = DataSetSize {
+        products: 6000,
+        customers: 100,
+        stores: 4,
+        staff: 10,
+    };
+    let published = hq.publish_initial(size);
+    let largest = published.iter().max_by_key(|p| p.bytes).unwrap().clone();
+    // About 1.6 MB/s, so the download of the largest package takes a while.
+    let proxy = FaultyProxy::with_throttle(hq.server.addr(), u64::MAX, 0, Duration::from_millis(10));
+    let store = StoreDir::new();
+    let config = store.write_config(&proxy.url(), "reliable", "");
+    let part = store
+        .path()
+        .join("work/downloads")
+        .join(format!("{}.cdxpkg.part", largest.id));
+    let mut child = spawn_client(&config);
+    let halfway = wait_until(Duration::from_secs(60), || {
+        std::fs::metadata(&part).map(|m| m.len() > largest.bytes / 3).unwrap_or(false)
+    });
+    assert!(halfway, "the download never got a third of the way");
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let kept = std::fs::metadata(&part).expect("the checkpoint survives the kill").len();
+    assert!(kept > 0 && kept < largest.bytes);
+
+    let before = proxy.bytes_forwarded.load(Ordering::Relaxed);
+    let mut child = spawn_client(&config);
+    let last = published.last().unwrap().sequence;
+    assert!(wait_until(Duration::from_secs(120), || store.applied() >= last), "sync did not finish");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).unwrap().success());
+    let after_restart = proxy.bytes_forwarded.load(Ordering::Relaxed) - before;
+    let total: u64 = published.iter().map(|p| p.bytes).sum();
+    let remaining_packages = total - kept;
+    assert!(
+        after_restart < remaining_packages + 400_000,
+        "after the restart {after_restart} bytes moved, but only {remaining_packages} were missing"
+    );
+    for (table, rows) in expected_row_counts(size, 0) {
+        assert_eq!(store.rows(&table), rows, "rows of {table}");
+    }
+}
+
+/// `cdx-client demo --once` syncs, sells, uploads, compares both sides and exits 0.
+#[test]
+fn demo_once_runs_the_whole_system_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(client_bin())
+        .args(["demo", "--once", "--products", "1000", "--customers", "300", "--status-port", "0"])
+        .arg("--dir")
+        .arg(dir.path().join("demo"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("row counts match on both sides"), "{stdout}");
+    assert!(stdout.contains("/status"), "{stdout}");
+}

@@ -1,0 +1,102 @@
+//! Full and incremental syncs, in both transfer modes.
+
+use std::time::Duration;
+
+use cdx::channel_db::ChannelDb;
+use cdx::retail::expected_row_counts;
+use cdx::status::DownloadStatus;
+
+use super::util::*;
+
+fn full_sync_in(mode: &str) {
+    let hq = Hq::start();
+    let published = hq.publish_initial(small());
+    let store = StoreDir::new();
+    let config = store.config(&hq.url(), mode, "");
+    let last = published.last().unwrap().sequence;
+    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(60), || {
+        store.applied() >= last
+    });
+    assert!(run.reached, "the initial sync did not complete");
+    for (table, rows) in expected_row_counts(small(), 0) {
+        assert_eq!(store.rows(&table), rows, "rows of {table}");
+    }
+    let applied: Vec<_> = run
+        .status
+        .recent_downloads
+        .iter()
+        .filter(|s| s.status == DownloadStatus::Applied)
+        .map(|s| s.package.id)
+        .collect();
+    for p in &published {
+        assert!(applied.contains(&p.id), "package {} is not journaled Applied", p.id);
+    }
+    assert!(run.status.last_poll.ok == Some(true));
+    assert!(run.status.healthy);
+}
+
+/// A streaming-mode agent applies every full package and the tables match what was published.
+#[test]
+fn full_sync_applies_every_package_in_streaming_mode() {
+    full_sync_in("streaming");
+}
+
+/// A reliable-mode agent (64 KiB chunks) applies every full package too.
+#[test]
+fn full_sync_applies_every_package_in_reliable_mode() {
+    full_sync_in("reliable");
+}
+
+/// Incremental packages apply after the full ones, in published order, and
+/// their upserts and deletes leave the expected rows.
+#[test]
+fn incremental_packages_apply_in_published_order() {
+    let hq = Hq::start();
+    let mut published = hq.publish_initial(small());
+    published.extend(hq.publish_round(small(), 1));
+    published.extend(hq.publish_round(small(), 2));
+    let store = StoreDir::new();
+    let last = published.last().unwrap().sequence;
+    let run = run_agent(
+        store.config(&hq.url(), "reliable", ""),
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last,
+    );
+    assert!(run.reached);
+    for (table, rows) in expected_row_counts(small(), 2) {
+        assert_eq!(store.rows(&table), rows, "rows of {table}");
+    }
+    let applied = store.db().applied_packages(GROUP).unwrap();
+    let order: Vec<_> = applied.iter().map(|a| a.package_id).collect();
+    let expected: Vec<_> = published.iter().map(|p| p.id).collect();
+    assert_eq!(order, expected, "applied set differs from the published set");
+    let times: Vec<_> = applied.iter().map(|a| a.applied_at_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "applied out of order: {times:?}");
+}
+
+/// A package published while the agent idles in a long poll is applied
+/// without waiting for the download interval.
+#[test]
+fn package_published_while_idle_is_applied_by_the_long_poll() {
+    let hq = Hq::start();
+    let first = hq.publish_initial(small());
+    let store = StoreDir::new();
+    // An interval far longer than the test: only the long poll can deliver.
+    let config = store.config(&hq.url(), "streaming", "");
+    let mut config = config;
+    config.download.interval = Duration::from_secs(3600);
+    config.download.long_poll = Duration::from_secs(30);
+    let initial = first.last().unwrap().sequence;
+    let mut published_more = false;
+    let mut target = u64::MAX;
+    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(30), || {
+        let applied = store.applied();
+        if !published_more && applied >= initial {
+            target = hq.publish_round(small(), 1).last().unwrap().sequence;
+            published_more = true;
+        }
+        applied >= target
+    });
+    assert!(run.reached, "the package published during the long poll was not applied");
+}

@@ -1,0 +1,425 @@
+//! Test helpers: a headquarters server, agent configurations, running an
+//! agent in process until a condition holds, a fault-injecting proxy.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdx::channel_db::{ChannelDb, SqliteChannelDb};
+use cdx::config::Config;
+use cdx::package::{PackageKind, TableSchema, Value};
+use cdx::protocol::PackageInfo;
+use cdx::retail::{DataSetSize, GeneratedPackage, GeneratedRow};
+use cdx::server::{self, PublishSpec, RunningServer};
+use cdx_actors::agent::Agent;
+use cdx_actors::applier::ChannelDbFactory;
+use cdx_actors::status::StatusDocument;
+
+pub const CHANNEL: &str = "store-0001";
+pub const GROUP: &str = "default";
+pub const SECRET: &str = "correct horse battery staple";
+pub const SEED: u64 = 7;
+
+/// A small data set, so a test syncs in well under a second.
+pub fn small() -> DataSetSize {
+    DataSetSize {
+        products: 300,
+        customers: 120,
+        stores: 3,
+        staff: 10,
+    }
+}
+
+/// Headquarters: a real server on its own thread and its data folder.
+pub struct Hq {
+    pub server: RunningServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl Hq {
+    pub fn start() -> Hq {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0").unwrap();
+        server.store().add_channel(CHANNEL, GROUP, SECRET).unwrap();
+        Hq { server, dir }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn publish(&self, package: GeneratedPackage) -> PackageInfo {
+        let spec = PublishSpec {
+            data_group: GROUP.into(),
+            job: package.job,
+            kind: package.kind,
+            tables: package.tables,
+        };
+        let rows = package.rows;
+        self.server
+            .store()
+            .publish(spec, |w| {
+                let mut open = None;
+                for (table, row) in rows {
+                    if open != Some(table) {
+                        w.table(table)?;
+                        open = Some(table);
+                    }
+                    match row {
+                        GeneratedRow::Upsert(v) => w.upsert(&v)?,
+                        GeneratedRow::Delete(k) => w.delete(&k)?,
+                    }
+                }
+                Ok(())
+            })
+            .unwrap()
+    }
+
+    /// Publishes the initial full packages of `size`; returns them.
+    pub fn publish_initial(&self, size: DataSetSize) -> Vec<PackageInfo> {
+        cdx::retail::initial_packages(size, SEED)
+            .into_iter()
+            .map(|p| self.publish(p))
+            .collect()
+    }
+
+    pub fn publish_round(&self, size: DataSetSize, round: u64) -> Vec<PackageInfo> {
+        cdx::retail::incremental_packages(size, SEED, round)
+            .into_iter()
+            .map(|p| self.publish(p))
+            .collect()
+    }
+
+    /// Publishes one table of rows as a package of its own.
+    pub fn publish_table(&self, job: &str, kind: PackageKind, table: TableSchema, rows: Vec<Vec<Value>>) -> PackageInfo {
+        let rows = rows.into_iter().map(|r| (0u32, GeneratedRow::Upsert(r)));
+        self.publish(GeneratedPackage {
+            job: job.into(),
+            kind,
+            tables: vec![table],
+            rows: Box::new(rows.collect::<Vec<_>>().into_iter()),
+        })
+    }
+
+    pub fn package_file(&self, id: uuid::Uuid) -> PathBuf {
+        self.server.store().package_path(id)
+    }
+
+    /// Makes the server list `bytes` as the package's content (its size and
+    /// SHA-256), as if the package had been corrupted before it was listed.
+    pub fn relist(&self, id: uuid::Uuid, bytes: &[u8]) {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let conn = rusqlite::Connection::open(self.dir.path().join("hq/server.db")).unwrap();
+        let n = conn
+            .execute(
+                "UPDATE packages SET sha256 = ?1, bytes = ?2 WHERE id = ?3",
+                rusqlite::params![sha, bytes.len() as i64, id.to_string()],
+            )
+            .unwrap();
+        assert_eq!(n, 1, "package {id} not found in server.db");
+    }
+
+    pub fn uploaded(&self, table: &str) -> u64 {
+        self.server.store().uploaded_row_count(CHANNEL, table).unwrap()
+    }
+}
+
+/// A store: its folder, channel database and agent configuration.
+pub struct StoreDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl StoreDir {
+    pub fn new() -> StoreDir {
+        StoreDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn channel_db(&self) -> PathBuf {
+        self.dir.path().join("channel.db")
+    }
+
+    /// Writes `agent.toml` for `url`, with `extra` TOML appended, and
+    /// returns its path.
+    pub fn write_config(&self, url: &str, mode: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"
+[server]
+url = "{url}"
+channel_id = "{CHANNEL}"
+secret = "{SECRET}"
+request_timeout = "5s"
+
+[storage]
+working_folder = "work"
+
+[channel_db]
+path = "channel.db"
+
+[download]
+mode = "{mode}"
+interval = "1s"
+long_poll = "2s"
+chunk_bytes = 65536
+
+[retry]
+try_count = 3
+initial_backoff = "50ms"
+max_backoff = "200ms"
+
+[status]
+listen = "127.0.0.1:0"
+{extra}
+"#
+        );
+        let path = self.dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn config(&self, url: &str, mode: &str, extra: &str) -> Config {
+        Config::load(&self.write_config(url, mode, extra)).unwrap()
+    }
+
+    pub fn db(&self) -> SqliteChannelDb {
+        SqliteChannelDb::open(&self.channel_db()).unwrap()
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.db().last_applied_sequence(GROUP).unwrap()
+    }
+
+    pub fn rows(&self, table: &str) -> u64 {
+        self.db().row_count(table).unwrap()
+    }
+
+    pub fn pos(&self) -> cdx::retail::PosSimulator {
+        let pos = cdx::retail::PosSimulator::open(self.channel_db(), 1, small(), SEED).unwrap();
+        pos.create_tables().unwrap();
+        pos
+    }
+}
+
+/// What an in-process agent run ended with.
+pub struct Run {
+    pub status: StatusDocument,
+    pub reached: bool,
+}
+
+/// Runs an agent until `done` holds (checked every 20 ms) or `timeout`
+/// passes, then shuts it down gracefully.
+pub fn run_agent(
+    config: Config,
+    open_db: ChannelDbFactory,
+    timeout: Duration,
+    done: impl FnMut() -> bool,
+) -> Run {
+    let agent = RunningAgent::start(config, open_db);
+    let reached = wait_until(timeout, done);
+    let status = agent.status();
+    agent.stop();
+    Run { status, reached }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// An agent running in process, on a thread with its own actix `System`.
+pub struct RunningAgent {
+    pub status_addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningAgent {
+    pub fn start(config: Config, open_db: ChannelDbFactory) -> RunningAgent {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let agent = Agent::start(config, open_db).await.expect("agent starts");
+                addr_tx.send(agent.status_addr.expect("status enabled")).unwrap();
+                let _ = stop_rx.await;
+                agent.shutdown().await;
+            })
+        });
+        let status_addr = addr_rx.recv().expect("the agent started");
+        RunningAgent {
+            status_addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn status(&self) -> StatusDocument {
+        let (code, body) = http(self.status_addr, "GET", "/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad status document {e}: {body}"))
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let (_, body) = http(self.status_addr, "GET", "/status");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Stops the agent gracefully and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the agent thread panicked");
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.shutdown();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request; returns the status code and body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+pub fn sqlite(path: PathBuf) -> ChannelDbFactory {
+    cdx_actors::sqlite_factory(path)
+}
+
+/// A TCP proxy that cuts the first `cuts` connections after `after_bytes`
+/// bytes from the server, to drop downloads midway.
+pub struct FaultyProxy {
+    pub addr: SocketAddr,
+    pub cuts_left: Arc<AtomicU32>,
+    pub bytes_forwarded: Arc<AtomicU64>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: SocketAddr, after_bytes: u64, cuts: u32) -> FaultyProxy {
+        Self::with_throttle(upstream, after_bytes, cuts, Duration::ZERO)
+    }
+
+    /// A proxy that also waits `throttle` after every 16 KiB it forwards.
+    pub fn with_throttle(upstream: SocketAddr, after_bytes: u64, cuts: u32, throttle: Duration) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cuts_left = Arc::new(AtomicU32::new(cuts));
+        let bytes_forwarded = Arc::new(AtomicU64::new(0));
+        let (left, forwarded) = (cuts_left.clone(), bytes_forwarded.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let budget = match left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                    Ok(_) => after_bytes,
+                    Err(_) => u64::MAX,
+                };
+                pipe(client, server, budget, forwarded.clone(), throttle);
+            }
+        });
+        FaultyProxy {
+            addr,
+            cuts_left,
+            bytes_forwarded,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn pipe(client: TcpStream, server: TcpStream, budget: u64, forwarded: Arc<AtomicU64>, throttle: Duration) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(NetShutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let (mut s_read, mut c_write) = (server, client);
+        let mut sent = 0u64;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match s_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let n = n.min((budget - sent) as usize);
+            if c_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            sent += n as u64;
+            forwarded.fetch_add(n as u64, Ordering::Relaxed);
+            if !throttle.is_zero() {
+                std::thread::sleep(throttle);
+            }
+            if sent >= budget {
+                break;
+            }
+        }
+        let _ = c_write.shutdown(NetShutdown::Both);
+        let _ = s_read.shutdown(NetShutdown::Both);
+    });
+}
+
+/// The `cdx-client` binary, built once if the test run did not build it.
+pub fn client_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join(format!("cdx-client{}", std::env::consts::EXE_SUFFIX));
+    BUILT.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "cdx-actors", "--bin", "cdx-client"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building cdx-client failed");
+    });
+    bin
+}

@@ -1,0 +1,703 @@
+//! The reference Async Server over real HTTP: a server on 127.0.0.1:0 in the
+//! test process, driven with reqwest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cdx::package::{Column, ColumnType, PackageKind, PackageReader, TableSchema, Value};
+use cdx::protocol::{
+    ErrorBody, HighWater, PackageInfo, PackageList, Ping, SessionList, StatusReport, UploadAck,
+    UploadBatch,
+};
+use cdx::server::{self, PublishFiles, PublishSpec, RunningServer, Store};
+use cdx::status::Direction;
+use reqwest::{header, StatusCode};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+const CHANNEL: &str = "store-0001";
+const SECRET: &str = "s3cret";
+const GROUP: &str = "default";
+
+/// A server on a fresh data directory with one channel, and a client for it.
+struct TestServer {
+    dir: TempDir,
+    server: RunningServer,
+    client: reqwest::Client,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path().join("data")).unwrap();
+        store.add_channel(CHANNEL, GROUP, SECRET).unwrap();
+        let server = server::spawn_store(store, "127.0.0.1:0").unwrap();
+        TestServer {
+            dir,
+            server,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.server.store()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    /// A request authenticated as the test channel.
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.url(path))
+            .basic_auth(CHANNEL, Some(SECRET))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .basic_auth(CHANNEL, Some(SECRET))
+    }
+
+    /// Writes `content` to a file of the test directory.
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Publishes a small products package through the library API.
+    fn publish_products(&self, rows: i64) -> PackageInfo {
+        publish_products(self.store(), rows)
+    }
+}
+
+fn products_schema() -> TableSchema {
+    TableSchema {
+        name: "products".into(),
+        columns: vec![
+            Column {
+                name: "id".into(),
+                ty: ColumnType::Integer,
+                nullable: false,
+            },
+            Column {
+                name: "name".into(),
+                ty: ColumnType::Text,
+                nullable: false,
+            },
+        ],
+        key: vec!["id".into()],
+    }
+}
+
+fn publish_products(store: &Store, rows: i64) -> PackageInfo {
+    let spec = PublishSpec {
+        data_group: GROUP.into(),
+        job: "1040".into(),
+        kind: PackageKind::Full,
+        tables: vec![products_schema()],
+    };
+    store
+        .publish(spec, |writer| {
+            writer.table(0)?;
+            for id in 0..rows {
+                writer.upsert(&[Value::Integer(id), Value::Text(format!("product {id}"))])?;
+            }
+            Ok(())
+        })
+        .unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn error_of(response: reqwest::Response) -> String {
+    response.json::<ErrorBody>().await.unwrap().error
+}
+
+fn args(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Calls without credentials, with a wrong secret or an unknown id get 401 and an error naming the problem.
+#[actix_rt::test]
+async fn requests_without_valid_credentials_are_rejected_with_401() {
+    let t = TestServer::start();
+
+    let response = t.client.get(t.url("/v1/ping")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    assert!(error_of(response).await.contains("missing HTTP Basic"));
+
+    let response = t
+        .client
+        .get(t.url("/v1/packages"))
+        .basic_auth(CHANNEL, Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_of(response).await.contains("wrong secret"));
+
+    let response = t
+        .client
+        .get(t.url("/v1/uploads/high-water"))
+        .basic_auth("STORE-0001", Some(SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(error_of(response)
+        .await
+        .contains("unknown channel database id"));
+
+    let ping: Ping = t
+        .get("/v1/ping")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping.channel_id, CHANNEL);
+    assert_eq!(ping.data_group, GROUP);
+    let channel = t.store().channel(CHANNEL).unwrap().unwrap();
+    assert!(channel.last_connection_ms.is_some());
+}
+
+/// Packages published from JSON Lines and CSV files are listed in order and download with their sha256.
+#[actix_rt::test]
+async fn published_jsonl_and_csv_files_are_listed_and_downloaded_with_their_sha256() {
+    let t = TestServer::start();
+    let products = t.file(
+        "products.jsonl",
+        "{\"id\": 1, \"name\": \"Coffee\", \"price\": 2.5, \"note\": null}\n\
+         \n\
+         {\"id\": 2, \"name\": \"Tea\", \"price\": 1.75, \"note\": \"green\"}\n",
+    );
+    let prices = t.file(
+        "prices.csv",
+        "store_id,product_id,price\nstore-0001,1,2.45\nstore-0001,2,\n",
+    );
+    let files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        PackageKind::Full,
+        &args(&[
+            &format!("products={}", products.display()),
+            &format!("prices={}", prices.display()),
+        ]),
+        &args(&["products=id", "prices=product_id,store_id"]),
+        &args(&["prices=product_id:integer,store_id:text,price:real?"]),
+        &[],
+    )
+    .unwrap();
+    let first = server::publish_files(t.store(), &files).unwrap();
+    let second = t.publish_products(3);
+    assert_eq!((first.sequence, second.sequence), (1, 2));
+    assert_eq!(first.rows, 4);
+
+    let list: PackageList = t
+        .get("/v1/packages?after=0")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.data_group, GROUP);
+    assert_eq!(list.packages, vec![first.clone(), second.clone()]);
+    let list: PackageList = t
+        .get("/v1/packages?after=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.packages, vec![second]);
+
+    let response = t
+        .get(&cdx::protocol::package_content_path(first.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(etag, format!("\"{}\"", first.sha256));
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, first.bytes);
+    assert_eq!(sha256_hex(&body), first.sha256);
+
+    let summary = PackageReader::open(&body[..]).unwrap().verify().unwrap();
+    assert_eq!(summary.header.sequence, 1);
+    assert_eq!(summary.upserts, 4);
+    let tables: Vec<_> = summary.header.tables.iter().map(|t| &t.name).collect();
+    assert_eq!(tables, ["products", "prices"]);
+    let inferred = &summary.header.tables[0].columns;
+    let inferred: Vec<_> = inferred
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty, c.nullable))
+        .collect();
+    assert_eq!(
+        inferred,
+        [
+            ("id", ColumnType::Integer, false),
+            ("name", ColumnType::Text, false),
+            ("price", ColumnType::Real, false),
+            ("note", ColumnType::Text, true),
+        ]
+    );
+
+    let missing = t
+        .get(&cdx::protocol::package_content_path(Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(error_of(missing).await.contains("no package"));
+}
+
+/// A Range request gets 206 with exactly those bytes; HEAD gets the length without a body.
+#[actix_rt::test]
+async fn a_range_request_returns_206_with_the_requested_bytes() {
+    let t = TestServer::start();
+    let package = t.publish_products(500);
+    let path = cdx::protocol::package_content_path(package.id);
+    let whole = std::fs::read(t.store().package_path(package.id)).unwrap();
+    let etag = format!("\"{}\"", package.sha256);
+
+    let response = t
+        .get(&path)
+        .header(header::RANGE, "bytes=100-")
+        .header(header::IF_RANGE, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()[header::CONTENT_RANGE],
+        format!("bytes 100-{}/{}", whole.len() - 1, whole.len()).as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), whole[100..]);
+
+    let response = t
+        .get(&path)
+        .header(header::RANGE, "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(response.bytes().await.unwrap(), whole[10..20]);
+
+    let response = t
+        .get(&path)
+        .header(header::RANGE, format!("bytes={}-", whole.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert!(error_of(response).await.contains("range not satisfiable"));
+
+    let response = t
+        .client
+        .head(t.url(&path))
+        .basic_auth(CHANNEL, Some(SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_LENGTH],
+        whole.len().to_string().as_str()
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
+}
+
+/// If-Range with an ETag other than the package's makes the server ignore Range and send the whole file with 200.
+#[actix_rt::test]
+async fn if_range_with_a_wrong_etag_returns_the_whole_file() {
+    let t = TestServer::start();
+    let package = t.publish_products(500);
+    let whole = std::fs::read(t.store().package_path(package.id)).unwrap();
+
+    let response = t
+        .get(&cdx::protocol::package_content_path(package.id))
+        .header(header::RANGE, "bytes=100-")
+        .header(header::IF_RANGE, "\"0000000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.headers().contains_key(header::CONTENT_RANGE));
+    assert_eq!(
+        response.headers()[header::ETAG],
+        format!("\"{}\"", package.sha256).as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), whole);
+}
+
+/// A long poll returns the package published in this process during its wait, well before the wait ends.
+#[actix_rt::test]
+async fn a_long_poll_returns_the_package_published_during_the_wait() {
+    let t = TestServer::start();
+    let started = Instant::now();
+    let poll = t.get("/v1/packages?after=0&wait_ms=30000").send();
+    let store = t.store().clone();
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        publish_products(&store, 3)
+    });
+    let list: PackageList = poll.await.unwrap().json().await.unwrap();
+    let published = publisher.join().unwrap();
+    assert_eq!(list.packages, vec![published]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A long poll also sees a package published by another process (another Store on the same directory).
+#[actix_rt::test]
+async fn a_long_poll_sees_a_package_published_by_another_process() {
+    let t = TestServer::start();
+    let started = Instant::now();
+    let poll = t.get("/v1/packages?after=0&wait_ms=30000").send();
+    let data_dir = t.store().data_dir().to_owned();
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        publish_products(&Store::open(data_dir).unwrap(), 3)
+    });
+    let list: PackageList = poll.await.unwrap().json().await.unwrap();
+    let published = publisher.join().unwrap();
+    assert_eq!(list.packages, vec![published]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let empty: PackageList = t
+        .get("/v1/packages?after=1&wait_ms=200")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(empty.packages.is_empty());
+}
+
+fn batch(first: i64, last: i64) -> UploadBatch {
+    UploadBatch {
+        upload_id: Uuid::new_v4(),
+        table: "RETAILTRANSACTIONTABLE".into(),
+        counter_column: "REPLICATIONCOUNTERFROMORIGIN".into(),
+        columns: vec![
+            "TRANSACTIONID".into(),
+            "REPLICATIONCOUNTERFROMORIGIN".into(),
+        ],
+        rows: (first..=last)
+            .map(|n| vec![serde_json::json!(format!("T-{n}")), serde_json::json!(n)])
+            .collect(),
+        first_counter: first,
+        last_counter: last,
+    }
+}
+
+/// The same batch sent twice is stored once: the second ack counts every row as a duplicate and the high water stays.
+#[actix_rt::test]
+async fn uploads_are_idempotent_per_channel_table_and_counter() {
+    let t = TestServer::start();
+    let upload = batch(1, 5);
+
+    let first: UploadAck = t
+        .post("/v1/uploads")
+        .json(&upload)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.stored, first.duplicates, first.high_water),
+        (5, 0, 5)
+    );
+    let again: UploadAck = t
+        .post("/v1/uploads")
+        .json(&upload)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.stored, again.duplicates, again.high_water),
+        (0, 5, 5)
+    );
+
+    // An overlapping batch with another upload id stores only the new counters.
+    let overlap: UploadAck = t
+        .post("/v1/uploads")
+        .json(&batch(4, 7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (overlap.stored, overlap.duplicates, overlap.high_water),
+        (2, 2, 7)
+    );
+
+    let table = "RETAILTRANSACTIONTABLE";
+    assert_eq!(t.store().high_water(CHANNEL, table).unwrap(), Some(7));
+    assert_eq!(t.store().uploaded_row_count(CHANNEL, table).unwrap(), 7);
+    let high_water: HighWater = t
+        .get("/v1/uploads/high-water")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(high_water.tables.get(table), Some(&7));
+
+    let sessions: SessionList = t
+        .get("/v1/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let applied = sessions
+        .upload
+        .iter()
+        .find(|s| s.subject_id == upload.upload_id)
+        .unwrap();
+    assert_eq!(
+        (applied.status.as_str(), applied.status_code),
+        ("Applied", 3)
+    );
+}
+
+/// A batch whose counter column is missing, whose rows are short or whose counters leave the range gets 400 naming the problem.
+#[actix_rt::test]
+async fn a_malformed_upload_is_rejected_with_400_naming_the_problem() {
+    let t = TestServer::start();
+    let cases: Vec<(UploadBatch, &str)> = vec![
+        (
+            UploadBatch {
+                counter_column: "COUNTER".into(),
+                ..batch(1, 2)
+            },
+            "counter column `COUNTER` is not among the columns",
+        ),
+        (
+            UploadBatch {
+                rows: vec![vec![serde_json::json!("T-1")]],
+                ..batch(1, 1)
+            },
+            "row 0 has 1 values, expected 2",
+        ),
+        (
+            UploadBatch {
+                last_counter: 2,
+                ..batch(1, 3)
+            },
+            "counter 3 is outside first_counter..=last_counter (1..=2)",
+        ),
+    ];
+    for (upload, expected) in cases {
+        let response = t.post("/v1/uploads").json(&upload).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error = error_of(response).await;
+        assert!(
+            error.contains(expected),
+            "{error:?} should contain {expected:?}"
+        );
+    }
+    let response = t
+        .post("/v1/uploads")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(response).await.contains("bad upload batch"));
+    assert_eq!(t.store().upload_tables(None).unwrap(), vec![]);
+}
+
+/// A record that does not fit its column fails the publish naming file, line and column, and leaves no package or temporary file.
+#[actix_rt::test]
+async fn a_bad_record_fails_the_publish_naming_file_line_and_column() {
+    let t = TestServer::start();
+    let products = t.file(
+        "products.jsonl",
+        "{\"id\": 1, \"price\": 2.5}\n{\"id\": 2, \"price\": 3}\n{\"id\": 3, \"price\": \"abc\"}\n",
+    );
+    let files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        PackageKind::Full,
+        &args(&[&format!("products={}", products.display())]),
+        &args(&["products=id"]),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let error = server::publish_files(t.store(), &files)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("products.jsonl:3: column `price`: expected real"),
+        "{error}"
+    );
+
+    let prices = t.file("prices.csv", "id,price\n1,2.5\n2,cheap\n");
+    let files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        PackageKind::Full,
+        &args(&[&format!("prices={}", prices.display())]),
+        &args(&["prices=id"]),
+        &args(&["prices=id:integer,price:real"]),
+        &[],
+    )
+    .unwrap();
+    let error = server::publish_files(t.store(), &files)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("prices.csv:3: column `price`: expected real"),
+        "{error}"
+    );
+
+    assert!(t.store().packages(None).unwrap().is_empty());
+    let packages_dir = t.store().data_dir().join(server::PACKAGES_DIR);
+    assert_eq!(files_in(&packages_dir), Vec::<String>::new());
+    let list: PackageList = t
+        .get("/v1/packages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.packages.is_empty());
+}
+
+/// Two threads publishing at once, each through its own Store, get distinct sequences 1..=N in commit order.
+#[test]
+fn concurrent_publishes_get_distinct_increasing_sequences() {
+    let dir = TempDir::new().unwrap();
+    Store::open(dir.path()).unwrap();
+    let publishers: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                let store = Store::open(dir).unwrap();
+                (0..5)
+                    .map(|_| publish_products(&store, 200))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut published: Vec<PackageInfo> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    for per_thread in published.chunks(5) {
+        assert!(per_thread.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    }
+    published.sort_by_key(|p| p.sequence);
+    let sequences: Vec<u64> = published.iter().map(|p| p.sequence).collect();
+    assert_eq!(sequences, (1..=10).collect::<Vec<_>>());
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.packages(Some(GROUP)).unwrap(), published);
+    for package in &published {
+        let file = std::fs::File::open(store.package_path(package.id)).unwrap();
+        let header = PackageReader::open(file).unwrap().header().clone();
+        assert_eq!(header.sequence, package.sequence);
+    }
+}
+
+/// Listing creates Available download sessions; status reports move them and are kept; bad status names get 400.
+#[actix_rt::test]
+async fn status_reports_move_sessions_and_listing_creates_available_ones() {
+    let t = TestServer::start();
+    let package = t.publish_products(2);
+    let _: PackageList = t
+        .get("/v1/packages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions: SessionList = t
+        .get("/v1/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions.download.len(), 1);
+    assert_eq!(sessions.download[0].subject_id, package.id);
+    assert_eq!(sessions.download[0].status, "Available");
+    assert_eq!(sessions.download[0].status_code, 1);
+
+    let report = StatusReport {
+        session_id: Uuid::new_v4(),
+        direction: Direction::Download,
+        subject_id: package.id,
+        job: "1040".into(),
+        status: "DownloadFailed".into(),
+        message: Some("connection reset".into()),
+        bytes: 10,
+        rows: 0,
+        attempt: 2,
+        at_ms: cdx::protocol::now_ms(),
+    };
+    let response = t.post("/v1/status").json(&report).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let sessions: SessionList = t
+        .get("/v1/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = &sessions.download[0];
+    assert_eq!(
+        (session.status.as_str(), session.status_code),
+        ("DownloadFailed", 7)
+    );
+    assert_eq!(session.session_id, Some(report.session_id));
+    assert_eq!(session.message.as_deref(), Some("connection reset"));
+    assert_eq!((session.attempts, session.sequence), (2, Some(1)));
+
+    let bad = StatusReport {
+        status: "Uploaded".into(),
+        ..report
+    };
+    let response = t.post("/v1/status").json(&bad).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(response)
+        .await
+        .contains("unknown download status `Uploaded`"));
+}
