@@ -1,6 +1,8 @@
 //! `cdx-server`: the reference Async Server's command line. Thin: every
 //! command is a call into `cdx::server`.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,10 +109,10 @@ Example: a full products package, then an incremental one with deletes.
   1,store-0001,2.45
   $ cdx-server publish --data hq --group default --job 1040 --kind full \\
       --table products=products.jsonl --key products=id \\
-      --columns products=id:integer,name:text,price:real,note:text? \\
+      --columns 'products=id:integer,name:text,price:real,note:text?' \\
       --table prices=prices.csv --key prices=product_id,store_id \\
       --columns prices=product_id:integer,store_id:text,price:real
-  published package 6f1c... (default #1, job 1040, Full): 3 rows, 1234 bytes
+  published package 761d80a8-... (default #1, job 1040, Full): 3 rows, 493 bytes, sha256 bf8944a7...
 
   $ echo '{\"id\": 2}' > deleted.jsonl
   $ cdx-server publish --data hq --group default --job 1040 --kind incremental \\
@@ -201,13 +203,29 @@ struct PackagesArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_)));
-    match run(cli) {
+    let printed = run(cli).and_then(|output| {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(output.as_bytes())?;
+        stdout.flush()?;
+        Ok(())
+    });
+    match printed {
         Ok(()) => ExitCode::SUCCESS,
+        // `cdx-server sessions ... | head` closing the pipe is not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the level (info when serving,
@@ -222,20 +240,23 @@ fn init_tracing(serving: bool) {
         .init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; returns what it prints on stdout.
+fn run(cli: Cli) -> anyhow::Result<String> {
+    let mut out = String::new();
     match cli.command {
         Command::Channel(ChannelCommand::Add(args)) => {
             let secret = read_secret(&args)?;
             args.data
                 .open()?
                 .add_channel(&args.id, &args.group, &secret)?;
-            println!(
+            writeln!(
+                out,
                 "added channel database {} to data group {}",
                 args.id, args.group
-            );
+            )?;
         }
         Command::Channel(ChannelCommand::List(data)) => {
-            print!("{}", report::channels(&data.open()?.channels()?));
+            out = report::channels(&data.open()?.channels()?);
         }
         Command::Publish(args) => {
             let kind = match args.kind {
@@ -252,7 +273,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &args.deletes,
             )?;
             let info = server::publish_files(&args.data.open()?, &files)?;
-            println!(
+            writeln!(
+                out,
                 "published package {} ({} #{}, job {}, {:?}): {} rows, {} bytes, sha256 {}",
                 info.id,
                 info.data_group,
@@ -262,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 info.rows,
                 info.bytes,
                 info.sha256
-            );
+            )?;
         }
         Command::Serve(args) => serve(args)?,
         Command::Sessions(args) => {
@@ -275,31 +297,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let sessions = args.data.open()?.sessions(&filter)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&sessions)?);
+                out = serde_json::to_string_pretty(&sessions)? + "\n";
             } else {
                 if filter.direction != Some(Direction::Upload) {
-                    println!("Download sessions");
-                    print!("{}", report::download_sessions(&sessions.download));
+                    out += "Download sessions\n";
+                    out += &report::download_sessions(&sessions.download);
                 }
                 if filter.direction.is_none() {
-                    println!();
+                    out += "\n";
                 }
                 if filter.direction != Some(Direction::Download) {
-                    println!("Upload sessions");
-                    print!("{}", report::upload_sessions(&sessions.upload));
+                    out += "Upload sessions\n";
+                    out += &report::upload_sessions(&sessions.upload);
                 }
             }
         }
         Command::Uploads(args) => {
             let tables = args.data.open()?.upload_tables(args.channel.as_deref())?;
-            print!("{}", report::upload_tables(&tables));
+            out = report::upload_tables(&tables);
         }
         Command::Packages(args) => {
             let packages = args.data.open()?.packages(args.group.as_deref())?;
-            print!("{}", report::packages(&packages));
+            out = report::packages(&packages);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn read_secret(args: &ChannelAddArgs) -> anyhow::Result<String> {

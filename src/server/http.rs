@@ -86,6 +86,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                     .route("/uploads/high-water", web::get().to(high_water))
                     .route("/sessions", web::get().to(sessions)),
             )
+            .default_service(web::to(no_route))
     })
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
@@ -163,6 +164,10 @@ fn json_error_body<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(request, response).map_into_right_body(),
     ))
+}
+
+async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
+    ServerError::NotFound(format!("no route {} {}", req.method(), req.path())).error_response()
 }
 
 async fn ping(channel: Authenticated) -> web::Json<Ping> {
