@@ -63,9 +63,6 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(|e| ServerError::io(format!("opening {}", lock_path.display()), e))?;
-        // std's file locks are stable since Rust 1.89; the workspace still
-        // declares 1.80.
-        #[allow(clippy::incompatible_msrv)]
         lock.lock()
             .map_err(|e| ServerError::io(format!("locking {}", lock_path.display()), e))?;
 

@@ -230,11 +230,12 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let direction = direction_str(report.direction);
             let subject = report.subject_id.to_string();
-            let current: Option<String> = tx
+            let current: Option<(String, Option<String>)> = tx
                 .query_row(
-                    "SELECT status FROM sessions WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
+                    "SELECT status, session_id FROM sessions
+                     WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
                     params![channel, direction, subject],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
             let now = now_ms();
@@ -253,11 +254,14 @@ impl Store {
                         ],
                     )?;
                 }
-                Some(current) => {
+                Some((current, session_id)) => {
                     let is_final = AnyStatus::parse(report.direction, &current)
                         .map(AnyStatus::is_final)
                         .unwrap_or(false);
-                    if !is_final {
+                    // A new agent session for the same package (a resumed
+                    // one after a Canceled try) takes over the row.
+                    let new_session = session_id.as_deref() != Some(&*report.session_id.to_string());
+                    if !is_final || new_session {
                         tx.execute(
                             "UPDATE sessions SET session_id = ?4, status = ?5, status_code = ?6,
                                  message = ?7, bytes = ?8, rows = ?9,

@@ -71,6 +71,10 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     let error = canceled.last_error.clone().unwrap_or_default();
     assert!(error.contains("SHA-256") && error.contains(&broken.id.to_string()), "{error}");
     assert_eq!(status.suspended.unwrap().package_id, Some(broken.id));
+    let reported = wait_until(Duration::from_secs(10), || {
+        hq.download_status(broken.id).as_deref() == Some("Suspended")
+    });
+    assert!(reported, "headquarters shows {:?}", hq.download_status(broken.id));
 
     // Repaired, the package still waits for the operator.
     bytes[at] ^= 0x5a;
@@ -86,6 +90,10 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     assert_eq!(store.rows("items"), 80);
     assert!(names(&store).contains(&"third 1".to_string()));
     assert!(agent.status().suspended.is_none());
+    let reported = wait_until(Duration::from_secs(10), || {
+        hq.download_status(broken.id).as_deref() == Some("Applied")
+    });
+    assert!(reported, "headquarters shows {:?}", hq.download_status(broken.id));
     agent.stop();
 }
 

@@ -33,6 +33,9 @@ fn full_sync_in(mode: &str) {
     }
     assert!(run.status.last_poll.ok == Some(true));
     assert!(run.status.healthy);
+    assert_eq!(run.health.0, 200, "{}", run.health.1);
+    assert!(!run.status_body.contains(SECRET), "the status document shows the secret");
+    assert!(run.status_body.contains(CHANNEL));
 }
 
 /// A streaming-mode agent applies every full package and the tables match what was published.

@@ -125,6 +125,20 @@ impl Hq {
         assert_eq!(n, 1, "package {id} not found in server.db");
     }
 
+    /// The status headquarters shows for the channel's download of `package`.
+    pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
+        let filter = server::SessionFilter {
+            channel: Some(CHANNEL.into()),
+            direction: Some(cdx::status::Direction::Download),
+        };
+        let sessions = self.server.store().sessions(&filter).unwrap();
+        sessions
+            .download
+            .into_iter()
+            .find(|s| s.subject_id == package)
+            .map(|s| s.status)
+    }
+
     pub fn uploaded(&self, table: &str) -> u64 {
         self.server.store().uploaded_row_count(CHANNEL, table).unwrap()
     }
@@ -193,7 +207,7 @@ listen = "127.0.0.1:0"
     }
 
     pub fn db(&self) -> SqliteChannelDb {
-        SqliteChannelDb::open(&self.channel_db()).unwrap()
+        SqliteChannelDb::open(self.channel_db()).unwrap()
     }
 
     pub fn applied(&self) -> u64 {
@@ -214,6 +228,10 @@ listen = "127.0.0.1:0"
 /// What an in-process agent run ended with.
 pub struct Run {
     pub status: StatusDocument,
+    /// `GET /status` as the agent sent it.
+    pub status_body: String,
+    /// `GET /health`'s code and body.
+    pub health: (u16, String),
     pub reached: bool,
 }
 
@@ -228,8 +246,15 @@ pub fn run_agent(
     let agent = RunningAgent::start(config, open_db);
     let reached = wait_until(timeout, done);
     let status = agent.status();
+    let (_, status_body) = http(agent.status_addr, "GET", "/status");
+    let health = http(agent.status_addr, "GET", "/health");
     agent.stop();
-    Run { status, reached }
+    Run {
+        status,
+        status_body,
+        health,
+        reached,
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.

@@ -108,15 +108,13 @@ impl Pipeline {
             return Ok(PassOutcome::Idle);
         }
         let open = self.settle_applied(last_applied).await?;
-        let mut expected = last_applied + 1;
-        for info in &list.packages {
+        for (expected, info) in (last_applied + 1..).zip(&list.packages) {
             if info.sequence != expected {
                 return Err(ActorError::SequenceGap {
                     expected,
                     listed: info.sequence,
                 });
             }
-            expected += 1;
             let session = match open.iter().find(|s| s.package.id == info.id) {
                 Some(s) => s.clone(),
                 None => self.new_session(info).await?,

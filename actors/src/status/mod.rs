@@ -124,7 +124,7 @@ impl Status {
     pub fn start(identity: Identity, journal: Addr<Journal>, supervision: &Supervision) -> Addr<Self> {
         let supervision = supervision.clone();
         let started_at_ms = now_ms();
-        let addr = Supervisor::start(move |_| Status {
+        Supervisor::start(move |_| Status {
             identity,
             started_at_ms,
             journal,
@@ -134,8 +134,7 @@ impl Status {
             progress: None,
             suspended: None,
             watermarks: BTreeMap::new(),
-        });
-        addr
+        })
     }
 }
 
@@ -229,7 +228,7 @@ impl Handler<GetStatus> for Status {
         let recent = self.journal.send(Recent {
             limit: RECENT_SESSIONS,
         });
-        Box::pin(async move { recent.await }.into_actor(self).map(|recent, act, _| {
+        Box::pin(recent.into_actor(self).map(|recent, act, _| {
             let (recent_downloads, recent_uploads) = match recent {
                 Ok(Ok(r)) => r,
                 _ => Default::default(),
