@@ -103,3 +103,46 @@ fn package_published_while_idle_is_applied_by_the_long_poll() {
     });
     assert!(run.reached, "the package published during the long poll was not applied");
 }
+
+/// With its message database deleted, the agent carries on from what the
+/// channel database and the server hold: nothing is downloaded, applied or
+/// uploaded twice.
+#[test]
+fn lost_message_database_is_rebuilt_from_channel_database_and_server() {
+    let hq = Hq::start();
+    let first = hq.publish_initial(small());
+    let store = StoreDir::new();
+    let mut pos = store.pos();
+    pos.record_sales(40).unwrap();
+    let extra = "[upload]\ninterval = \"200ms\"\n";
+    let (header, _) = cdx::retail::UPLOAD_TABLES[0];
+    let last = first.last().unwrap().sequence;
+    let run = run_agent(
+        store.config(&hq.url(), "streaming", extra),
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last && hq.uploaded(header) == 40,
+    );
+    assert!(run.reached);
+
+    std::fs::remove_dir_all(store.path().join("work/message-db")).unwrap();
+    let round = hq.publish_round(small(), 1);
+    pos.record_sales(10).unwrap();
+    let last = round.last().unwrap().sequence;
+    let run = run_agent(
+        store.config(&hq.url(), "streaming", extra),
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last && hq.uploaded(header) == 50,
+    );
+    assert!(run.reached);
+    let downloaded: Vec<_> = run.status.recent_downloads.iter().map(|s| s.package.id).collect();
+    let expected: Vec<_> = round.iter().rev().map(|p| p.id).collect();
+    assert_eq!(downloaded, expected, "only the new packages were downloaded");
+    let uploaded_rows: u64 = run.status.recent_uploads.iter().filter(|u| u.table == header).map(|u| u.rows).sum();
+    assert_eq!(uploaded_rows, 10, "only the new sales were uploaded");
+    assert_eq!(hq.uploaded(header), 50);
+    for (table, rows) in expected_row_counts(small(), 1) {
+        assert_eq!(store.rows(&table), rows, "rows of {table}");
+    }
+}

@@ -110,8 +110,7 @@ async fn drive(
         );
     }
     if !options.once {
-        println!("demo: running until Ctrl-C (the point of sale keeps selling)");
-        let _ = tokio::signal::ctrl_c().await;
+        run_until_ctrl_c(hq, store, size, published, started).await?;
         pos.stop();
         return Ok(());
     }
@@ -121,6 +120,32 @@ async fn drive(
     verify(hq, store, size, sold).await?;
     println!("demo: done in {:.1?}", started.elapsed());
     Ok(())
+}
+
+/// Keeps the store's day going: a new incremental round at headquarters
+/// every half minute, progress every few seconds.
+async fn run_until_ctrl_c(
+    hq: &Headquarters,
+    store: &Store,
+    size: DataSetSize,
+    mut published: u64,
+    started: Instant,
+) -> anyhow::Result<()> {
+    println!("demo: running until Ctrl-C; the point of sale keeps selling, headquarters keeps publishing");
+    let mut round = INCREMENTAL_ROUNDS;
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        let elapsed = started.elapsed().as_secs();
+        if elapsed / 30 > round.saturating_sub(INCREMENTAL_ROUNDS) {
+            round += 1;
+            published += hq.publish_incremental(size, round)?;
+        }
+        store.show_progress(published, hq, started).await?;
+    }
 }
 
 /// Compares what the channel holds with what headquarters published, and

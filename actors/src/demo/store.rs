@@ -136,6 +136,11 @@ impl Store {
         }
     }
 
+    pub async fn show_progress(&self, of: u64, hq: &Headquarters, started: Instant) -> anyhow::Result<()> {
+        let applied = self.applied().await?;
+        self.show(applied, of, hq, started).await
+    }
+
     async fn show(&self, applied: u64, of: u64, hq: &Headquarters, started: Instant) -> anyhow::Result<()> {
         let uploaded = hq.uploaded_rows(UPLOAD_TABLES[0].0)?;
         println!(

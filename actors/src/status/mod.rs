@@ -40,6 +40,8 @@ pub enum StatusEvent {
         actor: &'static str,
         doing: Option<String>,
     },
+    /// An upload table's watermark; `server_high_water` when the server
+    /// just told it (otherwise the last one told is kept).
     Watermark {
         table: String,
         counter: i64,
@@ -198,11 +200,12 @@ impl Handler<StatusEvent> for Status {
                 counter,
                 server_high_water,
             } => {
+                let known = self.watermarks.get(&table).and_then(|w| w.server_high_water);
                 self.watermarks.insert(
                     table,
                     WatermarkState {
                         counter,
-                        server_high_water,
+                        server_high_water: server_high_water.or(known),
                         at_ms: now_ms(),
                     },
                 );

@@ -73,13 +73,18 @@ impl UploadPass {
     ) -> Result<Option<(UploadSession, RowBatch)>, ActorError> {
         let t = table.clone();
         let limit = self.config.batch_rows;
-        let rows = self
+        let (watermark, rows) = self
             .with_db(move |db| {
                 let watermark = db.watermark(&t.name)?;
-                Ok(db.read_upload_rows(&t, watermark, limit)?)
+                Ok((watermark, db.read_upload_rows(&t, watermark, limit)?))
             })
             .await?;
         let Some((first, last)) = rows.counters else {
+            self.status.do_send(StatusEvent::Watermark {
+                table: table.name.clone(),
+                counter: watermark,
+                server_high_water: None,
+            });
             return Ok(None);
         };
         let mut session = UploadSession::new(&table.name, first, last, rows.rows.len() as u64);
