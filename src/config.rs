@@ -508,7 +508,10 @@ mod raw {
     impl Retry {
         fn validate(self) -> Result<RetryPolicy, ConfigError> {
             if self.initial_backoff.is_zero() {
-                return Err(invalid("retry.initial_backoff", "must be greater than zero"));
+                return Err(invalid(
+                    "retry.initial_backoff",
+                    "must be greater than zero",
+                ));
             }
             if self.max_backoff < self.initial_backoff {
                 return Err(invalid(

@@ -75,8 +75,14 @@ mod tests {
     #[test]
     fn gives_up_once_the_try_count_is_spent() {
         let p = policy(3);
-        assert!(matches!(p.after_failure(1, 0.0), RetryDecision::RetryAfter(_)));
-        assert!(matches!(p.after_failure(2, 0.0), RetryDecision::RetryAfter(_)));
+        assert!(matches!(
+            p.after_failure(1, 0.0),
+            RetryDecision::RetryAfter(_)
+        ));
+        assert!(matches!(
+            p.after_failure(2, 0.0),
+            RetryDecision::RetryAfter(_)
+        ));
         assert_eq!(p.after_failure(3, 0.0), RetryDecision::GiveUp);
     }
 

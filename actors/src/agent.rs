@@ -149,8 +149,13 @@ impl Agent {
                 let listener = std::net::TcpListener::bind(addr)
                     .map_err(|source| StartError::StatusListen { addr, source })?;
                 let bound = listener.local_addr().ok();
-                let server = status::serve(listener, status.clone(), poller.clone(), supervision.clone())
-                    .map_err(|source| StartError::StatusListen { addr, source })?;
+                let server = status::serve(
+                    listener,
+                    status.clone(),
+                    poller.clone(),
+                    supervision.clone(),
+                )
+                .map_err(|source| StartError::StatusListen { addr, source })?;
                 let handle = server.handle();
                 actix_rt::spawn(server);
                 (bound, Some(handle))

@@ -14,8 +14,8 @@ use cdx::channel_db::{ApplyOutcome, ChannelDb, ChannelDbError, PackageSource};
 use cdx::package::PackageReader;
 
 use crate::error::ActorError;
-use crate::journal::PackageRef;
 use crate::supervisor::{guard, Supervision};
+use cdx::protocol::PackageInfo;
 
 const NAME: &str = "applier";
 
@@ -26,7 +26,7 @@ pub type ChannelDbFactory =
 #[derive(Message)]
 #[rtype(result = "Result<ApplyOutcome, ActorError>")]
 pub struct Apply {
-    pub package: PackageRef,
+    pub package: PackageInfo,
     pub path: PathBuf,
 }
 
@@ -76,12 +76,11 @@ impl Handler<Apply> for Applier {
         let supervision = self.supervision.clone();
         guard(ctx, &supervision, NAME, || {
             let started = std::time::Instant::now();
-            let file = std::fs::File::open(&msg.path).map_err(|source| {
-                ChannelDbError::Package {
+            let file =
+                std::fs::File::open(&msg.path).map_err(|source| ChannelDbError::Package {
                     package_id: Some(msg.package.id),
                     source: source.into(),
-                }
-            })?;
+                })?;
             let input: Box<dyn std::io::Read + Send> =
                 Box::new(BufReader::with_capacity(1 << 20, file));
             let source: PackageSource<'_> =

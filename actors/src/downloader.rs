@@ -9,18 +9,18 @@ use cdx::config::DownloadConfig;
 
 use crate::error::ActorError;
 use crate::hq::HqClient;
-use crate::journal::PackageRef;
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusEvent};
 use crate::supervisor::{guard_future, Supervision};
 use crate::transfer::{self, Downloaded, TransferContext};
+use cdx::protocol::PackageInfo;
 
 const NAME: &str = "downloader";
 
 #[derive(Message)]
 #[rtype(result = "Result<Downloaded, ActorError>")]
 pub struct Fetch {
-    pub package: PackageRef,
+    pub package: PackageInfo,
 }
 
 pub struct Downloader {

@@ -41,6 +41,13 @@ impl ActorError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::ShuttingDown)
     }
+
+    /// Whether the failed try still moved its stage forward (a reliable
+    /// download that confirmed more chunks): it does not count against the
+    /// try count, so a flaky link cannot cancel a download that progresses.
+    pub fn made_progress(&self) -> bool {
+        matches!(self, Self::Transfer(t) if t.made_progress())
+    }
 }
 
 /// A mailbox error means the receiving actor died mid-request; its

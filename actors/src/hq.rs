@@ -94,13 +94,19 @@ impl HqClient {
     /// Sends and maps any non-2xx answer to an error carrying the server's message.
     pub async fn send(&self, path: &str, req: RequestBuilder) -> Result<Response, HqError> {
         let url = self.url(path);
-        let resp = req.send().await.map_err(|e| HqError::from_reqwest(&url, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| HqError::from_reqwest(&url, e))?;
         check(&url, resp).await
     }
 
     pub async fn ping(&self) -> Result<Ping, HqError> {
         let resp = self
-            .send(protocol::PING, self.api(reqwest::Method::GET, protocol::PING))
+            .send(
+                protocol::PING,
+                self.api(reqwest::Method::GET, protocol::PING),
+            )
             .await?;
         json(protocol::PING, resp).await
     }
@@ -117,7 +123,9 @@ impl HqClient {
     }
 
     pub async fn report(&self, report: &StatusReport) -> Result<(), HqError> {
-        let req = self.api(reqwest::Method::POST, protocol::STATUS).json(report);
+        let req = self
+            .api(reqwest::Method::POST, protocol::STATUS)
+            .json(report);
         self.send(protocol::STATUS, req).await.map(drop)
     }
 

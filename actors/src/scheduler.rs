@@ -37,7 +37,9 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.uploader.do_send(UploadNow);
         ctx.run_interval(self.download_interval, |act, _| act.poller.do_send(PollNow));
-        ctx.run_interval(self.upload_interval, |act, _| act.uploader.do_send(UploadNow));
+        ctx.run_interval(self.upload_interval, |act, _| {
+            act.uploader.do_send(UploadNow)
+        });
         ctx.run_interval(PRUNE_EVERY, |act, _| {
             let before_ms = now_ms() - act.journal_retention.as_millis() as i64;
             act.journal.do_send(Prune { before_ms });

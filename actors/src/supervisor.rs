@@ -78,7 +78,12 @@ impl Supervision {
         entries
             .iter()
             .map(|(name, e)| {
-                let alive = e.liveness.lock().expect("poisoned").as_ref().is_none_or(|f| f());
+                let alive = e
+                    .liveness
+                    .lock()
+                    .expect("poisoned")
+                    .as_ref()
+                    .is_none_or(|f| f());
                 let health = ActorHealth {
                     alive,
                     restarts: e.restarts.load(Ordering::Relaxed),
@@ -111,12 +116,22 @@ impl Supervision {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
+/// Counts the panic and stops the actor, so that its supervisor restarts it.
+fn restart_after_panic<C: ActorContext>(
+    ctx: &mut C,
+    supervision: &Supervision,
+    actor: &'static str,
+    payload: Box<dyn std::any::Any + Send>,
+) -> ActorError {
+    let message = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    tracing::error!(actor, panic = %message, "actor panicked; restarting it");
+    supervision.panicked(actor);
+    ctx.stop();
+    ActorError::Panicked { actor, message }
 }
 
 /// Runs a handler's work; a panic stops the actor (so it is restarted) and
@@ -130,16 +145,8 @@ pub fn guard<C, T>(
 where
     C: ActorContext,
 {
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = panic_message(payload.as_ref());
-            tracing::error!(actor, panic = %message, "actor panicked; restarting it");
-            supervision.panicked(actor);
-            ctx.stop();
-            Err(ActorError::Panicked { actor, message })
-        }
-    }
+    catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(restart_after_panic(ctx, supervision, actor, payload)))
 }
 
 /// [`guard`] for the future of an async handler.
@@ -154,18 +161,10 @@ where
 {
     use actix::fut::ActorFutureExt;
     let supervision = supervision.clone();
-    Box::pin(
-        actix::fut::wrap_future::<_, A>(AssertUnwindSafe(work).catch_unwind()).map(move |res, _act, ctx: &mut actix::Context<A>| match res {
-                Ok(result) => result,
-                Err(payload) => {
-                    let message = panic_message(payload.as_ref());
-                    tracing::error!(actor, panic = %message, "actor panicked; restarting it");
-                    supervision.panicked(actor);
-                    ctx.stop();
-                    Err(ActorError::Panicked { actor, message })
-                }
-            }),
-    )
+    let caught = actix::fut::wrap_future::<_, A>(AssertUnwindSafe(work).catch_unwind());
+    Box::pin(caught.map(move |res, _act, ctx: &mut actix::Context<A>| {
+        res.unwrap_or_else(|payload| Err(restart_after_panic(ctx, &supervision, actor, payload)))
+    }))
 }
 
 /// Runs blocking work on the blocking pool; a panic there is reported as a

@@ -75,7 +75,8 @@ pub struct RowBatch {
 /// A channel database backend.
 pub trait ChannelDb: Send {
     /// Packages applied for `data_group`, in sequence order.
-    fn applied_packages(&mut self, data_group: &str) -> Result<Vec<AppliedPackage>, ChannelDbError>;
+    fn applied_packages(&mut self, data_group: &str)
+        -> Result<Vec<AppliedPackage>, ChannelDbError>;
 
     /// The highest sequence applied for `data_group`, 0 when none.
     fn last_applied_sequence(&mut self, data_group: &str) -> Result<u64, ChannelDbError>;
@@ -85,7 +86,8 @@ pub trait ChannelDb: Send {
     /// are created; a table whose schema conflicts with the package's is an
     /// error and nothing is applied. Commits only after the package's
     /// checksum verified.
-    fn apply_package(&mut self, package: PackageSource<'_>) -> Result<ApplyOutcome, ChannelDbError>;
+    fn apply_package(&mut self, package: PackageSource<'_>)
+        -> Result<ApplyOutcome, ChannelDbError>;
 
     /// Up to `limit` rows of `table` with counter above `after`.
     fn read_upload_rows(

@@ -10,13 +10,18 @@ secret = "s3cret"
 "#;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("agent.toml"), Path::new("/srv/cdx"), &|name| {
-        (name == "CDX_SECRET").then(|| "from-env".to_string())
-    })
+    Config::parse(
+        text,
+        Path::new("agent.toml"),
+        Path::new("/srv/cdx"),
+        &|name| (name == "CDX_SECRET").then(|| "from-env".to_string()),
+    )
 }
 
 fn error_of(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 /// A file with only the server section gets working defaults for the rest.
@@ -90,7 +95,10 @@ fn secret_sources_are_exclusive() {
     assert_eq!(parse(&env).unwrap().server.secret.expose(), "from-env");
     let missing = MINIMAL.replace("secret = \"s3cret\"", "secret_env = \"NOT_SET\"");
     assert!(error_of(&missing).contains("NOT_SET"));
-    let both = MINIMAL.replace("secret = \"s3cret\"", "secret = \"a\"\nsecret_env = \"CDX_SECRET\"");
+    let both = MINIMAL.replace(
+        "secret = \"s3cret\"",
+        "secret = \"a\"\nsecret_env = \"CDX_SECRET\"",
+    );
     assert!(error_of(&both).contains("exactly one"));
 }
 
@@ -105,8 +113,11 @@ fn secret_is_not_printed() {
 #[test]
 fn example_config_parses() {
     let text = include_str!("../../config.example.toml");
-    let c = Config::parse(text, Path::new("config.example.toml"), Path::new("."), &|_| {
-        Some("x".into())
-    });
+    let c = Config::parse(
+        text,
+        Path::new("config.example.toml"),
+        Path::new("."),
+        &|_| Some("x".into()),
+    );
     c.unwrap();
 }

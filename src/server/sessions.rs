@@ -248,9 +248,18 @@ impl Store {
                          VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
                              ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
                         params![
-                            channel, direction, subject, report.session_id.to_string(), report.job,
-                            report.status, status.code(), report.message, report.bytes as i64,
-                            report.rows as i64, report.attempt, now,
+                            channel,
+                            direction,
+                            subject,
+                            report.session_id.to_string(),
+                            report.job,
+                            report.status,
+                            status.code(),
+                            report.message,
+                            report.bytes as i64,
+                            report.rows as i64,
+                            report.attempt,
+                            now,
                         ],
                     )?;
                 }
@@ -260,7 +269,8 @@ impl Store {
                         .unwrap_or(false);
                     // A new agent session for the same package (a resumed
                     // one after a Canceled try) takes over the row.
-                    let new_session = session_id.as_deref() != Some(&*report.session_id.to_string());
+                    let new_session =
+                        session_id.as_deref() != Some(&*report.session_id.to_string());
                     if !is_final || new_session {
                         tx.execute(
                             "UPDATE sessions SET session_id = ?4, status = ?5, status_code = ?6,
@@ -268,9 +278,17 @@ impl Store {
                                  attempts = MAX(attempts, ?10), modified_at_ms = ?11
                              WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
                             params![
-                                channel, direction, subject, report.session_id.to_string(),
-                                report.status, status.code(), report.message,
-                                report.bytes as i64, report.rows as i64, report.attempt, now,
+                                channel,
+                                direction,
+                                subject,
+                                report.session_id.to_string(),
+                                report.status,
+                                status.code(),
+                                report.message,
+                                report.bytes as i64,
+                                report.rows as i64,
+                                report.attempt,
+                                now,
                             ],
                         )?;
                     }

@@ -16,7 +16,10 @@ fn items() -> TableSchema {
     };
     TableSchema {
         name: "items".into(),
-        columns: vec![column("id", ColumnType::Integer), column("name", ColumnType::Text)],
+        columns: vec![
+            column("id", ColumnType::Integer),
+            column("name", ColumnType::Text),
+        ],
         key: vec!["id".into()],
     }
 }
@@ -55,11 +58,23 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     bytes[at] ^= 0x5a;
     std::fs::write(&file, &bytes).unwrap();
 
-    let agent = RunningAgent::start(store.config(&hq.url(), "reliable", ""), sqlite(store.channel_db()));
-    let suspended = wait_until(Duration::from_secs(30), || agent.status().suspended.is_some());
-    assert!(suspended, "the broken package did not suspend the downloads");
+    let agent = RunningAgent::start(
+        store.config(&hq.url(), "reliable", ""),
+        sqlite(store.channel_db()),
+    );
+    let suspended = wait_until(Duration::from_secs(30), || {
+        agent.status().suspended.is_some()
+    });
+    assert!(
+        suspended,
+        "the broken package did not suspend the downloads"
+    );
     let status = agent.status();
-    assert_eq!(store.applied(), good.sequence, "a package after the broken one was applied");
+    assert_eq!(
+        store.applied(),
+        good.sequence,
+        "a package after the broken one was applied"
+    );
     assert_eq!(store.rows("items"), 50, "the channel database changed");
     assert!(names(&store).iter().all(|n| n.starts_with("first")));
     let canceled = status
@@ -69,23 +84,36 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
         .expect("the broken package's session is Canceled");
     assert_eq!(canceled.attempts, 3, "the try count bounds the tries");
     let error = canceled.last_error.clone().unwrap_or_default();
-    assert!(error.contains("SHA-256") && error.contains(&broken.id.to_string()), "{error}");
+    assert!(
+        error.contains("SHA-256") && error.contains(&broken.id.to_string()),
+        "{error}"
+    );
     assert_eq!(status.suspended.unwrap().package_id, Some(broken.id));
     let reported = wait_until(Duration::from_secs(10), || {
         hq.download_status(broken.id).as_deref() == Some("Suspended")
     });
-    assert!(reported, "headquarters shows {:?}", hq.download_status(broken.id));
+    assert!(
+        reported,
+        "headquarters shows {:?}",
+        hq.download_status(broken.id)
+    );
 
     // Repaired, the package still waits for the operator.
     bytes[at] ^= 0x5a;
     std::fs::write(&file, &bytes).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(store.applied(), good.sequence, "the suspension lifted by itself");
+    assert_eq!(
+        store.applied(),
+        good.sequence,
+        "the suspension lifted by itself"
+    );
 
     let (code, body) = http(agent.status_addr, "POST", "/control/resume");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(&broken.id.to_string()), "{body}");
-    let done = wait_until(Duration::from_secs(30), || store.applied() >= after.sequence);
+    let done = wait_until(Duration::from_secs(30), || {
+        store.applied() >= after.sequence
+    });
     assert!(done, "resuming did not apply the held packages");
     assert_eq!(store.rows("items"), 80);
     assert!(names(&store).contains(&"third 1".to_string()));
@@ -93,7 +121,11 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     let reported = wait_until(Duration::from_secs(10), || {
         hq.download_status(broken.id).as_deref() == Some("Applied")
     });
-    assert!(reported, "headquarters shows {:?}", hq.download_status(broken.id));
+    assert!(
+        reported,
+        "headquarters shows {:?}",
+        hq.download_status(broken.id)
+    );
     agent.stop();
 }
 
@@ -113,8 +145,13 @@ fn package_with_bad_inner_checksum_is_never_applied() {
     std::fs::write(&file, &bytes).unwrap();
     hq.relist(broken.id, &bytes);
 
-    let agent = RunningAgent::start(store.config(&hq.url(), "streaming", ""), sqlite(store.channel_db()));
-    let suspended = wait_until(Duration::from_secs(30), || agent.status().suspended.is_some());
+    let agent = RunningAgent::start(
+        store.config(&hq.url(), "streaming", ""),
+        sqlite(store.channel_db()),
+    );
+    let suspended = wait_until(Duration::from_secs(30), || {
+        agent.status().suspended.is_some()
+    });
     assert!(suspended, "the corrupt package was not refused");
     let status = agent.status();
     let canceled = status
@@ -128,6 +165,10 @@ fn package_with_bad_inner_checksum_is_never_applied() {
         canceled.history
     );
     assert_eq!(store.applied(), good.sequence);
-    assert_eq!(store.rows("items"), 20, "part of the corrupt package was applied");
+    assert_eq!(
+        store.rows("items"),
+        20,
+        "part of the corrupt package was applied"
+    );
     agent.stop();
 }

@@ -57,7 +57,9 @@ fn agent_process_exits_zero_on_sigterm_and_carries_on_after_restart() {
     let last = more.last().unwrap().sequence;
     assert!(wait_until(Duration::from_secs(60), || store.applied() >= last));
     signal(&child, "INT");
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).unwrap().success());
+    assert!(wait_exit(&mut child, Duration::from_secs(30))
+        .unwrap()
+        .success());
     for (table, rows) in expected_row_counts(small(), 1) {
         assert_eq!(store.rows(&table), rows, "rows of {table}");
     }
@@ -77,7 +79,8 @@ fn agent_killed_mid_download_resumes_from_its_checkpoint() {
     let published = hq.publish_initial(size);
     let largest = published.iter().max_by_key(|p| p.bytes).unwrap().clone();
     // About 1.6 MB/s, so the download of the largest package takes a while.
-    let proxy = FaultyProxy::with_throttle(hq.server.addr(), u64::MAX, 0, Duration::from_millis(10));
+    let proxy =
+        FaultyProxy::with_throttle(hq.server.addr(), u64::MAX, 0, Duration::from_millis(10));
     let store = StoreDir::new();
     let config = store.write_config(&proxy.url(), "reliable", "");
     let part = store
@@ -86,20 +89,29 @@ fn agent_killed_mid_download_resumes_from_its_checkpoint() {
         .join(format!("{}.cdxpkg.part", largest.id));
     let mut child = spawn_client(&config);
     let halfway = wait_until(Duration::from_secs(60), || {
-        std::fs::metadata(&part).map(|m| m.len() > largest.bytes / 3).unwrap_or(false)
+        std::fs::metadata(&part)
+            .map(|m| m.len() > largest.bytes / 3)
+            .unwrap_or(false)
     });
     assert!(halfway, "the download never got a third of the way");
     signal(&child, "KILL");
     child.wait().unwrap();
-    let kept = std::fs::metadata(&part).expect("the checkpoint survives the kill").len();
+    let kept = std::fs::metadata(&part)
+        .expect("the checkpoint survives the kill")
+        .len();
     assert!(kept > 0 && kept < largest.bytes);
 
     let before = proxy.bytes_forwarded.load(Ordering::Relaxed);
     let mut child = spawn_client(&config);
     let last = published.last().unwrap().sequence;
-    assert!(wait_until(Duration::from_secs(120), || store.applied() >= last), "sync did not finish");
+    assert!(
+        wait_until(Duration::from_secs(120), || store.applied() >= last),
+        "sync did not finish"
+    );
     signal(&child, "TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).unwrap().success());
+    assert!(wait_exit(&mut child, Duration::from_secs(30))
+        .unwrap()
+        .success());
     let after_restart = proxy.bytes_forwarded.load(Ordering::Relaxed) - before;
     let total: u64 = published.iter().map(|p| p.bytes).sum();
     let remaining_packages = total - kept;
@@ -117,7 +129,16 @@ fn agent_killed_mid_download_resumes_from_its_checkpoint() {
 fn demo_once_runs_the_whole_system_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(client_bin())
-        .args(["demo", "--once", "--products", "1000", "--customers", "300", "--status-port", "0"])
+        .args([
+            "demo",
+            "--once",
+            "--products",
+            "1000",
+            "--customers",
+            "300",
+            "--status-port",
+            "0",
+        ])
         .arg("--dir")
         .arg(dir.path().join("demo"))
         .output()
@@ -125,6 +146,9 @@ fn demo_once_runs_the_whole_system_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("row counts match on both sides"), "{stdout}");
+    assert!(
+        stdout.contains("row counts match on both sides"),
+        "{stdout}"
+    );
     assert!(stdout.contains("/status"), "{stdout}");
 }

@@ -25,25 +25,41 @@ fn reliable_download_resumes_after_dropped_connections() {
     let published = hq.publish_initial(bigger());
     let total: u64 = published.iter().map(|p| p.bytes).sum();
     let largest = published.iter().map(|p| p.bytes).max().unwrap();
-    assert!(largest > 300_000, "the test needs a package of several cuts ({largest} bytes)");
+    assert!(
+        largest > 300_000,
+        "the test needs a package of several cuts ({largest} bytes)"
+    );
     let cuts = 6;
     let proxy = FaultyProxy::start(hq.server.addr(), 100_000, cuts);
     let store = StoreDir::new();
     let extra = "[upload]\ninterval = \"1h\"\n";
     let config = store.config(&proxy.url(), "reliable", extra);
     let last = published.last().unwrap().sequence;
-    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(60), || {
-        store.applied() >= last
-    });
-    assert!(run.reached, "the sync did not complete through the faulty network");
-    assert_eq!(proxy.cuts_left.load(Ordering::SeqCst), 0, "every cut was used");
+    let run = run_agent(
+        config,
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last,
+    );
+    assert!(
+        run.reached,
+        "the sync did not complete through the faulty network"
+    );
+    assert_eq!(
+        proxy.cuts_left.load(Ordering::SeqCst),
+        0,
+        "every cut was used"
+    );
     for (table, rows) in expected_row_counts(bigger(), 0) {
         assert_eq!(store.rows(&table), rows, "rows of {table}");
     }
     // Each cut costs at most the chunk in flight (64 KiB) plus HTTP overhead.
     let forwarded = proxy.bytes_forwarded.load(Ordering::Relaxed);
     let budget = total + cuts as u64 * (65_536 + 16_384) + 200_000;
-    assert!(forwarded < budget, "forwarded {forwarded} bytes for {total} of packages");
+    assert!(
+        forwarded < budget,
+        "forwarded {forwarded} bytes for {total} of packages"
+    );
 }
 
 /// Streaming mode has no resume: a dropped connection fails the try, and
@@ -56,9 +72,12 @@ fn streaming_download_retries_from_the_start_after_a_drop() {
     let store = StoreDir::new();
     let config = store.config(&proxy.url(), "streaming", "[upload]\ninterval = \"1h\"\n");
     let last = published.last().unwrap().sequence;
-    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(60), || {
-        store.applied() >= last
-    });
+    let run = run_agent(
+        config,
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last,
+    );
     assert!(run.reached);
     assert_eq!(proxy.cuts_left.load(Ordering::SeqCst), 0);
     let retried = run

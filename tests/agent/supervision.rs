@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdx::channel_db::{
-    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch, SqliteChannelDb,
-    UploadTable,
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch,
+    SqliteChannelDb, UploadTable,
 };
 use cdx::retail::{expected_row_counts, UPLOAD_TABLES};
 
@@ -33,7 +33,12 @@ impl ChannelDb for PanicsOnce {
         }
         self.inner.apply_package(p)
     }
-    fn read_upload_rows(&mut self, t: &UploadTable, after: i64, limit: usize) -> Result<RowBatch, ChannelDbError> {
+    fn read_upload_rows(
+        &mut self,
+        t: &UploadTable,
+        after: i64,
+        limit: usize,
+    ) -> Result<RowBatch, ChannelDbError> {
         if !self.read_panicked.swap(true, Ordering::SeqCst) {
             panic!("injected panic in read_upload_rows");
         }
@@ -59,7 +64,10 @@ fn panicking_actors_are_restarted_and_the_sync_completes() {
     let published = hq.publish_initial(small());
     let store = StoreDir::new();
     store.pos().record_sales(120).unwrap();
-    let (apply, read) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (apply, read) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (a, r, path) = (apply.clone(), read.clone(), store.channel_db());
     let open: cdx_actors::applier::ChannelDbFactory = Arc::new(move || {
         Ok(Box::new(PanicsOnce {
@@ -70,17 +78,34 @@ fn panicking_actors_are_restarted_and_the_sync_completes() {
     });
     let extra = "[upload]\ninterval = \"200ms\"\n";
     let last = published.last().unwrap().sequence;
-    let run = run_agent(store.config(&hq.url(), "streaming", extra), open, Duration::from_secs(60), || {
-        store.applied() >= last && UPLOAD_TABLES.iter().all(|(t, _)| hq.uploaded(t) == store.rows(t))
-    });
-    assert!(apply.load(Ordering::SeqCst) && read.load(Ordering::SeqCst), "the faults were not hit");
+    let run = run_agent(
+        store.config(&hq.url(), "streaming", extra),
+        open,
+        Duration::from_secs(60),
+        || {
+            store.applied() >= last
+                && UPLOAD_TABLES
+                    .iter()
+                    .all(|(t, _)| hq.uploaded(t) == store.rows(t))
+        },
+    );
+    assert!(
+        apply.load(Ordering::SeqCst) && read.load(Ordering::SeqCst),
+        "the faults were not hit"
+    );
     assert!(run.reached, "the sync did not complete after the panics");
     for (table, rows) in expected_row_counts(small(), 0) {
         assert_eq!(store.rows(&table), rows, "rows of {table}");
     }
     let actors = &run.status.actors;
-    assert!(actors["applier"].restarts >= 1 && actors["applier"].panics >= 1, "{actors:?}");
-    assert!(actors["uploader"].restarts >= 1 && actors["uploader"].panics >= 1, "{actors:?}");
+    assert!(
+        actors["applier"].restarts >= 1 && actors["applier"].panics >= 1,
+        "{actors:?}"
+    );
+    assert!(
+        actors["uploader"].restarts >= 1 && actors["uploader"].panics >= 1,
+        "{actors:?}"
+    );
     assert!(actors.values().all(|a| a.alive), "{actors:?}");
     assert!(run.status.healthy);
 }

@@ -14,9 +14,12 @@ fn full_sync_in(mode: &str) {
     let store = StoreDir::new();
     let config = store.config(&hq.url(), mode, "");
     let last = published.last().unwrap().sequence;
-    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(60), || {
-        store.applied() >= last
-    });
+    let run = run_agent(
+        config,
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        || store.applied() >= last,
+    );
     assert!(run.reached, "the initial sync did not complete");
     for (table, rows) in expected_row_counts(small(), 0) {
         assert_eq!(store.rows(&table), rows, "rows of {table}");
@@ -29,12 +32,19 @@ fn full_sync_in(mode: &str) {
         .map(|s| s.package.id)
         .collect();
     for p in &published {
-        assert!(applied.contains(&p.id), "package {} is not journaled Applied", p.id);
+        assert!(
+            applied.contains(&p.id),
+            "package {} is not journaled Applied",
+            p.id
+        );
     }
     assert!(run.status.last_poll.ok == Some(true));
     assert!(run.status.healthy);
     assert_eq!(run.health.0, 200, "{}", run.health.1);
-    assert!(!run.status_body.contains(SECRET), "the status document shows the secret");
+    assert!(
+        !run.status_body.contains(SECRET),
+        "the status document shows the secret"
+    );
     assert!(run.status_body.contains(CHANNEL));
 }
 
@@ -73,9 +83,15 @@ fn incremental_packages_apply_in_published_order() {
     let applied = store.db().applied_packages(GROUP).unwrap();
     let order: Vec<_> = applied.iter().map(|a| a.package_id).collect();
     let expected: Vec<_> = published.iter().map(|p| p.id).collect();
-    assert_eq!(order, expected, "applied set differs from the published set");
+    assert_eq!(
+        order, expected,
+        "applied set differs from the published set"
+    );
     let times: Vec<_> = applied.iter().map(|a| a.applied_at_ms).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "applied out of order: {times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "applied out of order: {times:?}"
+    );
 }
 
 /// A package published while the agent idles in a long poll is applied
@@ -93,15 +109,23 @@ fn package_published_while_idle_is_applied_by_the_long_poll() {
     let initial = first.last().unwrap().sequence;
     let mut published_more = false;
     let mut target = u64::MAX;
-    let run = run_agent(config, sqlite(store.channel_db()), Duration::from_secs(30), || {
-        let applied = store.applied();
-        if !published_more && applied >= initial {
-            target = hq.publish_round(small(), 1).last().unwrap().sequence;
-            published_more = true;
-        }
-        applied >= target
-    });
-    assert!(run.reached, "the package published during the long poll was not applied");
+    let run = run_agent(
+        config,
+        sqlite(store.channel_db()),
+        Duration::from_secs(30),
+        || {
+            let applied = store.applied();
+            if !published_more && applied >= initial {
+                target = hq.publish_round(small(), 1).last().unwrap().sequence;
+                published_more = true;
+            }
+            applied >= target
+        },
+    );
+    assert!(
+        run.reached,
+        "the package published during the long poll was not applied"
+    );
 }
 
 /// With its message database deleted, the agent carries on from what the
@@ -136,10 +160,24 @@ fn lost_message_database_is_rebuilt_from_channel_database_and_server() {
         || store.applied() >= last && hq.uploaded(header) == 50,
     );
     assert!(run.reached);
-    let downloaded: Vec<_> = run.status.recent_downloads.iter().map(|s| s.package.id).collect();
+    let downloaded: Vec<_> = run
+        .status
+        .recent_downloads
+        .iter()
+        .map(|s| s.package.id)
+        .collect();
     let expected: Vec<_> = round.iter().rev().map(|p| p.id).collect();
-    assert_eq!(downloaded, expected, "only the new packages were downloaded");
-    let uploaded_rows: u64 = run.status.recent_uploads.iter().filter(|u| u.table == header).map(|u| u.rows).sum();
+    assert_eq!(
+        downloaded, expected,
+        "only the new packages were downloaded"
+    );
+    let uploaded_rows: u64 = run
+        .status
+        .recent_uploads
+        .iter()
+        .filter(|u| u.table == header)
+        .map(|u| u.rows)
+        .sum();
     assert_eq!(uploaded_rows, 10, "only the new sales were uploaded");
     assert_eq!(hq.uploaded(header), 50);
     for (table, rows) in expected_row_counts(small(), 1) {

@@ -38,7 +38,8 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
 
     // Lose the watermark: the agent must send everything again.
     let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
-    conn.execute("UPDATE cdx_upload_watermarks SET counter = 0", []).unwrap();
+    conn.execute("UPDATE cdx_upload_watermarks SET counter = 0", [])
+        .unwrap();
     drop(conn);
     assert_eq!(store.db().watermark(header).unwrap(), 0);
     pos.record_sales(50).unwrap();
@@ -50,7 +51,11 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
     );
     assert!(run.reached, "the re-send did not complete");
     for (table, _) in UPLOAD_TABLES {
-        assert_eq!(hq.uploaded(table), store.rows(table), "{table} at headquarters");
+        assert_eq!(
+            hq.uploaded(table),
+            store.rows(table),
+            "{table} at headquarters"
+        );
     }
     assert_eq!(hq.uploaded(header), 750, "re-sent sales were stored twice");
 }

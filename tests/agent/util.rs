@@ -96,7 +96,13 @@ impl Hq {
     }
 
     /// Publishes one table of rows as a package of its own.
-    pub fn publish_table(&self, job: &str, kind: PackageKind, table: TableSchema, rows: Vec<Vec<Value>>) -> PackageInfo {
+    pub fn publish_table(
+        &self,
+        job: &str,
+        kind: PackageKind,
+        table: TableSchema,
+        rows: Vec<Vec<Value>>,
+    ) -> PackageInfo {
         let rows = rows.into_iter().map(|r| (0u32, GeneratedRow::Upsert(r)));
         self.publish(GeneratedPackage {
             job: job.into(),
@@ -140,7 +146,10 @@ impl Hq {
     }
 
     pub fn uploaded(&self, table: &str) -> u64 {
-        self.server.store().uploaded_row_count(CHANNEL, table).unwrap()
+        self.server
+            .store()
+            .uploaded_row_count(CHANNEL, table)
+            .unwrap()
     }
 }
 
@@ -278,12 +287,15 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     pub fn start(config: Config, open_db: ChannelDbFactory) -> RunningAgent {
+        init_logging();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let agent = Agent::start(config, open_db).await.expect("agent starts");
-                addr_tx.send(agent.status_addr.expect("status enabled")).unwrap();
+                addr_tx
+                    .send(agent.status_addr.expect("status enabled"))
+                    .unwrap();
                 let _ = stop_rx.await;
                 agent.shutdown().await;
             })
@@ -333,7 +345,9 @@ impl Drop for RunningAgent {
 /// A plain HTTP/1.1 request; returns the status code and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -371,7 +385,12 @@ impl FaultyProxy {
     }
 
     /// A proxy that also waits `throttle` after every 16 KiB it forwards.
-    pub fn with_throttle(upstream: SocketAddr, after_bytes: u64, cuts: u32, throttle: Duration) -> FaultyProxy {
+    pub fn with_throttle(
+        upstream: SocketAddr,
+        after_bytes: u64,
+        cuts: u32,
+        throttle: Duration,
+    ) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let cuts_left = Arc::new(AtomicU32::new(cuts));
@@ -380,8 +399,12 @@ impl FaultyProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(upstream) else { continue };
-                let budget = match left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let budget = match left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                {
                     Ok(_) => after_bytes,
                     Err(_) => u64::MAX,
                 };
@@ -400,7 +423,13 @@ impl FaultyProxy {
     }
 }
 
-fn pipe(client: TcpStream, server: TcpStream, budget: u64, forwarded: Arc<AtomicU64>, throttle: Duration) {
+fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    budget: u64,
+    forwarded: Arc<AtomicU64>,
+    throttle: Duration,
+) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut c_read, &mut s_write);
@@ -447,4 +476,17 @@ pub fn client_bin() -> PathBuf {
         assert!(status.success(), "building cdx-client failed");
     });
     bin
+}
+
+/// Logs of in-process agents go to the test's output (`RUST_LOG`, default warn).
+pub fn init_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
 }

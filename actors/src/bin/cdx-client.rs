@@ -9,8 +9,12 @@ use cdx_actors::{channel_db_factory, demo, Agent};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cdx-client", version, about = "The store's Commerce Data Exchange agent: \
-    downloads packages from headquarters into the channel database and uploads sales.")]
+#[command(
+    name = "cdx-client",
+    version,
+    about = "The store's Commerce Data Exchange agent: \
+    downloads packages from headquarters into the channel database and uploads sales."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,7 +109,9 @@ async fn wait_for_signal() {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

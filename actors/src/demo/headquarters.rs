@@ -10,7 +10,6 @@ use cdx::server::{self, PublishSpec, RunningServer};
 
 use super::SEED;
 
-
 pub struct Headquarters {
     server: RunningServer,
     channel_id: String,

@@ -94,16 +94,25 @@ async fn drive(
     size: DataSetSize,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let pos = store.start_selling(if options.once { Some(options.sales) } else { None });
+    let pos = store.start_selling(if options.once {
+        Some(options.sales)
+    } else {
+        None
+    });
     store
         .wait_applied(initial_packages, hq, started, Duration::from_secs(300))
         .await?;
-    println!("store: initial sync applied after {:.1?}", started.elapsed());
+    println!(
+        "store: initial sync applied after {:.1?}",
+        started.elapsed()
+    );
     let mut published = initial_packages;
     for round in 1..=INCREMENTAL_ROUNDS {
         let t = Instant::now();
         published += hq.publish_incremental(size, round)?;
-        store.wait_applied(published, hq, started, Duration::from_secs(60)).await?;
+        store
+            .wait_applied(published, hq, started, Duration::from_secs(60))
+            .await?;
         println!(
             "store: incremental round {round} applied {:.0?} after it was published",
             t.elapsed()
@@ -116,7 +125,9 @@ async fn drive(
     }
     let sold = pos.finish().await?;
     println!("store: the point of sale recorded {sold} sales");
-    store.wait_uploaded(hq, started, Duration::from_secs(300)).await?;
+    store
+        .wait_uploaded(hq, started, Duration::from_secs(300))
+        .await?;
     verify(hq, store, size, sold).await?;
     println!("demo: done in {:.1?}", started.elapsed());
     Ok(())
@@ -150,7 +161,12 @@ async fn run_until_ctrl_c(
 
 /// Compares what the channel holds with what headquarters published, and
 /// what headquarters received with what the channel sold.
-async fn verify(hq: &Headquarters, store: &Store, size: DataSetSize, sold: u64) -> anyhow::Result<()> {
+async fn verify(
+    hq: &Headquarters,
+    store: &Store,
+    size: DataSetSize,
+    sold: u64,
+) -> anyhow::Result<()> {
     let expected = cdx::retail::expected_row_counts(size, INCREMENTAL_ROUNDS);
     let mut mismatches = Vec::new();
     println!("{:<32} {:>12} {:>12}", "table", "headquarters", "store");
@@ -158,7 +174,9 @@ async fn verify(hq: &Headquarters, store: &Store, size: DataSetSize, sold: u64) 
         let have = store.row_count(table).await?;
         println!("{table:<32} {want:>12} {have:>12}");
         if have != *want {
-            mismatches.push(format!("{table}: headquarters published {want}, the store has {have}"));
+            mismatches.push(format!(
+                "{table}: headquarters published {want}, the store has {have}"
+            ));
         }
     }
     for (table, _) in cdx::retail::UPLOAD_TABLES {
@@ -166,11 +184,15 @@ async fn verify(hq: &Headquarters, store: &Store, size: DataSetSize, sold: u64) 
         let at_hq = hq.uploaded_rows(table)?;
         println!("{table:<32} {at_hq:>12} {at_store:>12}");
         if at_hq != at_store {
-            mismatches.push(format!("{table}: the store has {at_store}, headquarters received {at_hq}"));
+            mismatches.push(format!(
+                "{table}: the store has {at_store}, headquarters received {at_hq}"
+            ));
         }
     }
     if sold < 1000 {
-        mismatches.push(format!("only {sold} sales were recorded; the demo needs at least 1000"));
+        mismatches.push(format!(
+            "only {sold} sales were recorded; the demo needs at least 1000"
+        ));
     }
     if !mismatches.is_empty() {
         bail!("row counts differ:\n  {}", mismatches.join("\n  "));

@@ -63,7 +63,11 @@ impl Store {
                 };
                 pos.record_sales(n)?;
                 sold.fetch_add(n, Ordering::Relaxed);
-                std::thread::sleep(if limit.is_some() { BATCH_PAUSE } else { Duration::from_secs(1) });
+                std::thread::sleep(if limit.is_some() {
+                    BATCH_PAUSE
+                } else {
+                    Duration::from_secs(1)
+                });
             }
             Ok(sold.load(Ordering::Relaxed))
         });
@@ -72,10 +76,8 @@ impl Store {
 
     pub async fn row_count(&self, table: &str) -> anyhow::Result<u64> {
         let (path, table) = (self.channel_db.clone(), table.to_string());
-        tokio::task::spawn_blocking(move || {
-            Ok(SqliteChannelDb::open(&path)?.row_count(&table)?)
-        })
-        .await?
+        tokio::task::spawn_blocking(move || Ok(SqliteChannelDb::open(&path)?.row_count(&table)?))
+            .await?
     }
 
     async fn applied(&self) -> anyhow::Result<u64> {
@@ -123,7 +125,10 @@ impl Store {
         loop {
             let mut behind = 0;
             for (table, _) in UPLOAD_TABLES {
-                behind += self.row_count(table).await?.saturating_sub(hq.uploaded_rows(table)?);
+                behind += self
+                    .row_count(table)
+                    .await?
+                    .saturating_sub(hq.uploaded_rows(table)?);
             }
             if behind == 0 {
                 return Ok(());
@@ -131,17 +136,31 @@ impl Store {
             if Instant::now() > deadline {
                 bail!("{behind} rows were still not uploaded after {timeout:?}");
             }
-            println!("[{:>5.1}s] upload: {behind} rows to go", started.elapsed().as_secs_f64());
+            println!(
+                "[{:>5.1}s] upload: {behind} rows to go",
+                started.elapsed().as_secs_f64()
+            );
             tokio::time::sleep(PROGRESS_EVERY).await;
         }
     }
 
-    pub async fn show_progress(&self, of: u64, hq: &Headquarters, started: Instant) -> anyhow::Result<()> {
+    pub async fn show_progress(
+        &self,
+        of: u64,
+        hq: &Headquarters,
+        started: Instant,
+    ) -> anyhow::Result<()> {
         let applied = self.applied().await?;
         self.show(applied, of, hq, started).await
     }
 
-    async fn show(&self, applied: u64, of: u64, hq: &Headquarters, started: Instant) -> anyhow::Result<()> {
+    async fn show(
+        &self,
+        applied: u64,
+        of: u64,
+        hq: &Headquarters,
+        started: Instant,
+    ) -> anyhow::Result<()> {
         let uploaded = hq.uploaded_rows(UPLOAD_TABLES[0].0)?;
         println!(
             "[{:>5.1}s] packages applied {applied}/{of} · sales recorded {} · uploaded {uploaded}",

@@ -9,7 +9,7 @@ mod model;
 mod store;
 
 use actix::prelude::*;
-pub use model::{DownloadSession, PackageRef, Transition, UploadSession};
+pub use model::{DownloadSession, Transition, UploadSession};
 pub use store::{JournalError, JournalStore};
 
 use crate::error::ActorError;
@@ -130,20 +130,28 @@ impl Handler<SaveUpload> for Journal {
     }
 }
 
+/// The sessions of `newest_first` that are not final, oldest first.
+fn open_sessions<S>(
+    newest_first: impl Iterator<Item = Result<S, JournalError>>,
+    is_final: impl Fn(&S) -> bool,
+) -> Result<Vec<S>, ActorError> {
+    let mut open = Vec::new();
+    for s in newest_first {
+        let s = s?;
+        if !is_final(&s) {
+            open.push(s);
+        }
+    }
+    open.reverse();
+    Ok(open)
+}
+
 impl Handler<OpenDownloads> for Journal {
     type Result = Result<Vec<DownloadSession>, ActorError>;
     fn handle(&mut self, _: OpenDownloads, ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         guard(ctx, &self.supervision.clone(), NAME, || {
-            let mut open = Vec::new();
-            for s in store.downloads() {
-                let s = s?;
-                if !s.status.is_final() {
-                    open.push(s);
-                }
-            }
-            open.reverse();
-            Ok(open)
+            open_sessions(store.downloads(), |s| s.status.is_final())
         })
     }
 }
@@ -153,15 +161,7 @@ impl Handler<OpenUploads> for Journal {
     fn handle(&mut self, _: OpenUploads, ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         guard(ctx, &self.supervision.clone(), NAME, || {
-            let mut open = Vec::new();
-            for s in store.uploads() {
-                let s = s?;
-                if !s.status.is_final() {
-                    open.push(s);
-                }
-            }
-            open.reverse();
-            Ok(open)
+            open_sessions(store.uploads(), |s| s.status.is_final())
         })
     }
 }
@@ -171,7 +171,10 @@ impl Handler<Recent> for Journal {
     fn handle(&mut self, msg: Recent, ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         guard(ctx, &self.supervision.clone(), NAME, || {
-            let downloads = store.downloads().take(msg.limit).collect::<Result<_, _>>()?;
+            let downloads = store
+                .downloads()
+                .take(msg.limit)
+                .collect::<Result<_, _>>()?;
             let uploads = store.uploads().take(msg.limit).collect::<Result<_, _>>()?;
             Ok((downloads, uploads))
         })

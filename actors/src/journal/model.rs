@@ -1,6 +1,5 @@
 //! What the message database holds: download and upload sessions.
 
-use cdx::package::PackageKind;
 use cdx::protocol::{now_ms, PackageInfo, StatusReport};
 use cdx::status::{Direction, DownloadStatus, UploadStatus};
 use serde::{Deserialize, Serialize};
@@ -17,36 +16,11 @@ pub struct Transition {
     pub message: Option<String>,
 }
 
-/// The package a download session moves, as the server listed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackageRef {
-    pub id: Uuid,
-    pub job: String,
-    pub sequence: u64,
-    pub kind: PackageKind,
-    pub bytes: u64,
-    pub sha256: String,
-    pub rows: u64,
-}
-
-impl From<&PackageInfo> for PackageRef {
-    fn from(p: &PackageInfo) -> Self {
-        Self {
-            id: p.id,
-            job: p.job.clone(),
-            sequence: p.sequence,
-            kind: p.kind,
-            bytes: p.bytes,
-            sha256: p.sha256.clone(),
-            rows: p.rows,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownloadSession {
     pub id: Uuid,
-    pub package: PackageRef,
+    /// The package, as the server listed it.
+    pub package: PackageInfo,
     pub status: DownloadStatus,
     /// Tries of the current stage that failed, in all.
     pub attempts: u32,
@@ -88,7 +62,7 @@ fn push_history(history: &mut Vec<Transition>, status: String, message: Option<S
 }
 
 impl DownloadSession {
-    pub fn new(package: PackageRef, status: DownloadStatus, message: Option<String>) -> Self {
+    pub fn new(package: PackageInfo, status: DownloadStatus, message: Option<String>) -> Self {
         let now = now_ms();
         let mut s = Self {
             id: Uuid::now_v7(),
@@ -159,7 +133,10 @@ impl UploadSession {
     }
 
     pub fn transition(&mut self, status: UploadStatus, message: Option<String>) {
-        if matches!(status, UploadStatus::UploadFailed | UploadStatus::ApplyFailed) {
+        if matches!(
+            status,
+            UploadStatus::UploadFailed | UploadStatus::ApplyFailed
+        ) {
             self.attempts += 1;
             self.last_error = message.clone();
         }

@@ -171,10 +171,10 @@ mod tests {
     use cdx::status::DownloadStatus;
 
     use super::*;
-    use crate::journal::model::PackageRef;
+    use cdx::protocol::PackageInfo;
 
-    fn package(seq: u64) -> PackageRef {
-        PackageRef {
+    fn package(seq: u64) -> PackageInfo {
+        PackageInfo {
             id: Uuid::new_v4(),
             job: "1040".into(),
             sequence: seq,
@@ -182,6 +182,8 @@ mod tests {
             bytes: 10,
             sha256: "ab".into(),
             rows: 1,
+            data_group: "default".into(),
+            created_at_ms: 0,
         }
     }
 
@@ -194,7 +196,10 @@ mod tests {
         assert!(aside.is_none());
         let first = DownloadSession::new(package(1), DownloadStatus::Available, None);
         let mut second = DownloadSession::new(package(2), DownloadStatus::Available, None);
-        second.transition(DownloadStatus::DownloadFailed, Some("connection reset".into()));
+        second.transition(
+            DownloadStatus::DownloadFailed,
+            Some("connection reset".into()),
+        );
         store.put_download(&first).unwrap();
         store.put_download(&second).unwrap();
         store.flush().unwrap();

@@ -12,8 +12,8 @@ mod pipeline;
 use actix::prelude::*;
 use uuid::Uuid;
 
-pub use pipeline::Pipeline;
 use pipeline::PassOutcome;
+pub use pipeline::Pipeline;
 
 use crate::supervisor::Supervision;
 

@@ -15,7 +15,7 @@ use crate::applier::{Applier, Apply, LastApplied};
 use crate::downloader::{Downloader, Fetch};
 use crate::error::ActorError;
 use crate::hq::HqClient;
-use crate::journal::{DownloadSession, Journal, OpenDownloads, PackageRef, SaveDownload};
+use crate::journal::{DownloadSession, Journal, OpenDownloads, SaveDownload};
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusEvent};
 use crate::transfer::Downloaded;
@@ -79,7 +79,10 @@ impl Pipeline {
             }
             let mut released = gate.clone();
             released.attempts = 0;
-            released.transition(DownloadStatus::Requested, Some("resumed by an operator".into()));
+            released.transition(
+                DownloadStatus::Requested,
+                Some("resumed by an operator".into()),
+            );
             self.save(&released, true).await?;
             self.status.do_send(StatusEvent::Suspended {
                 package_id: None,
@@ -133,7 +136,10 @@ impl Pipeline {
     /// returns the sessions still open.
     async fn settle_applied(&self, last_applied: u64) -> Result<Vec<DownloadSession>, ActorError> {
         let mut open = self.journal.send(OpenDownloads).await??;
-        for s in open.iter_mut().filter(|s| s.package.sequence <= last_applied) {
+        for s in open
+            .iter_mut()
+            .filter(|s| s.package.sequence <= last_applied)
+        {
             s.transition(
                 DownloadStatus::Applied,
                 Some("recovered: the channel database had applied it".into()),
@@ -145,7 +151,7 @@ impl Pipeline {
     }
 
     async fn new_session(&self, info: &PackageInfo) -> Result<DownloadSession, ActorError> {
-        let s = DownloadSession::new(PackageRef::from(info), DownloadStatus::Available, None);
+        let s = DownloadSession::new(info.clone(), DownloadStatus::Available, None);
         self.save(&s, false).await?;
         Ok(s)
     }
@@ -162,15 +168,18 @@ impl Pipeline {
                     self.apply(&mut session).await
                 }
                 DownloadStatus::Applied => return Ok(Carried::Applied),
-                _ => self.download(&mut session).await.map(|progressed| {
-                    if progressed {
-                        failures = 0;
-                    }
-                }),
+                _ => self.download(&mut session).await,
             };
-            let Err(e) = step else { continue };
+            let Err(e) = step else {
+                // Each stage has its own tries.
+                failures = 0;
+                continue;
+            };
             if matches!(e, ActorError::ShuttingDown) {
                 return Ok(Carried::Stopped);
+            }
+            if e.made_progress() {
+                failures = 0;
             }
             failures += 1;
             match self.retry.after_failure(failures, rand::random()) {
@@ -189,9 +198,7 @@ impl Pipeline {
         }
     }
 
-    /// Returns whether the try moved bytes (a resumed transfer that
-    /// progressed does not count against the try count).
-    async fn download(&self, session: &mut DownloadSession) -> Result<bool, ActorError> {
+    async fn download(&self, session: &mut DownloadSession) -> Result<(), ActorError> {
         session.transition(DownloadStatus::Requested, None);
         self.save(session, false).await?;
         self.activity(Some(format!("downloading package {}", session.package.id)));
@@ -209,7 +216,7 @@ impl Pipeline {
                 session.bytes_done = bytes;
                 session.transition(DownloadStatus::Downloaded, None);
                 self.save(session, true).await?;
-                Ok(true)
+                Ok(())
             }
             Err(ActorError::Transfer(crate::transfer::TransferError::Interrupted { .. })) => {
                 Err(ActorError::ShuttingDown)
@@ -261,10 +268,17 @@ impl Pipeline {
 
     /// The try count is spent: the session is Canceled with its last error,
     /// and a new session for the same package waits Suspended for an operator.
-    async fn give_up(&self, mut session: DownloadSession, e: &ActorError) -> Result<(), ActorError> {
+    async fn give_up(
+        &self,
+        mut session: DownloadSession,
+        e: &ActorError,
+    ) -> Result<(), ActorError> {
         tracing::error!(package = %session.package.id, error = %e,
             "package failed its last try; later packages wait until an operator resumes it");
-        session.transition(DownloadStatus::Canceled, Some(format!("tried too many times: {e}")));
+        session.transition(
+            DownloadStatus::Canceled,
+            Some(format!("tried too many times: {e}")),
+        );
         self.save(&session, true).await?;
         let gate = DownloadSession::new(
             session.package.clone(),
@@ -306,5 +320,4 @@ impl Pipeline {
             doing,
         });
     }
-
 }

@@ -46,7 +46,11 @@ pub fn serve(
 
 async fn health(state: web::Data<State>) -> HttpResponse {
     let actors = state.supervision.snapshot();
-    let dead: Vec<_> = actors.iter().filter(|(_, h)| !h.alive).map(|(n, _)| *n).collect();
+    let dead: Vec<_> = actors
+        .iter()
+        .filter(|(_, h)| !h.alive)
+        .map(|(n, _)| *n)
+        .collect();
     if dead.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
     } else {

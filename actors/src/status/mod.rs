@@ -123,7 +123,11 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn start(identity: Identity, journal: Addr<Journal>, supervision: &Supervision) -> Addr<Self> {
+    pub fn start(
+        identity: Identity,
+        journal: Addr<Journal>,
+        supervision: &Supervision,
+    ) -> Addr<Self> {
         let supervision = supervision.clone();
         let started_at_ms = now_ms();
         Supervisor::start(move |_| Status {
@@ -200,7 +204,10 @@ impl Handler<StatusEvent> for Status {
                 counter,
                 server_high_water,
             } => {
-                let known = self.watermarks.get(&table).and_then(|w| w.server_high_water);
+                let known = self
+                    .watermarks
+                    .get(&table)
+                    .and_then(|w| w.server_high_water);
                 self.watermarks.insert(
                     table,
                     WatermarkState {

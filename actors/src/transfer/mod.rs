@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use crate::hq::{HqClient, HqError};
-use crate::journal::PackageRef;
+use cdx::protocol::PackageInfo;
 
 /// Read and write buffer size: small buffers are a known slowdown.
 const IO_BUFFER: usize = 1024 * 1024;
@@ -34,7 +34,9 @@ pub enum TransferError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("package {package_id}: the download ended at {got} bytes, the server listed {expected}")]
+    #[error(
+        "package {package_id}: the download ended at {got} bytes, the server listed {expected}"
+    )]
     Size {
         package_id: Uuid,
         expected: u64,
@@ -48,8 +50,24 @@ pub enum TransferError {
     },
     #[error("package {package_id}: the server answered a range request with {detail}")]
     Range { package_id: Uuid, detail: String },
-    #[error("package {package_id}: download interrupted by shutdown at {bytes} bytes (kept to resume)")]
+    /// A reliable transfer failed after it confirmed more bytes: the next
+    /// try resumes from there.
+    #[error("{source} (after confirming {confirmed} bytes; the next try resumes there)")]
+    Partial {
+        confirmed: u64,
+        source: Box<TransferError>,
+    },
+    #[error(
+        "package {package_id}: download interrupted by shutdown at {bytes} bytes (kept to resume)"
+    )]
     Interrupted { package_id: Uuid, bytes: u64 },
+}
+
+impl TransferError {
+    /// Whether the failed try still moved the download forward.
+    pub fn made_progress(&self) -> bool {
+        matches!(self, Self::Partial { .. })
+    }
 }
 
 /// A package fully in the working folder.
@@ -85,7 +103,7 @@ pub struct TransferContext<'a> {
 /// Downloads `package` into the working folder, or finds it there already.
 pub async fn download(
     ctx: &mut TransferContext<'_>,
-    package: &PackageRef,
+    package: &PackageInfo,
 ) -> Result<Downloaded, TransferError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -95,7 +113,9 @@ pub async fn download(
             source,
         }
     };
-    tokio::fs::create_dir_all(ctx.dir).await.map_err(io(ctx.dir))?;
+    tokio::fs::create_dir_all(ctx.dir)
+        .await
+        .map_err(io(ctx.dir))?;
     let done = package_path(ctx.dir, package.id);
     if already_complete(&done, package).await {
         return Ok(Downloaded {
@@ -127,9 +147,11 @@ pub async fn download(
     })
 }
 
-async fn already_complete(path: &Path, package: &PackageRef) -> bool {
+async fn already_complete(path: &Path, package: &PackageInfo) -> bool {
     match hash_file(path, u64::MAX).await {
-        Ok((hasher, len)) => len == package.bytes && hex::encode(hasher.finalize()) == package.sha256,
+        Ok((hasher, len)) => {
+            len == package.bytes && hex::encode(hasher.finalize()) == package.sha256
+        }
         Err(_) => false,
     }
 }

@@ -14,16 +14,17 @@ use tokio::io::AsyncSeekExt;
 use super::streaming::{io_error, PartFile};
 use super::{hash_file, stopping, TransferContext, TransferError};
 use crate::hq::{HqClient, HqError};
-use crate::journal::PackageRef;
+use cdx::protocol::PackageInfo;
 
 /// Returns the hash of the whole file and where this try resumed from.
 pub(super) async fn fetch(
     ctx: &mut TransferContext<'_>,
-    package: &PackageRef,
+    package: &PackageInfo,
     part: &Path,
 ) -> Result<(Sha256, u64), TransferError> {
     let (mut file, resumed_from) = open_confirmed_prefix(part, package).await?;
     let mut etag: Option<String> = None;
+    let mut confirmed = resumed_from;
     while file.written < package.bytes {
         if stopping(ctx.stop) {
             return Err(TransferError::Interrupted {
@@ -31,11 +32,22 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
-        if let Some(restart) = fetch_chunk(ctx, package, &mut file, &mut etag).await? {
+        let chunk = match fetch_chunk(ctx, package, &mut file, &mut etag).await {
+            Ok(chunk) => chunk,
+            Err(source) if confirmed > resumed_from => {
+                return Err(TransferError::Partial {
+                    confirmed,
+                    source: Box::new(source),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(restart) = chunk {
             file = restart;
         }
         file.sync().await?;
-        (ctx.progress)(file.written);
+        confirmed = file.written;
+        (ctx.progress)(confirmed);
     }
     Ok((file.finish().await?, resumed_from))
 }
@@ -43,7 +55,7 @@ pub(super) async fn fetch(
 /// Opens the `.part` file, keeping what earlier tries confirmed.
 async fn open_confirmed_prefix<'a>(
     part: &'a Path,
-    package: &'a PackageRef,
+    package: &'a PackageInfo,
 ) -> Result<(PartFile<'a>, u64), TransferError> {
     let have = match tokio::fs::metadata(part).await {
         Ok(m) if m.len() <= package.bytes => m.len(),
@@ -60,7 +72,9 @@ async fn open_confirmed_prefix<'a>(
         .open(part)
         .await
         .map_err(|e| io_error(package, part, e))?;
-    f.set_len(hashed).await.map_err(|e| io_error(package, part, e))?;
+    f.set_len(hashed)
+        .await
+        .map_err(|e| io_error(package, part, e))?;
     f.seek(std::io::SeekFrom::Start(hashed))
         .await
         .map_err(|e| io_error(package, part, e))?;
@@ -73,7 +87,7 @@ async fn open_confirmed_prefix<'a>(
 /// returns the new file.
 async fn fetch_chunk<'a>(
     ctx: &mut TransferContext<'_>,
-    package: &'a PackageRef,
+    package: &'a PackageInfo,
     file: &mut PartFile<'a>,
     etag: &mut Option<String>,
 ) -> Result<Option<PartFile<'a>>, TransferError> {
@@ -119,15 +133,20 @@ async fn fetch_chunk<'a>(
             })
         }
     };
-    let target_end = if restart.is_some() { package.bytes } else { end + 1 };
+    let target_end = if restart.is_some() {
+        package.bytes
+    } else {
+        end + 1
+    };
     let mut restart = restart;
     let sink = restart.as_mut().unwrap_or(file);
     let url = ctx.hq.url(&path);
-    while let Some(bytes) = resp
-        .chunk()
-        .await
-        .map_err(|e| hq_err(HqError::Transport { url: url.clone(), source: e }))?
-    {
+    while let Some(bytes) = resp.chunk().await.map_err(|e| {
+        hq_err(HqError::Transport {
+            url: url.clone(),
+            source: e,
+        })
+    })? {
         sink.write(&bytes).await?;
         if sink.written > target_end {
             return Err(TransferError::Range {
@@ -147,7 +166,7 @@ async fn fetch_chunk<'a>(
 }
 
 fn check_content_range(
-    package: &PackageRef,
+    package: &PackageInfo,
     resp: &reqwest::Response,
     start: u64,
     end: u64,

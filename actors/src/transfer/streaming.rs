@@ -8,11 +8,11 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{TransferContext, TransferError, IO_BUFFER};
 use crate::hq::{HqClient, HqError};
-use crate::journal::PackageRef;
+use cdx::protocol::PackageInfo;
 
 pub(super) async fn fetch(
     ctx: &mut TransferContext<'_>,
-    package: &PackageRef,
+    package: &PackageInfo,
     part: &Path,
 ) -> Result<Sha256, TransferError> {
     let path = HqClient::content_path(package.id);
@@ -27,11 +27,12 @@ pub(super) async fn fetch(
         .map_err(hq_err)?;
     let mut sink = PartFile::create(part, package).await?;
     let mut resp = resp;
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| hq_err(HqError::Transport { url: ctx.hq.url(&path), source: e }))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        hq_err(HqError::Transport {
+            url: ctx.hq.url(&path),
+            source: e,
+        })
+    })? {
         sink.write(&chunk).await?;
         if sink.written > package.bytes {
             break;
@@ -46,12 +47,12 @@ pub(super) struct PartFile<'a> {
     out: BufWriter<tokio::fs::File>,
     hasher: Sha256,
     pub written: u64,
-    package: &'a PackageRef,
+    package: &'a PackageInfo,
     path: &'a Path,
 }
 
 impl<'a> PartFile<'a> {
-    pub async fn create(path: &'a Path, package: &'a PackageRef) -> Result<Self, TransferError> {
+    pub async fn create(path: &'a Path, package: &'a PackageInfo) -> Result<Self, TransferError> {
         let file = tokio::fs::File::create(path)
             .await
             .map_err(|e| io_error(package, path, e))?;
@@ -63,7 +64,7 @@ impl<'a> PartFile<'a> {
         hasher: Sha256,
         written: u64,
         path: &'a Path,
-        package: &'a PackageRef,
+        package: &'a PackageInfo,
     ) -> Self {
         Self {
             out: BufWriter::with_capacity(IO_BUFFER, file),
@@ -114,7 +115,11 @@ impl<'a> PartFile<'a> {
     }
 }
 
-pub(super) fn io_error(package: &PackageRef, path: &Path, source: std::io::Error) -> TransferError {
+pub(super) fn io_error(
+    package: &PackageInfo,
+    path: &Path,
+    source: std::io::Error,
+) -> TransferError {
     TransferError::Io {
         package_id: package.id,
         path: path.to_owned(),

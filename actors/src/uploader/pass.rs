@@ -95,7 +95,11 @@ impl UploadPass {
     }
 
     /// The rows of a session journaled earlier, read again for a re-send.
-    async fn read_range(&self, table: &UploadTable, s: &UploadSession) -> Result<RowBatch, ActorError> {
+    async fn read_range(
+        &self,
+        table: &UploadTable,
+        s: &UploadSession,
+    ) -> Result<RowBatch, ActorError> {
         let t = table.clone();
         let (first, last) = (s.first_counter, s.last_counter);
         let limit = (s.rows as usize).max(1);
@@ -162,7 +166,10 @@ impl UploadPass {
         };
         session.transition(
             UploadStatus::Uploaded,
-            Some(format!("{} stored, {} already held", ack.stored, ack.duplicates)),
+            Some(format!(
+                "{} stored, {} already held",
+                ack.stored, ack.duplicates
+            )),
         );
         self.save(&session, false).await?;
         let (name, last) = (table.name.clone(), session.last_counter);

@@ -1,11 +1,14 @@
-//! Applying a package: one `BEGIN IMMEDIATE` transaction per package.
+//! Applying a package: one `BEGIN IMMEDIATE` transaction per package, its
+//! frames read ahead on a helper thread (`frames`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Statement};
 use rusqlite::{Transaction, TransactionBehavior};
+use uuid::Uuid;
 
-use super::schema::read_table;
+use super::frames::{self, Frames};
+use super::schema::{delete_sql, read_table, upsert_sql};
 use super::value::SqlValue;
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
@@ -78,7 +81,9 @@ fn apply_in_transaction(
     for schema in &header.tables {
         tables.push(prepare_table(&tx, header, schema, &mut report)?);
     }
-    apply_frames(&tx, package, &tables, &mut report)?;
+    frames::read_ahead(package, |frames| {
+        apply_frames(&tx, id, frames, &tables, &mut report)
+    })?;
     record(&tx, header, report.upserts + report.deletes)?;
     tx.commit().context(|| format!("commit package {id}"))?;
     Ok(ApplyOutcome::Applied(report))
@@ -139,58 +144,6 @@ fn prepare_table(
     })
 }
 
-/// A full package inserts into an emptied table; an incremental one inserts
-/// or, when the key exists, updates the other columns.
-fn upsert_sql(
-    table: &str,
-    schema: &TableSchema,
-    kind: PackageKind,
-) -> Result<String, ChannelDbError> {
-    let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-    let mut sql = format!(
-        "INSERT INTO {table} ({}) VALUES ({})",
-        plan::quote_list(&names)?,
-        placeholders.join(", ")
-    );
-    if kind == PackageKind::Incremental {
-        let non_key: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| !schema.key.iter().any(|k| k == n))
-            .collect();
-        sql.push_str(&format!(
-            " ON CONFLICT ({}) DO ",
-            plan::quote_list(&schema.key)?
-        ));
-        if non_key.is_empty() {
-            // A key-only row that exists already is the row itself.
-            sql.push_str("NOTHING");
-        } else {
-            let sets = non_key
-                .iter()
-                .map(|n| plan::quote_ident(n).map(|q| format!("{q} = excluded.{q}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            sql.push_str("UPDATE SET ");
-            sql.push_str(&sets.join(", "));
-        }
-    }
-    Ok(sql)
-}
-
-fn delete_sql(table: &str, schema: &TableSchema) -> Result<String, ChannelDbError> {
-    let conditions = schema
-        .key
-        .iter()
-        .enumerate()
-        .map(|(i, k)| plan::quote_ident(k).map(|q| format!("{q} = ?{}", i + 1)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(format!(
-        "DELETE FROM {table} WHERE {}",
-        conditions.join(" AND ")
-    ))
-}
-
 /// The open table's statements; the delete one is prepared on first use.
 struct Current<'t, 'c> {
     sql: &'t TableSql,
@@ -198,48 +151,72 @@ struct Current<'t, 'c> {
     delete: Option<Statement<'c>>,
 }
 
-/// Reads the frames to the end (checksum verified) and writes their rows.
+/// Writes the rows of `frames`, which must end with `Frame::End`.
 fn apply_frames(
     tx: &Transaction<'_>,
-    package: &mut PackageSource<'_>,
+    id: Uuid,
+    frames: &mut Frames,
     tables: &[TableSql],
     report: &mut ApplyReport,
 ) -> Result<(), ChannelDbError> {
-    let id = package.header().package_id;
     let package_err = |source| ChannelDbError::package(Some(id), source);
     let mut current: Option<Current<'_, '_>> = None;
-    while let Some(frame) = package.next_frame().map_err(package_err)? {
-        match frame {
-            Frame::Table(index) => {
-                let Some(sql) = tables.get(index as usize) else {
-                    return Err(package_err(frame_error(format!(
-                        "Table({index}) but the header lists {} tables",
-                        tables.len()
-                    ))));
-                };
-                let upsert = tx
-                    .prepare(&sql.upsert)
-                    .context(|| format!("prepare upsert into {}", sql.name))?;
-                current = Some(Current {
-                    sql,
-                    upsert,
-                    delete: None,
-                });
-            }
-            Frame::Upsert(row) => {
-                let cur = open_table(&mut current, "Upsert").map_err(package_err)?;
-                cur.upsert
-                    .execute(params_from_iter(row.iter().map(SqlValue)))
-                    .context(|| format!("upsert into {}", cur.sql.name))?;
-                report.upserts += 1;
-            }
-            Frame::Delete(key) => {
-                let cur = open_table(&mut current, "Delete").map_err(package_err)?;
-                delete(tx, cur, &key)?;
-                report.deletes += 1;
-            }
-            Frame::End { .. } => current = None,
+    let mut ended = false;
+    while let Some(batch) = frames.next_batch() {
+        for frame in batch {
+            apply_frame(tx, id, frame, tables, &mut current, report)?;
+            ended |= matches!(frame, Frame::End { .. });
         }
+    }
+    // The reader stops early only with an error, which `read_ahead` reports.
+    if !ended {
+        return Err(package_err(frame_error(
+            "the frames ended before End".into(),
+        )));
+    }
+    Ok(())
+}
+
+/// Applies one frame; `current` holds the statements of the open table.
+fn apply_frame<'t, 'c>(
+    tx: &'c Connection,
+    id: Uuid,
+    frame: &Frame,
+    tables: &'t [TableSql],
+    current: &mut Option<Current<'t, 'c>>,
+    report: &mut ApplyReport,
+) -> Result<(), ChannelDbError> {
+    let package_err = |source| ChannelDbError::package(Some(id), source);
+    match frame {
+        Frame::Table(index) => {
+            let Some(sql) = tables.get(*index as usize) else {
+                return Err(package_err(frame_error(format!(
+                    "Table({index}) but the header lists {} tables",
+                    tables.len()
+                ))));
+            };
+            let upsert = tx
+                .prepare(&sql.upsert)
+                .context(|| format!("prepare upsert into {}", sql.name))?;
+            *current = Some(Current {
+                sql,
+                upsert,
+                delete: None,
+            });
+        }
+        Frame::Upsert(row) => {
+            let cur = open_table(current, "Upsert").map_err(package_err)?;
+            cur.upsert
+                .execute(params_from_iter(row.iter().map(SqlValue)))
+                .context(|| format!("upsert into {}", cur.sql.name))?;
+            report.upserts += 1;
+        }
+        Frame::Delete(key) => {
+            let cur = open_table(current, "Delete").map_err(package_err)?;
+            delete(tx, cur, key)?;
+            report.deletes += 1;
+        }
+        Frame::End { .. } => *current = None,
     }
     Ok(())
 }

@@ -422,22 +422,28 @@ fn conflict_in_second_table_applies_nothing() {
 }
 
 /// A row that fails in SQLite (a duplicate key in a full package) rolls
-/// back every row before it; the error names the table.
+/// back every row before it, however many batches were read ahead; the
+/// error names the table.
 #[test]
 fn failing_row_rolls_back_the_package() {
     let (_dir, mut db) = temp_db();
     applied(&mut db, &full_products(1, 3));
     let before = product_rows(&db);
-    let pkg = Pkg::new(PackageKind::Full, 2, vec![products()]).table(
-        0,
-        vec![Op::Up(product(5, "a", None)), Op::Up(product(5, "b", None))],
-    );
-    let err = apply(&mut db, &pkg).unwrap_err();
-    assert!(
-        matches!(&err, ChannelDbError::Sqlite { context, .. } if context.contains("products")),
-        "{err:?}"
-    );
-    assert_eq!(product_rows(&db), before);
+    for duplicate_at in [2, 1500, 4999] {
+        let rows = (1..=5000)
+            .map(|i| {
+                let id = if i == duplicate_at { 1 } else { i };
+                Op::Up(product(id, "x", None))
+            })
+            .collect();
+        let pkg = Pkg::new(PackageKind::Full, 2, vec![products()]).table(0, rows);
+        let err = apply(&mut db, &pkg).unwrap_err();
+        assert!(
+            matches!(&err, ChannelDbError::Sqlite { context, .. } if context.contains("products")),
+            "{err:?}"
+        );
+        assert_eq!(product_rows(&db), before);
+    }
 }
 
 /// A package may not write to SQLite's own tables.
