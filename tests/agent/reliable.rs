@@ -16,8 +16,8 @@ fn bigger() -> DataSetSize {
     }
 }
 
-/// Connections cut after 100 KB each are resumed from the last confirmed
-/// chunk: the sync completes, and far fewer bytes cross the network than a
+/// Connections cut 100 KB into a download (64 KiB chunks) are resumed from
+/// the last confirmed chunk: the sync completes, and far fewer bytes cross the network than a
 /// restart from zero after every cut would need.
 #[test]
 fn reliable_download_resumes_after_dropped_connections() {

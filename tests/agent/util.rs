@@ -371,12 +371,20 @@ pub fn sqlite(path: PathBuf) -> ChannelDbFactory {
     cdx_actors::sqlite_factory(path)
 }
 
-/// A TCP proxy that cuts the first `cuts` connections after `after_bytes`
-/// bytes from the server, to drop downloads midway.
+/// A TCP proxy between agent and server. The first `cuts` connections
+/// that carry a package download (`/content`) are cut after `after_bytes`
+/// bytes of it; other calls pass untouched.
 pub struct FaultyProxy {
     pub addr: SocketAddr,
     pub cuts_left: Arc<AtomicU32>,
     pub bytes_forwarded: Arc<AtomicU64>,
+}
+
+struct Faults {
+    after_bytes: u64,
+    cuts_left: Arc<AtomicU32>,
+    forwarded: Arc<AtomicU64>,
+    throttle: Duration,
 }
 
 impl FaultyProxy {
@@ -393,29 +401,27 @@ impl FaultyProxy {
     ) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let cuts_left = Arc::new(AtomicU32::new(cuts));
-        let bytes_forwarded = Arc::new(AtomicU64::new(0));
-        let (left, forwarded) = (cuts_left.clone(), bytes_forwarded.clone());
+        let faults = Arc::new(Faults {
+            after_bytes,
+            cuts_left: Arc::new(AtomicU32::new(cuts)),
+            forwarded: Arc::new(AtomicU64::new(0)),
+            throttle,
+        });
+        let proxy = FaultyProxy {
+            addr,
+            cuts_left: faults.cuts_left.clone(),
+            bytes_forwarded: faults.forwarded.clone(),
+        };
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
-                let budget = match left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                {
-                    Ok(_) => after_bytes,
-                    Err(_) => u64::MAX,
-                };
-                pipe(client, server, budget, forwarded.clone(), throttle);
+                pipe(client, server, faults.clone());
             }
         });
-        FaultyProxy {
-            addr,
-            cuts_left,
-            bytes_forwarded,
-        }
+        proxy
     }
 
     pub fn url(&self) -> String {
@@ -423,43 +429,68 @@ impl FaultyProxy {
     }
 }
 
-fn pipe(
-    client: TcpStream,
-    server: TcpStream,
-    budget: u64,
-    forwarded: Arc<AtomicU64>,
-    throttle: Duration,
-) {
+/// Copies both ways. From the first package download (`/content`) on the
+/// connection, the connection is cut after `after_bytes` bytes from the
+/// server, if a cut is left then.
+fn pipe(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (arm, f) = (budget.clone(), faults.clone());
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let mut buf = [0u8; 16 * 1024];
+        let mut armed = false;
+        loop {
+            let n = match c_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !armed && buf[..n].windows(8).any(|w| w == b"/content") {
+                arm.store(f.after_bytes, Ordering::SeqCst);
+                armed = true;
+            }
+            if s_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = s_write.shutdown(NetShutdown::Write);
     });
     std::thread::spawn(move || {
         let (mut s_read, mut c_write) = (server, client);
-        let mut sent = 0u64;
         let mut buf = [0u8; 16 * 1024];
         loop {
             let n = match s_read.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
+                Ok(n) => n as u64,
             };
-            let n = n.min((budget - sent) as usize);
-            if c_write.write_all(&buf[..n]).is_err() {
+            let left = budget.load(Ordering::SeqCst);
+            let armed = left != u64::MAX;
+            let cut = armed && left <= n && take_cut(&faults.cuts_left);
+            let n = if cut { left } else { n };
+            if c_write.write_all(&buf[..n as usize]).is_err() {
                 break;
             }
-            sent += n as u64;
-            forwarded.fetch_add(n as u64, Ordering::Relaxed);
-            if !throttle.is_zero() {
-                std::thread::sleep(throttle);
-            }
-            if sent >= budget {
+            faults.forwarded.fetch_add(n, Ordering::Relaxed);
+            if cut {
                 break;
+            }
+            if armed {
+                // Past the budget with no cut left, the download passes.
+                let rest = if left <= n { u64::MAX } else { left - n };
+                let _ = budget.compare_exchange(left, rest, Ordering::SeqCst, Ordering::SeqCst);
+            }
+            if !faults.throttle.is_zero() {
+                std::thread::sleep(faults.throttle);
             }
         }
         let _ = c_write.shutdown(NetShutdown::Both);
         let _ = s_read.shutdown(NetShutdown::Both);
     });
+}
+
+fn take_cut(cuts_left: &AtomicU32) -> bool {
+    cuts_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
+        .is_ok()
 }
 
 /// The `cdx-client` binary, built once if the test run did not build it.
