@@ -9,15 +9,39 @@ use cdx::retail::{expected_row_counts, DataSetSize};
 
 use super::util::*;
 
-fn spawn_client(config: &std::path::Path) -> Child {
-    Command::new(client_bin())
+/// A `cdx-client run` process, killed if the test ends without stopping it.
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn_client(config: &std::path::Path) -> Client {
+    let child = Command::new(client_bin())
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Client(child)
 }
 
 fn signal(child: &Child, name: &str) {

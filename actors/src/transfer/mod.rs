@@ -6,6 +6,7 @@
 //! and SHA-256 the server listed, made durable, and only then renamed to
 //! `<id>.cdxpkg`: a file with the final name is always complete.
 
+mod part;
 mod reliable;
 mod streaming;
 
@@ -50,11 +51,11 @@ pub enum TransferError {
     },
     #[error("package {package_id}: the server answered a range request with {detail}")]
     Range { package_id: Uuid, detail: String },
-    /// A reliable transfer failed after it confirmed more bytes: the next
-    /// try resumes from there.
-    #[error("{source} (after confirming {confirmed} bytes; the next try resumes there)")]
+    /// A reliable transfer failed after it got more bytes: the next try
+    /// resumes from there.
+    #[error("{source} (with {bytes} bytes on disk; the next try resumes there)")]
     Partial {
-        confirmed: u64,
+        bytes: u64,
         source: Box<TransferError>,
     },
     #[error(

@@ -1,7 +1,8 @@
 //! Reliable mode: the package moves in HTTP Range chunks. Each chunk is
-//! confirmed (its length and position checked, then synced to disk) before
-//! the next is asked for, so a dropped connection costs at most one chunk:
-//! the next try resumes from the last confirmed byte. Plain Range requests
+//! confirmed (its position and length checked, its bytes hashed and handed
+//! to the OS) before the next is asked for, so a dropped connection or a
+//! killed agent costs at most one chunk: the next try resumes from the last
+//! confirmed byte. Plain Range requests
 //! work with any HTTP server or CDN, not only `cdx-server`.
 
 use std::path::Path;
@@ -9,9 +10,9 @@ use std::path::Path;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::Sha256;
-use tokio::io::AsyncSeekExt;
+use std::io::Seek;
 
-use super::streaming::{io_error, PartFile};
+use super::part::{io_error, PartFile};
 use super::{hash_file, stopping, TransferContext, TransferError};
 use crate::hq::{HqClient, HqError};
 use cdx::protocol::PackageInfo;
@@ -24,7 +25,6 @@ pub(super) async fn fetch(
 ) -> Result<(Sha256, u64), TransferError> {
     let (mut file, resumed_from) = open_confirmed_prefix(part, package).await?;
     let mut etag: Option<String> = None;
-    let mut confirmed = resumed_from;
     while file.written < package.bytes {
         if stopping(ctx.stop) {
             return Err(TransferError::Interrupted {
@@ -32,22 +32,20 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
-        let chunk = match fetch_chunk(ctx, package, &mut file, &mut etag).await {
-            Ok(chunk) => chunk,
-            Err(source) if confirmed > resumed_from => {
+        match fetch_chunk(ctx, package, &mut file, &mut etag).await {
+            Ok(()) => {}
+            // Every byte received is on its way to disk, in order: the
+            // next try resumes after the last of them.
+            Err(source) if file.written > resumed_from => {
                 return Err(TransferError::Partial {
-                    confirmed,
+                    bytes: file.written,
                     source: Box::new(source),
                 })
             }
             Err(e) => return Err(e),
-        };
-        if let Some(restart) = chunk {
-            file = restart;
         }
-        file.sync().await?;
-        confirmed = file.written;
-        (ctx.progress)(confirmed);
+        file.flush().await?;
+        (ctx.progress)(file.written);
     }
     Ok((file.finish().await?, resumed_from))
 }
@@ -67,16 +65,14 @@ async fn open_confirmed_prefix<'a>(
     let (hasher, hashed) = hash_file(part, have)
         .await
         .map_err(|e| io_error(package, part, e))?;
-    let mut f = tokio::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .open(part)
-        .await
-        .map_err(|e| io_error(package, part, e))?;
-    f.set_len(hashed)
-        .await
-        .map_err(|e| io_error(package, part, e))?;
-    f.seek(std::io::SeekFrom::Start(hashed))
-        .await
+        .and_then(|mut f| {
+            f.set_len(hashed)?;
+            f.seek(std::io::SeekFrom::Start(hashed))?;
+            Ok(f)
+        })
         .map_err(|e| io_error(package, part, e))?;
     tracing::info!(package = %package.id, bytes = hashed, "resuming download");
     Ok((PartFile::over(f, hasher, hashed, part, package), hashed))
@@ -84,13 +80,13 @@ async fn open_confirmed_prefix<'a>(
 
 /// Fetches the next chunk into `file`. When the server sends the whole
 /// file instead (it ignores ranges, or the file changed), starts over and
-/// returns the new file.
-async fn fetch_chunk<'a>(
+/// takes the whole file.
+async fn fetch_chunk(
     ctx: &mut TransferContext<'_>,
-    package: &'a PackageInfo,
-    file: &mut PartFile<'a>,
+    package: &PackageInfo,
+    file: &mut PartFile<'_>,
     etag: &mut Option<String>,
-) -> Result<Option<PartFile<'a>>, TransferError> {
+) -> Result<(), TransferError> {
     let start = file.written;
     let end = (start + ctx.chunk_bytes).min(package.bytes) - 1;
     let path = HqClient::content_path(package.id);
@@ -113,18 +109,19 @@ async fn fetch_chunk<'a>(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
-    let restart = match resp.status() {
+    let target_end = match resp.status() {
         StatusCode::PARTIAL_CONTENT => {
             check_content_range(package, &resp, start, end)?;
-            None
+            end + 1
         }
         // A server may answer a range with the whole file (some do when
         // the range covers it all); from offset 0 that is just the file.
         StatusCode::OK => {
             if start > 0 {
                 tracing::warn!(package = %package.id, "server sent the whole file; starting over");
+                file.reset().await?;
             }
-            Some(PartFile::create(file.path(), package).await?)
+            package.bytes
         }
         other => {
             return Err(TransferError::Range {
@@ -133,13 +130,6 @@ async fn fetch_chunk<'a>(
             })
         }
     };
-    let target_end = if restart.is_some() {
-        package.bytes
-    } else {
-        end + 1
-    };
-    let mut restart = restart;
-    let sink = restart.as_mut().unwrap_or(file);
     let url = ctx.hq.url(&path);
     while let Some(bytes) = resp.chunk().await.map_err(|e| {
         hq_err(HqError::Transport {
@@ -147,22 +137,22 @@ async fn fetch_chunk<'a>(
             source: e,
         })
     })? {
-        sink.write(&bytes).await?;
-        if sink.written > target_end {
+        file.write(bytes).await?;
+        if file.written > target_end {
             return Err(TransferError::Range {
                 package_id: package.id,
                 detail: format!("more bytes than the {} asked for", target_end - start),
             });
         }
     }
-    if sink.written != target_end {
+    if file.written != target_end {
         return Err(TransferError::Size {
             package_id: package.id,
             expected: target_end,
-            got: sink.written,
+            got: file.written,
         });
     }
-    Ok(restart)
+    Ok(())
 }
 
 fn check_content_range(
