@@ -1,6 +1,7 @@
-//! Measures download speed: `curl` against the agent's streaming and
-//! reliable transfers, all from the same in-process `cdx-server` on
-//! 127.0.0.1, each to a file on the same disk.
+//! Measures download speed: `curl` (then `sync` of its file) against the
+//! agent's streaming and reliable transfers (which hash, write and sync),
+//! all from the same in-process `cdx-server` on 127.0.0.1, each to a file
+//! on the same disk.
 //!
 //! `cargo run --release -p cdx-actors --example transfer_speed -- [MiB]`
 
@@ -30,7 +31,8 @@ fn main() -> anyhow::Result<()> {
     let package = publish_incompressible(&hq, mib)?;
     println!("package: {} bytes", package.bytes);
 
-    let curl = time_curl(&hq.url(), &package, &dir.path().join("curl.bin"))?;
+    let out = dir.path().join("out");
+    let curl = time_curl(&hq.url(), &package, &out)?;
     let config = ServerConfig {
         url: hq.url(),
         channel_id: "bench".into(),
@@ -38,26 +40,11 @@ fn main() -> anyhow::Result<()> {
         connect_timeout: std::time::Duration::from_secs(5),
         request_timeout: std::time::Duration::from_secs(30),
     };
-    let streaming = time_agent(
-        &config,
-        &package,
-        &dir.path().join("s"),
-        TransferMode::Streaming,
-    )?;
-    let reliable = time_agent(
-        &config,
-        &package,
-        &dir.path().join("r"),
-        TransferMode::Reliable,
-    )?;
-    let ranges = time_ranges(&config, &package)?;
-    println!(
-        "8 MiB ranges, discarded: {:.1} MB/s",
-        package.bytes as f64 / ranges / 1e6
-    );
+    let streaming = time_agent(&config, &package, &out, TransferMode::Streaming)?;
+    let reliable = time_agent(&config, &package, &out, TransferMode::Reliable)?;
     let rate = |secs: f64| package.bytes as f64 / secs / 1e6;
     if let Some(c) = curl {
-        println!("curl:      {:>7.1} MB/s", rate(c));
+        println!("curl+sync: {:>7.1} MB/s", rate(c));
         println!(
             "streaming: {:>7.1} MB/s ({:.2}x curl)",
             rate(streaming),
@@ -112,7 +99,17 @@ fn publish_incompressible(hq: &server::RunningServer, mib: usize) -> anyhow::Res
     })?)
 }
 
-fn time_curl(url: &str, package: &PackageInfo, out: &Path) -> anyhow::Result<Option<f64>> {
+/// Each run starts with no dirty pages of the one before, which would
+/// otherwise be written back during it.
+fn settle(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::process::Command::new("sync").status();
+}
+
+fn time_curl(url: &str, package: &PackageInfo, dir: &Path) -> anyhow::Result<Option<f64>> {
+    settle(dir);
+    std::fs::create_dir_all(dir)?;
+    let out = &dir.join("curl.bin");
     let started = Instant::now();
     let status = std::process::Command::new("curl")
         .args(["-s", "-f", "-u", "bench:secret", "-o"])
@@ -122,7 +119,12 @@ fn time_curl(url: &str, package: &PackageInfo, out: &Path) -> anyhow::Result<Opt
             cdx::protocol::package_content_path(package.id)
         ))
         .status();
-    match status {
+    // The agent syncs a package to disk before it renames it; so does this.
+    let synced = status.and_then(|s| {
+        std::process::Command::new("sync").arg(out).status()?;
+        Ok(s)
+    });
+    match synced {
         Ok(s) if s.success() => Ok(Some(started.elapsed().as_secs_f64())),
         Ok(s) => anyhow::bail!("curl failed: {s}"),
         Err(_) => Ok(None),
@@ -135,6 +137,7 @@ fn time_agent(
     dir: &Path,
     mode: TransferMode,
 ) -> anyhow::Result<f64> {
+    settle(dir);
     actix_rt::System::new().block_on(async {
         let hq = HqClient::new(config)?;
         let stop = AtomicBool::new(false);
@@ -143,32 +146,16 @@ fn time_agent(
             hq: &hq,
             dir,
             mode,
-            chunk_bytes: 8 << 20,
+            chunk_bytes: std::env::var("CHUNK_MIB")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64u64)
+                << 20,
             stop: &stop,
             progress: &mut progress,
         };
         let started = Instant::now();
         transfer::download(&mut ctx, package).await?;
-        Ok(started.elapsed().as_secs_f64())
-    })
-}
-
-fn time_ranges(config: &ServerConfig, package: &PackageInfo) -> anyhow::Result<f64> {
-    actix_rt::System::new().block_on(async {
-        let hq = HqClient::new(config)?;
-        let path = cdx::protocol::package_content_path(package.id);
-        let started = Instant::now();
-        let mut at = 0u64;
-        while at < package.bytes {
-            let end = (at + (8 << 20)).min(package.bytes) - 1;
-            let req = hq
-                .request(reqwest::Method::GET, &path)
-                .header("Range", format!("bytes={at}-{end}"));
-            let mut resp = hq.send(&path, req).await?;
-            while let Some(c) = resp.chunk().await? {
-                at += c.len() as u64;
-            }
-        }
         Ok(started.elapsed().as_secs_f64())
     })
 }

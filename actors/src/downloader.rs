@@ -16,6 +16,7 @@ use crate::transfer::{self, Downloaded, TransferContext};
 use cdx::protocol::PackageInfo;
 
 const NAME: &str = "downloader";
+const PROGRESS_STEP: u64 = 1 << 20;
 
 #[derive(Message)]
 #[rtype(result = "Result<Downloaded, ActorError>")]
@@ -75,12 +76,17 @@ impl Handler<Fetch> for Downloader {
         let work = async move {
             let package = msg.package;
             let (id, total) = (package.id, package.bytes);
-            let mut progress = |bytes| {
-                status.do_send(StatusEvent::DownloadProgress {
-                    package_id: id,
-                    bytes,
-                    total,
-                })
+            // One status event per MiB, not per network read.
+            let mut reported = 0u64;
+            let mut progress = |bytes: u64| {
+                if bytes - reported.min(bytes) >= PROGRESS_STEP || bytes == total {
+                    reported = bytes;
+                    status.do_send(StatusEvent::DownloadProgress {
+                        package_id: id,
+                        bytes,
+                        total,
+                    })
+                }
             };
             let mut ctx = TransferContext {
                 hq: &hq,
