@@ -28,6 +28,17 @@ impl Shutdown {
         &self.flag
     }
 
+    /// Resolves once shutdown is triggered.
+    pub async fn triggered(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Sleeps for `d`, or less if shutdown is triggered meanwhile. Returns
     /// whether the agent is still running.
     pub async fn sleep(&self, d: Duration) -> bool {

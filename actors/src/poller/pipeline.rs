@@ -101,7 +101,11 @@ impl Pipeline {
         } else {
             Duration::ZERO
         };
-        let list = self.hq.packages(last_applied, wait).await?;
+        // Waiting for news is not work in hand: shutdown cuts it short.
+        let list = tokio::select! {
+            list = self.hq.packages(last_applied, wait) => list?,
+            () = self.shutdown.triggered() => return Ok(PassOutcome::Stopped),
+        };
         self.status.do_send(StatusEvent::Polled {
             data_group: list.data_group.clone(),
             listed: list.packages.len(),
