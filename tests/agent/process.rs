@@ -90,7 +90,7 @@ fn agent_process_exits_zero_on_sigterm_and_carries_on_after_restart() {
 }
 
 /// An agent killed outright in the middle of a reliable download resumes
-/// it from the confirmed bytes on disk when started again.
+/// it when started again: the same journaled session, from the bytes on disk.
 #[test]
 fn agent_killed_mid_download_resumes_from_its_checkpoint() {
     let hq = Hq::start();
@@ -118,6 +118,12 @@ fn agent_killed_mid_download_resumes_from_its_checkpoint() {
             .unwrap_or(false)
     });
     assert!(halfway, "the download never got a third of the way");
+    let mut session = None;
+    wait_until(Duration::from_secs(10), || {
+        session = hq.download_session(largest.id).and_then(|s| s.session_id);
+        session.is_some()
+    });
+    assert!(session.is_some(), "the download session was never reported");
     signal(&child, "KILL");
     child.wait().unwrap();
     let kept = std::fs::metadata(&part)
@@ -136,6 +142,12 @@ fn agent_killed_mid_download_resumes_from_its_checkpoint() {
     assert!(wait_exit(&mut child, Duration::from_secs(30))
         .unwrap()
         .success());
+    let resumed = hq.download_session(largest.id).unwrap();
+    assert_eq!(
+        resumed.session_id, session,
+        "the journal's session was not resumed"
+    );
+    assert_eq!(resumed.status, "Applied");
     let after_restart = proxy.bytes_forwarded.load(Ordering::Relaxed) - before;
     let total: u64 = published.iter().map(|p| p.bytes).sum();
     let remaining_packages = total - kept;

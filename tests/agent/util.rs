@@ -131,8 +131,8 @@ impl Hq {
         assert_eq!(n, 1, "package {id} not found in server.db");
     }
 
-    /// The status headquarters shows for the channel's download of `package`.
-    pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
+    /// The channel's download session of `package`, as headquarters shows it.
+    pub fn download_session(&self, package: uuid::Uuid) -> Option<cdx::protocol::SessionInfo> {
         let filter = server::SessionFilter {
             channel: Some(CHANNEL.into()),
             direction: Some(cdx::status::Direction::Download),
@@ -142,7 +142,10 @@ impl Hq {
             .download
             .into_iter()
             .find(|s| s.subject_id == package)
-            .map(|s| s.status)
+    }
+
+    pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
+        self.download_session(package).map(|s| s.status)
     }
 
     pub fn uploaded(&self, table: &str) -> u64 {

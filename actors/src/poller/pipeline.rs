@@ -156,7 +156,8 @@ impl Pipeline {
 
     async fn new_session(&self, info: &PackageInfo) -> Result<DownloadSession, ActorError> {
         let s = DownloadSession::new(info.clone(), DownloadStatus::Available, None);
-        self.save(&s, false).await?;
+        // Durable at once: a restart must find this session, not open another.
+        self.save(&s, true).await?;
         Ok(s)
     }
 

@@ -3,7 +3,7 @@
 //! all from the same in-process `cdx-server` on 127.0.0.1, each to a file
 //! on the same disk.
 //!
-//! `cargo run --release -p cdx-actors --example transfer_speed -- [MiB]`
+//! `cargo run --release --example transfer_speed -- [MiB]`
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
