@@ -120,19 +120,28 @@ impl GeneratedPackage {
         self,
         mut writer: PackageWriter<W>,
     ) -> Result<(W, WrittenPackage), PackageError> {
-        let mut open = None;
-        for (table, row) in self.rows {
-            if open != Some(table) {
-                writer.table(table)?;
-                open = Some(table);
-            }
-            match row {
-                GeneratedRow::Upsert(values) => writer.upsert(&values)?,
-                GeneratedRow::Delete(key) => writer.delete(&key)?,
-            }
-        }
+        write_rows(self.rows, &mut writer)?;
         writer.finish()
     }
+}
+
+/// Streams `rows` into `writer`, opening each table's section as it comes.
+pub fn write_rows<W: Write>(
+    rows: GeneratedRows,
+    writer: &mut PackageWriter<W>,
+) -> Result<(), PackageError> {
+    let mut open = None;
+    for (table, row) in rows {
+        if open != Some(table) {
+            writer.table(table)?;
+            open = Some(table);
+        }
+        match row {
+            GeneratedRow::Upsert(values) => writer.upsert(&values)?,
+            GeneratedRow::Delete(key) => writer.delete(&key)?,
+        }
+    }
+    Ok(())
 }
 
 /// Rows of table `index`, all upserts.

@@ -63,20 +63,7 @@ impl Hq {
         let rows = package.rows;
         self.server
             .store()
-            .publish(spec, |w| {
-                let mut open = None;
-                for (table, row) in rows {
-                    if open != Some(table) {
-                        w.table(table)?;
-                        open = Some(table);
-                    }
-                    match row {
-                        GeneratedRow::Upsert(v) => w.upsert(&v)?,
-                        GeneratedRow::Delete(k) => w.delete(&k)?,
-                    }
-                }
-                Ok(())
-            })
+            .publish(spec, |w| Ok(cdx::retail::write_rows(rows, w)?))
             .unwrap()
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cdx::retail::{self, DataSetSize, GeneratedPackage, GeneratedRow};
+use cdx::retail::{self, DataSetSize, GeneratedPackage};
 use cdx::server::{self, PublishSpec, RunningServer};
 
 use super::SEED;
@@ -89,20 +89,11 @@ impl Headquarters {
             tables: package.tables,
         };
         let rows = package.rows;
-        Ok(self.server.store().publish(spec, |writer| {
-            let mut open = None;
-            for (table, row) in rows {
-                if open != Some(table) {
-                    writer.table(table)?;
-                    open = Some(table);
-                }
-                match row {
-                    GeneratedRow::Upsert(values) => writer.upsert(&values)?,
-                    GeneratedRow::Delete(key) => writer.delete(&key)?,
-                }
-            }
-            Ok(())
-        })?)
+        let published = self
+            .server
+            .store()
+            .publish(spec, |writer| Ok(retail::write_rows(rows, writer)?))?;
+        Ok(published)
     }
 
     pub fn uploaded_rows(&self, table: &str) -> anyhow::Result<u64> {

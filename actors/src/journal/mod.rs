@@ -98,35 +98,51 @@ pub struct Prune {
     pub before_ms: i64,
 }
 
-impl Handler<SaveDownload> for Journal {
-    type Result = Result<(), ActorError>;
-    fn handle(&mut self, msg: SaveDownload, ctx: &mut Self::Context) -> Self::Result {
+impl Journal {
+    /// Stores a session with `put`, durably when `flush`, then reports it.
+    fn save(
+        &self,
+        ctx: &mut SyncContext<Self>,
+        put: impl FnOnce(&JournalStore) -> Result<(), JournalError>,
+        flush: bool,
+        report: cdx::protocol::StatusReport,
+    ) -> Result<(), ActorError> {
         let store = self.store.clone();
-        guard(ctx, &self.supervision.clone(), NAME, || {
-            store.put_download(&msg.session)?;
-            if msg.flush {
+        guard(ctx, &self.supervision, NAME, || {
+            put(&store)?;
+            if flush {
                 store.flush()?;
             }
             Ok(())
         })?;
-        self.report(msg.session.report());
+        self.report(report);
         Ok(())
+    }
+}
+
+impl Handler<SaveDownload> for Journal {
+    type Result = Result<(), ActorError>;
+    fn handle(&mut self, msg: SaveDownload, ctx: &mut Self::Context) -> Self::Result {
+        let report = msg.session.report();
+        self.save(
+            ctx,
+            |store| store.put_download(&msg.session),
+            msg.flush,
+            report,
+        )
     }
 }
 
 impl Handler<SaveUpload> for Journal {
     type Result = Result<(), ActorError>;
     fn handle(&mut self, msg: SaveUpload, ctx: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
-        guard(ctx, &self.supervision.clone(), NAME, || {
-            store.put_upload(&msg.session)?;
-            if msg.flush {
-                store.flush()?;
-            }
-            Ok(())
-        })?;
-        self.report(msg.session.report());
-        Ok(())
+        let report = msg.session.report();
+        self.save(
+            ctx,
+            |store| store.put_upload(&msg.session),
+            msg.flush,
+            report,
+        )
     }
 }
 
