@@ -78,7 +78,6 @@ impl Pipeline {
                 return Ok(PassOutcome::Suspended);
             }
             let mut released = gate.clone();
-            released.attempts = 0;
             released.transition(
                 DownloadStatus::Requested,
                 Some("resumed by an operator".into()),
