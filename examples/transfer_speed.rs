@@ -40,8 +40,14 @@ fn main() -> anyhow::Result<()> {
         connect_timeout: std::time::Duration::from_secs(5),
         request_timeout: std::time::Duration::from_secs(30),
     };
-    let streaming = time_agent(&config, &package, &out, TransferMode::Streaming)?;
-    let reliable = time_agent(&config, &package, &out, TransferMode::Reliable)?;
+    // Each mode runs twice, in both orders: the disk's state after a run
+    // favours or hinders the run after it.
+    let time = |mode| time_agent(&config, &package, &out, mode);
+    let s1 = time(TransferMode::Streaming)?;
+    let r1 = time(TransferMode::Reliable)?;
+    let r2 = time(TransferMode::Reliable)?;
+    let s2 = time(TransferMode::Streaming)?;
+    let (streaming, reliable) = ((s1 + s2) / 2.0, (r1 + r2) / 2.0);
     let rate = |secs: f64| package.bytes as f64 / secs / 1e6;
     if let Some(c) = curl {
         println!("curl+sync: {:>7.1} MB/s", rate(c));
