@@ -34,14 +34,6 @@ pub enum ActorError {
 }
 
 impl ActorError {
-    /// Whether trying the same stage again may help. Network faults and
-    /// server errors may pass; a package that does not fit the channel
-    /// database may too, once an operator fixes the schema, so only a
-    /// shutdown is not retried.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::ShuttingDown)
-    }
-
     /// Whether the failed try still moved its stage forward (a reliable
     /// download that confirmed more chunks): it does not count against the
     /// try count, so a flaky link cannot cancel a download that progresses.

@@ -53,3 +53,39 @@ impl Shutdown {
         !self.is_triggered()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A retry's sleep ends as soon as shutdown is triggered, and says so.
+    #[tokio::test(start_paused = true)]
+    async fn sleep_is_cut_short_by_shutdown() {
+        let shutdown = Shutdown::default();
+        assert!(
+            shutdown.sleep(Duration::from_secs(1)).await,
+            "a full sleep runs on"
+        );
+        let other = shutdown.clone();
+        let sleeper = tokio::spawn(async move { other.sleep(Duration::from_secs(3600)).await });
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        assert!(
+            !sleeper.await.unwrap(),
+            "the sleep did not report the shutdown"
+        );
+        assert!(!shutdown.sleep(Duration::from_secs(3600)).await);
+    }
+
+    /// `triggered` resolves for waiters that came before and after the trigger.
+    #[tokio::test]
+    async fn triggered_resolves_before_and_after() {
+        let shutdown = Shutdown::default();
+        let other = shutdown.clone();
+        let waiter = tokio::spawn(async move { other.triggered().await });
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        waiter.await.unwrap();
+        shutdown.triggered().await;
+    }
+}

@@ -69,10 +69,6 @@ impl Supervision {
         self.entry(actor).panics.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn restarts(&self, actor: &'static str) -> u32 {
-        self.entry(actor).restarts.load(Ordering::Relaxed)
-    }
-
     pub fn snapshot(&self) -> BTreeMap<&'static str, ActorHealth> {
         let entries = self.entries.lock().expect("poisoned");
         entries
@@ -94,10 +90,6 @@ impl Supervision {
             .collect()
     }
 
-    pub fn all_alive(&self) -> bool {
-        self.snapshot().values().all(|h| h.alive)
-    }
-
     /// A factory for a `SyncArbiter` that counts every start after the first
     /// as a restart.
     pub fn counting_factory<A>(
@@ -105,6 +97,7 @@ impl Supervision {
         actor: &'static str,
         make: impl Fn() -> A + Send + Sync + 'static,
     ) -> impl Fn() -> A + Send + Sync + 'static {
+        self.entry(actor);
         let started = AtomicU32::new(0);
         let supervision = self.clone();
         move || {
@@ -177,5 +170,37 @@ pub async fn blocking<T: Send + 'static>(
         Ok(value) => value,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("{actor}: blocking task canceled: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sync actor's factory counts every start after the first as a restart.
+    #[test]
+    fn counting_factory_counts_restarts_not_the_first_start() {
+        let supervision = Supervision::default();
+        let factory = supervision.counting_factory("applier", || 7);
+        assert_eq!(factory(), 7);
+        assert_eq!(supervision.snapshot()["applier"].restarts, 0);
+        factory();
+        factory();
+        assert_eq!(supervision.snapshot()["applier"].restarts, 2);
+    }
+
+    /// The snapshot shows an actor dead once its liveness check fails.
+    #[test]
+    fn snapshot_reports_liveness_and_panics() {
+        let supervision = Supervision::default();
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let seen = alive.clone();
+        supervision.watch("poller", move || seen.load(Ordering::Relaxed));
+        supervision.panicked("poller");
+        let health = &supervision.snapshot()["poller"];
+        assert!(health.alive);
+        assert_eq!(health.panics, 1);
+        alive.store(false, Ordering::Relaxed);
+        assert!(!supervision.snapshot()["poller"].alive);
     }
 }
