@@ -25,6 +25,8 @@ pub struct Store {
     pub channel_db: PathBuf,
     size: DataSetSize,
     sold: Arc<AtomicU64>,
+    /// The last package sequence the demo printed as applied.
+    shown: AtomicU64,
 }
 
 /// The point of sale's thread.
@@ -44,6 +46,7 @@ impl Store {
             channel_db,
             size,
             sold: Arc::default(),
+            shown: AtomicU64::new(0),
         })
     }
 
@@ -88,6 +91,33 @@ impl Store {
         .await?
     }
 
+    /// Prints the packages applied since the last call; returns the last
+    /// sequence applied.
+    async fn show_newly_applied(&self, started: Instant) -> anyhow::Result<u64> {
+        let (path, after) = (self.channel_db.clone(), self.shown.load(Ordering::Relaxed));
+        let new = tokio::task::spawn_blocking(move || {
+            let all = SqliteChannelDb::open(&path)?.applied_packages(DATA_GROUP)?;
+            anyhow::Ok(
+                all.into_iter()
+                    .filter(|p| p.sequence > after)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await??;
+        for p in &new {
+            println!(
+                "[{:>5.1}s] store: applied package #{} (job {}, {:?}, {} rows)",
+                started.elapsed().as_secs_f64(),
+                p.sequence,
+                p.job,
+                p.kind,
+                p.rows
+            );
+            self.shown.store(p.sequence, Ordering::Relaxed);
+        }
+        Ok(self.shown.load(Ordering::Relaxed))
+    }
+
     /// Waits until the channel database has applied `sequence`, showing progress.
     pub async fn wait_applied(
         &self,
@@ -99,7 +129,7 @@ impl Store {
         let deadline = Instant::now() + timeout;
         let mut shown = Instant::now();
         loop {
-            let applied = self.applied().await?;
+            let applied = self.show_newly_applied(started).await?;
             if applied >= sequence {
                 return Ok(());
             }
