@@ -61,6 +61,22 @@ impl TestServer {
             .basic_auth(CHANNEL, Some(SECRET))
     }
 
+    /// GETs `path` and decodes the JSON answer.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.get(path).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the JSON answer.
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> T {
+        let response = self.post(path).json(body).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Writes `content` to a file of the test directory.
     fn file(&self, name: &str, content: &str) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -162,14 +178,7 @@ async fn requests_without_valid_credentials_are_rejected_with_401() {
         .await
         .contains("unknown channel database id"));
 
-    let ping: Ping = t
-        .get("/v1/ping")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ping: Ping = t.get_json("/v1/ping").await;
     assert_eq!(ping.channel_id, CHANNEL);
     assert_eq!(ping.data_group, GROUP);
     let channel = t.store().channel(CHANNEL).unwrap().unwrap();
@@ -208,24 +217,10 @@ async fn published_jsonl_and_csv_files_are_listed_and_downloaded_with_their_sha2
     assert_eq!((first.sequence, second.sequence), (1, 2));
     assert_eq!(first.rows, 4);
 
-    let list: PackageList = t
-        .get("/v1/packages?after=0")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: PackageList = t.get_json("/v1/packages?after=0").await;
     assert_eq!(list.data_group, GROUP);
     assert_eq!(list.packages, vec![first.clone(), second.clone()]);
-    let list: PackageList = t
-        .get("/v1/packages?after=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: PackageList = t.get_json("/v1/packages?after=1").await;
     assert_eq!(list.packages, vec![second]);
 
     let response = t
@@ -384,14 +379,7 @@ async fn a_long_poll_sees_a_package_published_by_another_process() {
     assert_eq!(list.packages, vec![published]);
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    let empty: PackageList = t
-        .get("/v1/packages?after=1&wait_ms=200")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let empty: PackageList = t.get_json("/v1/packages?after=1&wait_ms=200").await;
     assert!(empty.packages.is_empty());
 }
 
@@ -418,43 +406,19 @@ async fn uploads_are_idempotent_per_channel_table_and_counter() {
     let t = TestServer::start();
     let upload = batch(1, 5);
 
-    let first: UploadAck = t
-        .post("/v1/uploads")
-        .json(&upload)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: UploadAck = t.post_json("/v1/uploads", &upload).await;
     assert_eq!(
         (first.stored, first.duplicates, first.high_water),
         (5, 0, 5)
     );
-    let again: UploadAck = t
-        .post("/v1/uploads")
-        .json(&upload)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: UploadAck = t.post_json("/v1/uploads", &upload).await;
     assert_eq!(
         (again.stored, again.duplicates, again.high_water),
         (0, 5, 5)
     );
 
     // An overlapping batch with another upload id stores only the new counters.
-    let overlap: UploadAck = t
-        .post("/v1/uploads")
-        .json(&batch(4, 7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overlap: UploadAck = t.post_json("/v1/uploads", &batch(4, 7)).await;
     assert_eq!(
         (overlap.stored, overlap.duplicates, overlap.high_water),
         (2, 2, 7)
@@ -463,24 +427,10 @@ async fn uploads_are_idempotent_per_channel_table_and_counter() {
     let table = "RETAILTRANSACTIONTABLE";
     assert_eq!(t.store().high_water(CHANNEL, table).unwrap(), Some(7));
     assert_eq!(t.store().uploaded_row_count(CHANNEL, table).unwrap(), 7);
-    let high_water: HighWater = t
-        .get("/v1/uploads/high-water")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let high_water: HighWater = t.get_json("/v1/uploads/high-water").await;
     assert_eq!(high_water.tables.get(table), Some(&7));
 
-    let sessions: SessionList = t
-        .get("/v1/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: SessionList = t.get_json("/v1/sessions").await;
     let applied = sessions
         .upload
         .iter()
@@ -587,14 +537,7 @@ async fn a_bad_record_fails_the_publish_naming_file_line_and_column() {
     assert!(t.store().packages(None).unwrap().is_empty());
     let packages_dir = t.store().data_dir().join(server::PACKAGES_DIR);
     assert_eq!(files_in(&packages_dir), Vec::<String>::new());
-    let list: PackageList = t
-        .get("/v1/packages")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: PackageList = t.get_json("/v1/packages").await;
     assert!(list.packages.is_empty());
 }
 
@@ -639,22 +582,8 @@ fn concurrent_publishes_get_distinct_increasing_sequences() {
 async fn status_reports_move_sessions_and_listing_creates_available_ones() {
     let t = TestServer::start();
     let package = t.publish_products(2);
-    let _: PackageList = t
-        .get("/v1/packages")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sessions: SessionList = t
-        .get("/v1/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let _: PackageList = t.get_json("/v1/packages").await;
+    let sessions: SessionList = t.get_json("/v1/sessions").await;
     assert_eq!(sessions.download.len(), 1);
     assert_eq!(sessions.download[0].subject_id, package.id);
     assert_eq!(sessions.download[0].status, "Available");
@@ -674,14 +603,7 @@ async fn status_reports_move_sessions_and_listing_creates_available_ones() {
     };
     let response = t.post("/v1/status").json(&report).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let sessions: SessionList = t
-        .get("/v1/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: SessionList = t.get_json("/v1/sessions").await;
     let session = &sessions.download[0];
     assert_eq!(
         (session.status.as_str(), session.status_code),

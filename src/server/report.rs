@@ -9,42 +9,39 @@ use crate::protocol::{PackageInfo, SessionInfo};
 
 /// Download sessions: channel, job, package, sequence, status (code), ...
 pub fn download_sessions(sessions: &[SessionInfo]) -> String {
-    let rows = sessions
-        .iter()
-        .map(|s| {
-            vec![
-                s.channel_id.clone(),
-                s.job.clone(),
-                s.subject_id.to_string(),
-                s.sequence.map(|n| n.to_string()).unwrap_or_default(),
-                format!("{} ({})", s.status, s.status_code),
-                s.message.clone().unwrap_or_default(),
-                s.bytes.to_string(),
-                s.rows.to_string(),
-                s.attempts.to_string(),
-                time(s.created_at_ms),
-                time(s.modified_at_ms),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "CHANNEL", "JOB", "PACKAGE", "SEQ", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS",
-            "CREATED", "MODIFIED",
-        ],
-        rows,
-    )
+    let header = [
+        "CHANNEL", "JOB", "PACKAGE", "SEQ", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS",
+        "CREATED", "MODIFIED",
+    ];
+    let sequence = |s: &SessionInfo| Some(s.sequence.map(|n| n.to_string()).unwrap_or_default());
+    table(&header, session_rows(sessions, sequence))
 }
 
 /// Upload sessions: channel, table, upload id, status (code), ...
 pub fn upload_sessions(sessions: &[SessionInfo]) -> String {
-    let rows = sessions
+    let header = [
+        "CHANNEL", "TABLE", "UPLOAD", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS", "CREATED",
+        "MODIFIED",
+    ];
+    table(&header, session_rows(sessions, |_| None))
+}
+
+/// One row per session; `extra` adds a column after the subject (the
+/// package's sequence for downloads).
+fn session_rows(
+    sessions: &[SessionInfo],
+    extra: impl Fn(&SessionInfo) -> Option<String>,
+) -> Vec<Vec<String>> {
+    sessions
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.channel_id.clone(),
                 s.job.clone(),
                 s.subject_id.to_string(),
+            ];
+            row.extend(extra(s));
+            row.extend([
                 format!("{} ({})", s.status, s.status_code),
                 s.message.clone().unwrap_or_default(),
                 s.bytes.to_string(),
@@ -52,16 +49,10 @@ pub fn upload_sessions(sessions: &[SessionInfo]) -> String {
                 s.attempts.to_string(),
                 time(s.created_at_ms),
                 time(s.modified_at_ms),
-            ]
+            ]);
+            row
         })
-        .collect();
-    table(
-        &[
-            "CHANNEL", "TABLE", "UPLOAD", "STATUS", "MESSAGE", "BYTES", "ROWS", "ATTEMPTS",
-            "CREATED", "MODIFIED",
-        ],
-        rows,
-    )
+        .collect()
 }
 
 pub fn upload_tables(tables: &[UploadTableInfo]) -> String {

@@ -238,61 +238,45 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let now = now_ms();
-            match current {
-                None => {
-                    tx.execute(
-                        "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
-                             sequence, status, status_code, message, bytes, rows, attempts,
-                             created_at_ms, modified_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
-                             ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
-                        params![
-                            channel,
-                            direction,
-                            subject,
-                            report.session_id.to_string(),
-                            report.job,
-                            report.status,
-                            status.code(),
-                            report.message,
-                            report.bytes as i64,
-                            report.rows as i64,
-                            report.attempt,
-                            now,
-                        ],
-                    )?;
-                }
-                Some((current, session_id)) => {
-                    let is_final = AnyStatus::parse(report.direction, &current)
+            // A final status stays, unless a new agent session for the same
+            // subject (a resumed one after a Canceled try) takes the row over.
+            let moves = match &current {
+                None => true,
+                Some((status, session_id)) => {
+                    let is_final = AnyStatus::parse(report.direction, status)
                         .map(AnyStatus::is_final)
                         .unwrap_or(false);
-                    // A new agent session for the same package (a resumed
-                    // one after a Canceled try) takes over the row.
-                    let new_session =
-                        session_id.as_deref() != Some(&*report.session_id.to_string());
-                    if !is_final || new_session {
-                        tx.execute(
-                            "UPDATE sessions SET session_id = ?4, status = ?5, status_code = ?6,
-                                 message = ?7, bytes = ?8, rows = ?9,
-                                 attempts = MAX(attempts, ?10), modified_at_ms = ?11
-                             WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
-                            params![
-                                channel,
-                                direction,
-                                subject,
-                                report.session_id.to_string(),
-                                report.status,
-                                status.code(),
-                                report.message,
-                                report.bytes as i64,
-                                report.rows as i64,
-                                report.attempt,
-                                now,
-                            ],
-                        )?;
-                    }
+                    !is_final || session_id.as_deref() != Some(&*report.session_id.to_string())
                 }
+            };
+            if moves {
+                tx.execute(
+                    "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
+                         sequence, status, status_code, message, bytes, rows, attempts,
+                         created_at_ms, modified_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
+                         ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                     ON CONFLICT (channel, direction, subject_id) DO UPDATE SET
+                         session_id = excluded.session_id, status = excluded.status,
+                         status_code = excluded.status_code, message = excluded.message,
+                         bytes = excluded.bytes, rows = excluded.rows,
+                         attempts = MAX(attempts, excluded.attempts),
+                         modified_at_ms = excluded.modified_at_ms",
+                    params![
+                        channel,
+                        direction,
+                        subject,
+                        report.session_id.to_string(),
+                        report.job,
+                        report.status,
+                        status.code(),
+                        report.message,
+                        report.bytes as i64,
+                        report.rows as i64,
+                        report.attempt,
+                        now_ms(),
+                    ],
+                )?;
             }
             append_history(
                 &tx,
