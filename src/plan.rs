@@ -91,13 +91,26 @@ pub struct InvalidIdentifier {
     pub name: String,
 }
 
-/// The SQL type a column of type `ty` is declared with.
-pub fn sql_type(ty: ColumnType) -> &'static str {
+/// The SQLite type a column of type `ty` is declared with. The names pick
+/// SQLite's affinity on purpose: a decimal is declared `DECIMAL_TEXT(p,s)`
+/// so that its TEXT affinity keeps `12.50` exact (a plain `DECIMAL` has
+/// NUMERIC affinity and would turn it into the float 12.5); dates, times
+/// and uuids are never numeric literals, so NUMERIC affinity keeps their
+/// text as it is.
+pub fn sql_type(ty: ColumnType) -> String {
     match ty {
-        ColumnType::Integer => "INTEGER",
-        ColumnType::Real => "REAL",
-        ColumnType::Text => "TEXT",
-        ColumnType::Blob => "BLOB",
+        ColumnType::Integer => "INTEGER".into(),
+        ColumnType::Real => "REAL".into(),
+        ColumnType::Text => "TEXT".into(),
+        ColumnType::Blob => "BLOB".into(),
+        ColumnType::Boolean => "BOOLEAN".into(),
+        ColumnType::Decimal { precision, scale } => format!("DECIMAL_TEXT({precision},{scale})"),
+        ColumnType::Date => "DATE".into(),
+        ColumnType::DateTime => "DATETIME".into(),
+        ColumnType::Time => "TIME".into(),
+        ColumnType::Uuid => "UUID".into(),
+        ColumnType::BoundedText { max_len } => format!("VARCHAR({max_len})"),
+        ColumnType::BoundedBlob { max_len } => format!("VARBINARY({max_len})"),
     }
 }
 
@@ -125,11 +138,12 @@ pub fn check_table(
             });
         };
         let expected = sql_type(column.ty);
-        if !have.declared_type.trim().eq_ignore_ascii_case(expected) {
+        let declared: String = have.declared_type.split_whitespace().collect();
+        if !declared.eq_ignore_ascii_case(&expected) {
             return Err(SchemaConflict::TypeMismatch {
                 table: table(),
                 column: column.name.clone(),
-                expected: expected.to_owned(),
+                expected,
                 found: have.declared_type.clone(),
             });
         }
@@ -209,7 +223,7 @@ pub fn create_table_sql(schema: &TableSchema) -> Result<String, InvalidIdentifie
         }
         sql.push_str(&quote_ident(&column.name)?);
         sql.push(' ');
-        sql.push_str(sql_type(column.ty));
+        sql.push_str(&sql_type(column.ty));
         let in_key = schema.key.iter().any(|k| k == &column.name);
         if !column.nullable || in_key {
             sql.push_str(" NOT NULL");

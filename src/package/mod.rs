@@ -9,6 +9,7 @@ mod codec;
 mod error;
 mod model;
 mod reader;
+mod types;
 mod validate;
 mod writer;
 
@@ -16,6 +17,12 @@ pub use codec::{MAGIC, MAX_FRAME, MAX_HEADER};
 pub use error::PackageError;
 pub use model::{
     Column, ColumnType, Frame, PackageHeader, PackageKind, TableSchema, Value, FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION,
+};
+pub use types::{
+    check_type, format_decimal, is_canonical_uuid, parse_date, parse_datetime, parse_decimal,
+    parse_time, text_len, value_mismatch, Date, Decimal, TimeOfDay, MAX_BLOB_LEN, MAX_PRECISION,
+    MAX_TEXT_LEN, TICKS_PER_SECOND,
 };
 pub use reader::{PackageReader, PackageSummary};
 pub use validate::{

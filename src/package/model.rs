@@ -3,8 +3,12 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The one format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes. It reads this one and
+/// [`OLDEST_FORMAT_VERSION`]: version 2 only added column types, so every
+/// version 1 package is a valid version 2 package.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 
 /// Full packages replace a table's rows; incremental ones upsert and delete by key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,13 +17,36 @@ pub enum PackageKind {
     Incremental,
 }
 
-/// The type of a column, as the channel database stores it.
+/// The type of a column, as the channel database stores it. The canonical
+/// form of each type's values is in `types.rs`. New variants go at the end:
+/// bincode encodes the variant's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ColumnType {
+    /// A 64-bit signed integer.
     Integer,
+    /// A 64-bit float.
     Real,
+    /// Text of any length.
     Text,
+    /// Bytes of any length.
     Blob,
+    /// `Integer` 0 or 1.
+    Boolean,
+    /// `Text` such as `-12.50`: exact, `precision` digits of which `scale`
+    /// after the point.
+    Decimal { precision: u8, scale: u8 },
+    /// `Text` `YYYY-MM-DD`.
+    Date,
+    /// `Text` `YYYY-MM-DDTHH:MM:SS[.fffffff]`, no time zone.
+    DateTime,
+    /// `Text` `HH:MM:SS[.fffffff]`.
+    Time,
+    /// `Text`, a lowercase hyphenated uuid.
+    Uuid,
+    /// Text of at most `max_len` UTF-16 code units (as `nvarchar(n)` counts).
+    BoundedText { max_len: u32 },
+    /// At most `max_len` bytes.
+    BoundedBlob { max_len: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

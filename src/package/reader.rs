@@ -8,7 +8,7 @@ use super::codec::{
     self, BUFFER_SIZE, CHECKSUM_LEN, MAGIC, MAX_FRAME, MAX_HEADER, ZSTD_WINDOW_LOG_MAX,
 };
 use super::validate::{validate_header, FrameChecker};
-use super::{Frame, PackageError, PackageHeader, FORMAT_VERSION};
+use super::{Frame, PackageError, PackageHeader, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// What a full read of a package found.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +73,7 @@ impl<R: Read> PackageReader<R> {
         let mut version = [0; 2];
         read_exact(&mut file, &mut version, "format version")?;
         let found = u16::from_le_bytes(version);
-        if found != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
             return Err(PackageError::UnsupportedVersion { found });
         }
         let mut len = [0; 4];
@@ -398,13 +398,15 @@ mod tests {
 
     /// A preamble with format version 2 is UnsupportedVersion.
     #[test]
-    fn wrong_version_is_rejected() {
-        let mut bytes = small_package();
-        bytes[8] = 2;
-        assert!(matches!(
-            err_of(&bytes),
-            PackageError::UnsupportedVersion { found: 2 }
-        ));
+    fn versions_outside_the_readable_range_are_rejected() {
+        for version in [0u16, 3, 0x0100] {
+            let mut bytes = small_package();
+            bytes[8..10].copy_from_slice(&version.to_le_bytes());
+            assert!(matches!(
+                err_of(&bytes),
+                PackageError::UnsupportedVersion { found } if found == version
+            ));
+        }
     }
 
     /// A header length over 1 MiB is refused before anything is allocated.

@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use super::FORMAT_VERSION;
+use super::types::{check_type, value_mismatch};
+use super::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use super::{ColumnType, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
 
 /// Most tables a header may list.
@@ -57,9 +58,9 @@ fn invalid(detail: String) -> PackageError {
 
 /// Checks every rule of the header (see `docs/package-format.md`).
 pub(crate) fn validate_header(header: &PackageHeader) -> Result<(), PackageError> {
-    if header.format_version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&header.format_version) {
         return Err(invalid(format!(
-            "format_version is {}, this build reads {FORMAT_VERSION} only",
+            "format_version is {}, this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
             header.format_version
         )));
     }
@@ -74,6 +75,7 @@ pub(crate) fn validate_header(header: &PackageHeader) -> Result<(), PackageError
     let mut names = HashSet::with_capacity(header.tables.len());
     for (i, table) in header.tables.iter().enumerate() {
         validate_table(i, table)?;
+        validate_types(header.format_version, table)?;
         if !names.insert(table.name.to_ascii_lowercase()) {
             return Err(invalid(format!(
                 "table `{}` is listed twice (table names are compared case-insensitively)",
@@ -169,24 +171,32 @@ fn validate_table(index: usize, table: &TableSchema) -> Result<(), PackageError>
     Ok(())
 }
 
-/// Whether `value` may be stored in a column of type `ty`.
-pub(crate) fn fits(ty: ColumnType, nullable: bool, value: &Value) -> bool {
-    matches!(
-        (ty, value),
-        (ColumnType::Integer, Value::Integer(_))
-            | (ColumnType::Real, Value::Real(_) | Value::Integer(_))
-            | (ColumnType::Text, Value::Text(_))
-            | (ColumnType::Blob, Value::Blob(_))
-    ) || (nullable && matches!(value, Value::Null))
+/// Each column type's parameters are in range, and a version 1 package
+/// uses only the types version 1 had.
+fn validate_types(version: u16, table: &TableSchema) -> Result<(), PackageError> {
+    for column in &table.columns {
+        let (t, c) = (&table.name, &column.name);
+        check_type(column.ty).map_err(|why| invalid(format!("table `{t}`, column `{c}`: {why}")))?;
+        let in_v1 = matches!(
+            column.ty,
+            ColumnType::Integer | ColumnType::Real | ColumnType::Text | ColumnType::Blob
+        );
+        if version == 1 && !in_v1 {
+            return Err(invalid(format!(
+                "table `{t}`, column `{c}` is {}, a type format version 1 does not have",
+                column.ty
+            )));
+        }
+    }
+    Ok(())
 }
 
-fn kind_of(value: &Value) -> &'static str {
+/// Why `value` may not be stored in a column of type `ty`, `None` when it may.
+pub(crate) fn mismatch(ty: ColumnType, nullable: bool, value: &Value) -> Option<String> {
     match value {
-        Value::Null => "Null",
-        Value::Integer(_) => "Integer",
-        Value::Real(_) => "Real",
-        Value::Text(_) => "Text",
-        Value::Blob(_) => "Blob",
+        Value::Null if nullable => None,
+        Value::Null => Some("Null in a NOT NULL column".to_owned()),
+        value => value_mismatch(ty, value),
     }
 }
 
@@ -294,17 +304,12 @@ impl FrameChecker {
             )));
         }
         for (column, value) in schema.columns.iter().zip(row) {
-            if !fits(column.ty, column.nullable, value) {
+            if let Some(why) = mismatch(column.ty, column.nullable, value) {
                 return Err(err(format!(
-                    "Upsert: column `{}` is {:?}{}, the value is {}",
+                    "Upsert: column `{}` ({}{}): {why}",
                     column.name,
                     column.ty,
-                    if column.nullable {
-                        " (nullable)"
-                    } else {
-                        " NOT NULL"
-                    },
-                    kind_of(value)
+                    if column.nullable { ", nullable" } else { "" },
                 )));
             }
         }
@@ -332,12 +337,10 @@ impl FrameChecker {
         }
         for (&c, value) in rules.key.iter().zip(key) {
             let column = &schema.columns[c];
-            if !fits(column.ty, false, value) {
+            if let Some(why) = mismatch(column.ty, false, value) {
                 return Err(err(format!(
-                    "Delete: key column `{}` is {:?} NOT NULL, the value is {}",
-                    column.name,
-                    column.ty,
-                    kind_of(value)
+                    "Delete: key column `{}` ({}): {why}",
+                    column.name, column.ty
                 )));
             }
         }
@@ -420,7 +423,18 @@ mod tests {
     fn every_header_rule_gives_an_error_naming_the_culprit() {
         type Breaker = fn(&mut PackageHeader);
         let cases: Vec<(Breaker, &str)> = vec![
-            (|h| h.format_version = 2, "format_version is 2"),
+            (|h| h.format_version = 3, "format_version is 3"),
+            (
+                |h| {
+                    h.format_version = 1;
+                    h.tables[0].columns[1].ty = ColumnType::Uuid;
+                },
+                "a type format version 1 does not have",
+            ),
+            (
+                |h| h.tables[0].columns[1].ty = ColumnType::BoundedText { max_len: 0 },
+                "length must be 1 to 4000",
+            ),
             (|h| h.data_group.clear(), "data_group is empty"),
             (|h| h.job = "j".repeat(129), "job is 129 characters long"),
             (|h| h.data_group = "a\nb".into(), "control character '\\n'"),
@@ -494,10 +508,13 @@ mod tests {
         }
     }
 
-    /// Valid headers pass: the fixture, no tables, non-ASCII labels, 1024 tables.
+    /// Valid headers pass: the fixture, a version 1 header, no tables,
+    /// non-ASCII labels, 1024 tables.
     #[test]
     fn valid_headers_pass() {
         let mut h = header(PackageKind::Full);
+        validate_header(&h).unwrap();
+        h.format_version = 1;
         validate_header(&h).unwrap();
         h.data_group = "Zürich – Geschäfte 北".into();
         validate_header(&h).unwrap();

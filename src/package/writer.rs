@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(written.bytes, bytes.len() as u64);
         assert_eq!(written.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(written.rows, 5);
-        assert!(bytes.starts_with(b"CDXPKG\r\n\x01\x00"));
+        assert!(bytes.starts_with(b"CDXPKG\r\n\x02\x00"));
     }
 
     /// A delete in a full package is refused, and the writer stays usable.
@@ -205,17 +205,17 @@ mod tests {
         row[3] = Value::Text("3".into());
         frame_error(
             w.upsert(&row),
-            "column `Qty` is Integer (nullable), the value is Text",
+            "column `Qty` (integer, nullable): Text value in a column of type integer",
         );
         let mut row = item("A", 1.0);
         row[2] = Value::Null;
         frame_error(
             w.upsert(&row),
-            "column `Price` is Real NOT NULL, the value is Null",
+            "column `Price` (real): Null in a NOT NULL column",
         );
         let mut row = item("A", 1.0);
         row[4] = Value::Text("png".into());
-        frame_error(w.upsert(&row), "column `Image` is Blob");
+        frame_error(w.upsert(&row), "column `Image` (blob, nullable): Text value");
         let mut row = item("A", 1.0);
         row[2] = Value::Integer(2);
         row[1] = Value::Null;
@@ -229,15 +229,15 @@ mod tests {
         w.table(1).unwrap();
         frame_error(
             w.delete(&[Value::Text("A".into()), Value::Null]),
-            "key column `Store` is Integer NOT NULL, the value is Null",
+            "key column `Store` (integer): Null in a NOT NULL column",
         );
         frame_error(
             w.delete(&[Value::Integer(1), Value::Integer(1)]),
-            "key column `ItemId` is Text",
+            "key column `ItemId` (text): Integer value",
         );
         frame_error(
             w.upsert(&[Value::Null, Value::Integer(1), Value::Real(1.0)]),
-            "column `ItemId` is Text NOT NULL, the value is Null",
+            "column `ItemId` (text): Null in a NOT NULL column",
         );
     }
 

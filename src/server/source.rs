@@ -127,11 +127,13 @@ fn find_table<'a>(
     })
 }
 
-/// Parses `id:integer,name:text,price:real,note:text?`: types are
-/// `integer`, `real`, `text` and `blob`; a `?` suffix makes a column nullable.
+/// Parses `id:integer,name:text(60),price:decimal(32,6),note:text?`: the
+/// types are those `ColumnType` parses (integer, real, text, text(N), blob,
+/// blob(N), boolean, decimal(P,S), date, datetime, time, uuid); a `?` suffix
+/// makes a column nullable.
 pub fn parse_columns(spec: &str) -> Result<Vec<Column>, ServerError> {
     let mut columns: Vec<Column> = Vec::new();
-    for item in spec.split(',') {
+    for item in split_outside_parentheses(spec) {
         let bad = |why: &str| ServerError::Invalid(format!("column `{item}` in `{spec}`: {why}"));
         let (name, ty) = item
             .trim()
@@ -141,13 +143,7 @@ pub fn parse_columns(spec: &str) -> Result<Vec<Column>, ServerError> {
             Some(ty) => (ty, true),
             None => (ty, false),
         };
-        let ty = match ty.to_ascii_lowercase().as_str() {
-            "integer" => ColumnType::Integer,
-            "real" => ColumnType::Real,
-            "text" => ColumnType::Text,
-            "blob" => ColumnType::Blob,
-            _ => return Err(bad("the type is not one of integer, real, text, blob")),
-        };
+        let ty: ColumnType = ty.parse().map_err(|why: String| bad(&why))?;
         if name.is_empty() {
             return Err(bad("the name is empty"));
         }
@@ -161,6 +157,25 @@ pub fn parse_columns(spec: &str) -> Result<Vec<Column>, ServerError> {
         });
     }
     Ok(columns)
+}
+
+/// `spec` cut at the commas that are not inside parentheses, so that
+/// `price:decimal(32,6)` stays one item.
+fn split_outside_parentheses(spec: &str) -> Vec<&str> {
+    let (mut items, mut depth, mut start) = (Vec::new(), 0u32, 0);
+    for (i, c) in spec.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(&spec[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&spec[start..]);
+    items
 }
 
 /// Input formats, by file extension.
@@ -460,14 +475,28 @@ fn json_to_value(value: &serde_json::Value, column: &Column) -> Result<Value, St
             type_name(column)
         )),
         (J::Number(n), ColumnType::Integer) => n.as_i64().map(Value::Integer).ok_or_else(mismatch),
-        (J::Bool(b), ColumnType::Integer) => Ok(Value::Integer(i64::from(*b))),
+        (J::Bool(b), ColumnType::Integer | ColumnType::Boolean) => Ok(Value::Integer(i64::from(*b))),
+        (J::Number(n), ColumnType::Boolean) => match n.as_i64() {
+            Some(i @ (0 | 1)) => Ok(Value::Integer(i)),
+            _ => Err(mismatch()),
+        },
         (J::Number(n), ColumnType::Real) => n.as_f64().map(Value::Real).ok_or_else(mismatch),
-        (J::String(s), ColumnType::Text) => Ok(Value::Text(s.clone())),
-        (v, ColumnType::Blob) => base64_of(v)
+        (J::Number(n), ColumnType::Decimal { .. }) => typed_text(&n.to_string(), column),
+        (v, ColumnType::Blob | ColumnType::BoundedBlob { .. }) => base64_of(v)
             .ok_or_else(mismatch)?
             .map(Value::Blob)
-            .map_err(|e| format!("bad base64: {e}")),
+            .map_err(|e| format!("bad base64: {e}"))
+            .and_then(|v| checked(v, column)),
+        (J::String(s), _) => typed_text(s, column),
         _ => Err(mismatch()),
+    }
+}
+
+/// `value` when it is a value of `column`'s type, else why not.
+fn checked(value: Value, column: &Column) -> Result<Value, String> {
+    match crate::package::value_mismatch(column.ty, &value) {
+        None => Ok(value),
+        Some(why) => Err(format!("{} column: {why}", column.ty)),
     }
 }
 
@@ -477,34 +506,52 @@ fn text_to_value(text: &str, column: &Column) -> Result<Value, String> {
     if text.is_empty() && column.nullable {
         return Ok(Value::Null);
     }
+    typed_text(text, column)
+}
+
+/// A text (a CSV field, a JSON string) as a value of `column`.
+fn typed_text(text: &str, column: &Column) -> Result<Value, String> {
     let mismatch =
         |detail: String| format!("expected {}, found {text:?}: {detail}", type_name(column));
-    match column.ty {
-        ColumnType::Text => Ok(Value::Text(text.to_owned())),
+    let value = match column.ty {
         ColumnType::Integer => text
             .trim()
             .parse()
             .map(Value::Integer)
-            .map_err(|e| mismatch(e.to_string())),
+            .map_err(|e| mismatch(e.to_string()))?,
         ColumnType::Real => text
             .trim()
             .parse()
             .map(Value::Real)
-            .map_err(|e| mismatch(e.to_string())),
-        ColumnType::Blob => base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map(Value::Blob)
-            .map_err(|e| mismatch(e.to_string())),
-    }
+            .map_err(|e| mismatch(e.to_string()))?,
+        ColumnType::Blob | ColumnType::BoundedBlob { .. } => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map(Value::Blob)
+                .map_err(|e| mismatch(e.to_string()))?
+        }
+        ColumnType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" => Value::Integer(1),
+            "0" | "false" => Value::Integer(0),
+            _ => return Err(mismatch("expected 0, 1, true or false".into())),
+        },
+        // Spelled the canonical way, so "12.5" in a decimal(10,2) is 12.50.
+        ColumnType::Decimal { scale, .. } => Value::Text(
+            crate::package::parse_decimal(text.trim())
+                .and_then(|d| d.to_canonical(scale))
+                .unwrap_or_else(|| text.to_owned()),
+        ),
+        ColumnType::Uuid => Value::Text(
+            uuid::Uuid::parse_str(text.trim())
+                .map_or_else(|_| text.to_owned(), |u| u.hyphenated().to_string()),
+        ),
+        _ => Value::Text(text.to_owned()),
+    };
+    checked(value, column)
 }
 
-fn type_name(column: &Column) -> &'static str {
-    match column.ty {
-        ColumnType::Integer => "integer",
-        ColumnType::Real => "real",
-        ColumnType::Text => "text",
-        ColumnType::Blob => "blob",
-    }
+fn type_name(column: &Column) -> String {
+    column.ty.to_string()
 }
 
 /// `{"base64": "..."}`, the JSON form of a blob, decoded.
