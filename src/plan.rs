@@ -7,7 +7,9 @@
 
 use thiserror::Error;
 
-use crate::package::{is_identifier, is_reserved, ColumnType, TableSchema};
+use crate::package::{
+    is_identifier, is_reserved, parse_decimal, text_len, ColumnType, TableSchema, Value,
+};
 
 /// A table as the channel database has it (`PRAGMA table_info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub struct ExistingColumn {
     pub name: String,
     /// The declared type, as written in `CREATE TABLE` (may be empty).
     pub declared_type: String,
+    /// What the declared type holds, as the backend reads it; `None` for
+    /// a type no package type maps to.
+    pub stored: Option<StoredType>,
     pub not_null: bool,
     pub has_default: bool,
     /// 1-based position in the primary key; 0 when not a key column.
@@ -43,6 +48,181 @@ impl ExistingTable {
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
     }
+}
+
+/// The kinds of values a column can hold, whatever its length or precision:
+/// a package column fits an existing column of the same family, and each
+/// value is then checked against the column's [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Integer,
+    Real,
+    Text,
+    Blob,
+    Boolean,
+    Decimal,
+    Date,
+    DateTime,
+    Time,
+    Uuid,
+}
+
+impl Family {
+    pub fn of(ty: ColumnType) -> Family {
+        match ty {
+            ColumnType::Integer => Family::Integer,
+            ColumnType::Real => Family::Real,
+            ColumnType::Text | ColumnType::BoundedText { .. } => Family::Text,
+            ColumnType::Blob | ColumnType::BoundedBlob { .. } => Family::Blob,
+            ColumnType::Boolean => Family::Boolean,
+            ColumnType::Decimal { .. } => Family::Decimal,
+            ColumnType::Date => Family::Date,
+            ColumnType::DateTime => Family::DateTime,
+            ColumnType::Time => Family::Time,
+            ColumnType::Uuid => Family::Uuid,
+        }
+    }
+
+    /// Whether a column of this family stores values of package type `ty`.
+    /// Booleans also go into integer columns (AX stores NoYes as int).
+    pub fn stores(self, ty: ColumnType) -> bool {
+        let family = Family::of(ty);
+        family == self || (family == Family::Boolean && self == Family::Integer)
+    }
+}
+
+/// How much an existing column holds; `None` is no limit beyond the family's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Text: UTF-16 code units; blob: bytes.
+    pub max_len: Option<u32>,
+    /// Decimal: (precision, scale).
+    pub decimal: Option<(u8, u8)>,
+    /// Integer: the smallest and largest value (`int` is 32-bit, say).
+    pub int_range: Option<(i64, i64)>,
+}
+
+/// A column's family and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredType {
+    pub family: Family,
+    pub limits: Limits,
+}
+
+impl Limits {
+    /// Whether every value of package type `ty` fits without a check per
+    /// value (the package's own bounds are within these).
+    pub fn hold_all_of(&self, ty: ColumnType) -> bool {
+        let len_ok = match (self.max_len, ty) {
+            (None, _) => true,
+            (Some(max), ColumnType::BoundedText { max_len } | ColumnType::BoundedBlob { max_len }) => {
+                max_len <= max
+            }
+            (Some(_), _) => false,
+        };
+        let decimal_ok = match (self.decimal, ty) {
+            (Some((p, s)), ColumnType::Decimal { precision, scale }) => {
+                scale <= s && precision - scale <= p - s.min(p)
+            }
+            _ => true,
+        };
+        let int_ok = match (self.int_range, ty) {
+            (Some((min, max)), ColumnType::Integer) => min == i64::MIN && max == i64::MAX,
+            _ => true,
+        };
+        len_ok && decimal_ok && int_ok
+    }
+
+    /// Why `value` does not fit, as the database would refuse or silently
+    /// alter it; `None` when it fits.
+    pub fn violation(&self, value: &Value) -> Option<String> {
+        match value {
+            Value::Text(s) => self.max_len.and_then(|max| {
+                let len = text_len(s);
+                (len > max as usize).then(|| {
+                    format!("the value is {len} characters long, the column holds at most {max}")
+                })
+            }),
+            Value::Blob(b) => self.max_len.and_then(|max| {
+                (b.len() > max as usize).then(|| {
+                    format!("the value is {} bytes long, the column holds at most {max}", b.len())
+                })
+            }),
+            Value::Integer(i) => self.int_range.and_then(|(min, max)| {
+                (!(min..=max).contains(i))
+                    .then(|| format!("the value {i} is outside the column's range {min} to {max}"))
+            }),
+            _ => None,
+        }
+        .or_else(|| self.decimal_violation(value))
+    }
+
+    fn decimal_violation(&self, value: &Value) -> Option<String> {
+        let ((p, s), Value::Text(text)) = (self.decimal?, value) else {
+            return None;
+        };
+        let fits = parse_decimal(text).is_some_and(|d| d.fits(p, s));
+        (!fits).then(|| format!("the value {text} does not fit the column's decimal({p},{s})"))
+    }
+}
+
+/// The package columns (by index) whose existing column is narrower than
+/// the package's type, with the existing column's limits: the values of
+/// these must be checked one by one.
+pub fn narrower_columns(existing: &ExistingTable, wanted: &TableSchema) -> Vec<(usize, Limits)> {
+    wanted
+        .columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, column)| {
+            let stored = existing.column(&column.name)?.stored?;
+            (!stored.limits.hold_all_of(column.ty)).then_some((i, stored.limits))
+        })
+        .collect()
+}
+
+/// Checks `row` against `checks` (from [`narrower_columns`]).
+///
+/// # Errors
+/// `ValueDoesNotFit` naming the package, table, column and the row's key.
+pub fn check_row(
+    package_id: uuid::Uuid,
+    schema: &TableSchema,
+    checks: &[(usize, Limits)],
+    row: &[Value],
+) -> Result<(), crate::channel_db::ChannelDbError> {
+    for (i, limits) in checks {
+        if let Some(detail) = row.get(*i).and_then(|v| limits.violation(v)) {
+            return Err(crate::channel_db::ChannelDbError::ValueDoesNotFit {
+                package_id,
+                table: schema.name.clone(),
+                column: schema.columns[*i].name.clone(),
+                key: describe_key(schema, row),
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key of `row` for an error message: `ItemId=A0001, Store=12`.
+pub fn describe_key(schema: &TableSchema, row: &[Value]) -> String {
+    schema
+        .key
+        .iter()
+        .filter_map(|k| {
+            let i = schema.columns.iter().position(|c| &c.name == k)?;
+            let shown = match row.get(i)? {
+                Value::Null => "NULL".to_owned(),
+                Value::Integer(n) => n.to_string(),
+                Value::Real(r) => r.to_string(),
+                Value::Text(t) => t.chars().take(64).collect(),
+                Value::Blob(b) => format!("<{} bytes>", b.len()),
+            };
+            Some(format!("{k}={shown}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What to do with a package's table.
@@ -118,8 +298,9 @@ pub fn sql_type(ty: ColumnType) -> String {
 /// database has, `None` when missing).
 ///
 /// # Errors
-/// A package column missing from the table, a column whose declared type
-/// differs (case-insensitively), a primary key that differs from the
+/// A package column missing from the table, a column whose type is of
+/// another [`Family`] (a narrower length or precision fits: values are
+/// checked one by one as they are applied), a primary key that differs from the
 /// package's key in columns or order, or an extra table column that is
 /// NOT NULL without a default. Extra nullable or defaulted columns fit.
 pub fn check_table(
@@ -137,13 +318,11 @@ pub fn check_table(
                 column: column.name.clone(),
             });
         };
-        let expected = sql_type(column.ty);
-        let declared: String = have.declared_type.split_whitespace().collect();
-        if !declared.eq_ignore_ascii_case(&expected) {
+        if !have.stored.is_some_and(|t| t.family.stores(column.ty)) {
             return Err(SchemaConflict::TypeMismatch {
                 table: table(),
                 column: column.name.clone(),
-                expected,
+                expected: column.ty.to_string(),
                 found: have.declared_type.clone(),
             });
         }

@@ -39,6 +39,17 @@ pub enum ChannelDbError {
         last_applied: u64,
     },
 
+    /// A value does not fit the channel database's column (the original's
+    /// "String or binary data would be truncated"); nothing was applied.
+    #[error("package {package_id}: table `{table}`, column `{column}`, row with key ({key}): {detail}")]
+    ValueDoesNotFit {
+        package_id: Uuid,
+        table: String,
+        column: String,
+        key: String,
+        detail: String,
+    },
+
     /// A SQLite call failed; `context` says which (e.g. "insert into products").
     #[error("sqlite: {context}: {source}")]
     Sqlite {

@@ -22,9 +22,24 @@ fn products() -> TableSchema {
     }
 }
 
+/// What a backend would read off these declared types.
+fn stored(declared: &str) -> Option<StoredType> {
+    let family = match declared.to_ascii_uppercase().as_str() {
+        "INTEGER" => Family::Integer,
+        "REAL" => Family::Real,
+        "TEXT" => Family::Text,
+        _ => return None,
+    };
+    Some(StoredType {
+        family,
+        limits: Limits::default(),
+    })
+}
+
 fn have(name: &str, ty: &str, pk: u32) -> ExistingColumn {
     ExistingColumn {
         name: name.into(),
+        stored: stored(ty),
         declared_type: ty.into(),
         not_null: pk > 0,
         has_default: false,
@@ -98,28 +113,82 @@ fn missing_column_conflicts() {
 #[test]
 fn different_type_conflicts() {
     let mut t = existing_products();
-    t.columns[2].declared_type = "TEXT".into();
+    t.columns[2] = have("price", "TEXT", 0);
     let e = conflict(t);
     assert_eq!(
         e,
         SchemaConflict::TypeMismatch {
             table: "products".into(),
             column: "price".into(),
-            expected: "REAL".into(),
+            expected: "real".into(),
             found: "TEXT".into()
         }
     );
     assert!(e.to_string().contains("products.price"), "{e}");
 }
 
-/// A declared type that is merely similar (INT, VARCHAR) is still different.
+/// A declared type no package type maps to is a conflict.
 #[test]
-fn similar_type_conflicts() {
+fn unknown_declared_type_conflicts() {
     let mut t = existing_products();
-    t.columns[0].declared_type = "INT".into();
+    t.columns[0] = have("product_id", "MONEY", 1);
     assert!(
         matches!(conflict(t), SchemaConflict::TypeMismatch { column, .. } if column == "product_id")
     );
+}
+
+/// A narrower column of the same family fits the table, and then each
+/// value is checked: too long a text names table, column, key and length.
+#[test]
+fn narrower_column_fits_and_its_values_are_checked() {
+    let mut t = existing_products();
+    t.columns[1].stored = Some(StoredType {
+        family: Family::Text,
+        limits: Limits {
+            max_len: Some(5),
+            ..Limits::default()
+        },
+    });
+    let mut wanted = products();
+    wanted.columns[1].ty = ColumnType::BoundedText { max_len: 60 };
+    assert_eq!(check_table(Some(&t), &wanted), Ok(TableAction::UseExisting));
+    let checks = narrower_columns(&t, &wanted);
+    assert_eq!(checks.len(), 1);
+    let id = uuid::Uuid::nil();
+    let fits = [Value::Integer(7), Value::Text("short".into()), Value::Null];
+    check_row(id, &wanted, &checks, &fits).unwrap();
+    let long = [Value::Integer(7), Value::Text("too long".into()), Value::Null];
+    let err = check_row(id, &wanted, &checks, &long).unwrap_err().to_string();
+    for needle in ["products", "`name`", "product_id=7", "8 characters", "at most 5"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    wanted.columns[1].ty = ColumnType::BoundedText { max_len: 5 };
+    assert!(narrower_columns(&t, &wanted).is_empty(), "text(5) always fits");
+}
+
+/// Decimal and integer limits: precision, scale and range.
+#[test]
+fn decimal_and_integer_limits() {
+    let decimal = Limits {
+        decimal: Some((6, 2)),
+        ..Limits::default()
+    };
+    assert_eq!(decimal.violation(&Value::Text("9999.99".into())), None);
+    assert_eq!(decimal.violation(&Value::Text("1.500".into())), None);
+    assert!(decimal.violation(&Value::Text("10000.00".into())).is_some());
+    assert!(decimal.violation(&Value::Text("1.505".into())).is_some());
+    assert!(decimal.hold_all_of(ColumnType::Decimal { precision: 5, scale: 2 }));
+    assert!(!decimal.hold_all_of(ColumnType::Decimal { precision: 7, scale: 2 }));
+    assert!(!decimal.hold_all_of(ColumnType::Decimal { precision: 6, scale: 3 }));
+    let int = Limits {
+        int_range: Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+        ..Limits::default()
+    };
+    assert!(int.violation(&Value::Integer(1 << 31)).unwrap().contains("2147483648"));
+    assert_eq!(int.violation(&Value::Integer(-(1 << 31))), None);
+    assert!(!int.hold_all_of(ColumnType::Integer));
+    assert!(Family::Integer.stores(ColumnType::Boolean));
+    assert!(!Family::Boolean.stores(ColumnType::Integer));
 }
 
 /// A key over other columns is a conflict.
@@ -181,6 +250,7 @@ fn extra_required_column_conflicts() {
     let mut t = existing_products();
     t.columns.push(ExistingColumn {
         name: "store_code".into(),
+        stored: stored("TEXT"),
         declared_type: "TEXT".into(),
         not_null: true,
         has_default: false,
@@ -202,6 +272,7 @@ fn extra_optional_columns_fit() {
     t.columns.push(have("note", "TEXT", 0));
     t.columns.push(ExistingColumn {
         name: "flag".into(),
+        stored: stored("INTEGER"),
         declared_type: "INTEGER".into(),
         not_null: true,
         has_default: true,

@@ -13,7 +13,7 @@ use super::value::SqlValue;
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
 use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
-use crate::plan::{self, TableAction};
+use crate::plan::{self, Limits, TableAction};
 
 /// Applies `package` to `conn`: everything or, on any error, nothing (the
 /// transaction rolls back when dropped).
@@ -102,9 +102,11 @@ fn is_applied(tx: &Transaction<'_>, header: &PackageHeader) -> Result<bool, Chan
 
 /// The statements that write one table's rows.
 struct TableSql {
-    name: String,
+    schema: TableSchema,
     upsert: String,
     delete: String,
+    /// Columns narrower than the package's type, checked value by value.
+    checks: Vec<(usize, Limits)>,
 }
 
 /// Checks `schema` against the database, creates the table when missing,
@@ -124,6 +126,7 @@ fn prepare_table(
     }
     let table = plan::quote_ident(name)?;
     let existing = read_table(tx, name)?;
+    let checks = existing.as_ref().map_or_else(Vec::new, |e| plan::narrower_columns(e, schema));
     match plan::check_table(existing.as_ref(), schema)? {
         TableAction::Create => {
             tx.execute(&plan::create_table_sql(schema)?, [])
@@ -138,9 +141,10 @@ fn prepare_table(
         }
     }
     Ok(TableSql {
-        name: name.clone(),
+        schema: schema.clone(),
         upsert: upsert_sql(&table, schema, header.kind)?,
         delete: delete_sql(&table, schema)?,
+        checks,
     })
 }
 
@@ -197,7 +201,7 @@ fn apply_frame<'t, 'c>(
             };
             let upsert = tx
                 .prepare(&sql.upsert)
-                .context(|| format!("prepare upsert into {}", sql.name))?;
+                .context(|| format!("prepare upsert into {}", sql.schema.name))?;
             *current = Some(Current {
                 sql,
                 upsert,
@@ -206,9 +210,10 @@ fn apply_frame<'t, 'c>(
         }
         Frame::Upsert(row) => {
             let cur = open_table(current, "Upsert").map_err(package_err)?;
+            plan::check_row(id, &cur.sql.schema, &cur.sql.checks, row)?;
             cur.upsert
                 .execute(params_from_iter(row.iter().map(SqlValue)))
-                .context(|| format!("upsert into {}", cur.sql.name))?;
+                .context(|| format!("upsert into {}", cur.sql.schema.name))?;
             report.upserts += 1;
         }
         Frame::Delete(key) => {
@@ -226,7 +231,7 @@ fn delete<'c>(
     cur: &mut Current<'_, 'c>,
     key: &[Value],
 ) -> Result<(), ChannelDbError> {
-    let name = &cur.sql.name;
+    let name = &cur.sql.schema.name;
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,
         none => none.insert(

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::ChannelDbError;
 use crate::package::{PackageKind, TableSchema};
-use crate::plan::{self, ExistingColumn, ExistingTable};
+use crate::plan::{self, ExistingColumn, ExistingTable, Family, Limits, StoredType};
 
 /// The table `name` (compared case-insensitively, as SQLite does), or
 /// `None` when the database has no such table or view.
@@ -23,9 +23,11 @@ pub(super) fn read_table(
         .context(context)?;
     let columns = stmt
         .query_map([name], |row| {
+            let declared_type: String = row.get(1)?;
             Ok(ExistingColumn {
                 name: row.get(0)?,
-                declared_type: row.get(1)?,
+                stored: stored_type(&declared_type),
+                declared_type,
                 not_null: row.get(2)?,
                 has_default: row.get(3)?,
                 pk_position: row.get(4)?,
@@ -37,6 +39,47 @@ pub(super) fn read_table(
         name: name.to_owned(),
         columns,
     }))
+}
+
+/// What a declared SQLite type holds: the names `plan::sql_type` writes,
+/// and the common synonyms a hand-made table may use. SQLite enforces no
+/// length, but a declared `VARCHAR(20)` is a promise the POS relies on, so
+/// values are checked against it as on SQL Server.
+pub(super) fn stored_type(declared: &str) -> Option<StoredType> {
+    let compact: String = declared.split_whitespace().collect::<String>().to_ascii_uppercase();
+    let (name, args) = match compact.split_once('(') {
+        Some((name, rest)) => (name.to_owned(), rest.strip_suffix(')')?.to_owned()),
+        None => (compact.clone(), String::new()),
+    };
+    let numbers: Vec<u32> = if args.is_empty() {
+        Vec::new()
+    } else {
+        args.split(',').map(|n| n.parse().ok()).collect::<Option<_>>()?
+    };
+    let limits = |max_len: Option<u32>, decimal: Option<(u8, u8)>| Limits {
+        max_len,
+        decimal,
+        int_range: None,
+    };
+    let (family, limits) = match (name.as_str(), numbers.as_slice()) {
+        ("INTEGER" | "INT" | "BIGINT", []) => (Family::Integer, Limits::default()),
+        ("REAL" | "FLOAT" | "DOUBLE", []) => (Family::Real, Limits::default()),
+        ("TEXT", []) => (Family::Text, Limits::default()),
+        ("VARCHAR" | "NVARCHAR" | "CHAR" | "NCHAR", [n]) => (Family::Text, limits(Some(*n), None)),
+        ("BLOB", []) => (Family::Blob, Limits::default()),
+        ("VARBINARY", [n]) => (Family::Blob, limits(Some(*n), None)),
+        ("BOOLEAN", []) => (Family::Boolean, Limits::default()),
+        ("DECIMAL_TEXT", [p, s]) => {
+            let decimal = (u8::try_from(*p).ok()?, u8::try_from(*s).ok()?);
+            (Family::Decimal, limits(None, Some(decimal)))
+        }
+        ("DATE", []) => (Family::Date, Limits::default()),
+        ("DATETIME", []) => (Family::DateTime, Limits::default()),
+        ("TIME", []) => (Family::Time, Limits::default()),
+        ("UUID", []) => (Family::Uuid, Limits::default()),
+        _ => return None,
+    };
+    Some(StoredType { family, limits })
 }
 
 /// A full package inserts into an emptied table; an incremental one inserts
