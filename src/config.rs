@@ -16,6 +16,12 @@ use crate::channel_db::UploadTable;
 use crate::package::is_identifier;
 use crate::retry::RetryPolicy;
 
+pub mod sqlserver;
+
+pub use sqlserver::{
+    parse_connection_string, ConnectionString, ConnectionStringError, Encrypt, SqlServerConfig,
+};
+
 const DEFAULT_WORKING_FOLDER: &str = "cdx-work";
 /// 15 minutes is the original's interval; we long-poll, so the interval is
 /// only the backstop after an error or with long polling off.
@@ -89,9 +95,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// Built once per agent, so a large variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelDbConfig {
     Sqlite { path: PathBuf },
+    SqlServer(SqlServerConfig),
 }
 
 /// The validated configuration of one agent.
@@ -215,7 +224,18 @@ mod raw {
     #[serde(deny_unknown_fields, default)]
     struct ChannelDb {
         kind: String,
-        path: PathBuf,
+        /// sqlite only; `None` when not given, so sqlserver can refuse it.
+        path: Option<PathBuf>,
+        // sqlserver only:
+        connection_string: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        schema: Option<String>,
+        pool_size: Option<u32>,
+        #[serde(with = "humantime_serde")]
+        connect_timeout: Option<Duration>,
+        #[serde(with = "humantime_serde")]
+        query_timeout: Option<Duration>,
     }
 
     #[derive(Deserialize)]
@@ -289,7 +309,14 @@ mod raw {
         fn default() -> Self {
             Self {
                 kind: "sqlite".into(),
-                path: "channel.db".into(),
+                path: None,
+                connection_string: None,
+                password_env: None,
+                password_file: None,
+                schema: None,
+                pool_size: None,
+                connect_timeout: None,
+                query_timeout: None,
             }
         }
     }
@@ -360,7 +387,7 @@ mod raw {
                 message_db,
                 working_folder,
                 journal_retention: self.storage.journal_retention,
-                channel_db: self.channel_db.validate(base)?,
+                channel_db: self.channel_db.validate(base, env)?,
                 download: self.download.validate()?,
                 upload: self.upload.validate()?,
                 retry: self.retry.validate()?,
@@ -427,21 +454,190 @@ mod raw {
     }
 
     impl ChannelDb {
-        fn validate(self, base: &Path) -> Result<ChannelDbConfig, ConfigError> {
+        fn validate(
+            self,
+            base: &Path,
+            env: &dyn Fn(&str) -> Option<String>,
+        ) -> Result<ChannelDbConfig, ConfigError> {
             match self.kind.as_str() {
-                "sqlite" => Ok(ChannelDbConfig::Sqlite {
-                    path: base.join(self.path),
-                }),
-                "sqlserver" => Err(invalid(
-                    "channel_db.kind",
-                    "`sqlserver` is not available in this build yet; use `sqlite`",
-                )),
+                "sqlite" => self.validate_sqlite(base),
+                "sqlserver" => self.validate_sqlserver(base, env),
                 other => Err(invalid(
                     "channel_db.kind",
-                    format!("unknown kind `{other}`; expected `sqlite`"),
+                    format!("unknown kind `{other}`; expected `sqlite` or `sqlserver`"),
                 )),
             }
         }
+
+        fn validate_sqlite(self, base: &Path) -> Result<ChannelDbConfig, ConfigError> {
+            let sqlserver_keys = [
+                (
+                    "channel_db.connection_string",
+                    self.connection_string.is_some(),
+                ),
+                ("channel_db.password_env", self.password_env.is_some()),
+                ("channel_db.password_file", self.password_file.is_some()),
+                ("channel_db.schema", self.schema.is_some()),
+                ("channel_db.pool_size", self.pool_size.is_some()),
+                ("channel_db.connect_timeout", self.connect_timeout.is_some()),
+                ("channel_db.query_timeout", self.query_timeout.is_some()),
+            ];
+            if let Some((key, _)) = sqlserver_keys.iter().find(|(_, given)| *given) {
+                return Err(invalid(
+                    key,
+                    "applies to `kind = \"sqlserver\"` only; this channel database is sqlite",
+                ));
+            }
+            Ok(ChannelDbConfig::Sqlite {
+                path: base.join(self.path.unwrap_or_else(|| "channel.db".into())),
+            })
+        }
+
+        fn validate_sqlserver(
+            self,
+            base: &Path,
+            env: &dyn Fn(&str) -> Option<String>,
+        ) -> Result<ChannelDbConfig, ConfigError> {
+            const KEY: &str = "channel_db.connection_string";
+            if self.path.is_some() {
+                return Err(invalid(
+                    "channel_db.path",
+                    "applies to `kind = \"sqlite\"` only; SQL Server is reached \
+                     through `channel_db.connection_string`",
+                ));
+            }
+            let text = self
+                .connection_string
+                .ok_or_else(|| invalid(KEY, "is required with `kind = \"sqlserver\"`"))?;
+            let parsed = parse_connection_string(&text).map_err(|e| invalid(KEY, e.to_string()))?;
+            let password = sqlserver_password(
+                parsed.password,
+                self.password_env,
+                self.password_file,
+                base,
+                env,
+            )?;
+            let schema = self
+                .schema
+                .unwrap_or_else(|| sqlserver::DEFAULT_SCHEMA.into());
+            if !is_identifier(&schema) {
+                return Err(invalid(
+                    "channel_db.schema",
+                    format!(
+                        "`{schema}` is not a schema name (letters, digits and `_`, \
+                         not starting with a digit)"
+                    ),
+                ));
+            }
+            let pool_size = self.pool_size.unwrap_or(sqlserver::DEFAULT_POOL_SIZE);
+            if !(1..=sqlserver::MAX_POOL_SIZE).contains(&pool_size) {
+                return Err(invalid(
+                    "channel_db.pool_size",
+                    format!("must be between 1 and {}", sqlserver::MAX_POOL_SIZE),
+                ));
+            }
+            let connect_timeout = self
+                .connect_timeout
+                .unwrap_or(sqlserver::DEFAULT_CONNECT_TIMEOUT);
+            if connect_timeout.is_zero() {
+                return Err(invalid(
+                    "channel_db.connect_timeout",
+                    "must be greater than zero",
+                ));
+            }
+            let query_timeout = self
+                .query_timeout
+                .unwrap_or(sqlserver::DEFAULT_QUERY_TIMEOUT);
+            if query_timeout.is_zero() {
+                return Err(invalid(
+                    "channel_db.query_timeout",
+                    "must be greater than zero",
+                ));
+            }
+            Ok(ChannelDbConfig::SqlServer(SqlServerConfig {
+                host: parsed.host,
+                port: parsed.port,
+                instance: parsed.instance,
+                database: parsed.database,
+                user: parsed.user,
+                password,
+                encrypt: parsed.encrypt,
+                trust_server_certificate: parsed.trust_server_certificate,
+                trust_server_certificate_ca: parsed
+                    .trust_server_certificate_ca
+                    .map(|ca| base.join(ca)),
+                application_name: parsed
+                    .application_name
+                    .unwrap_or_else(|| sqlserver::DEFAULT_APPLICATION_NAME.into()),
+                schema,
+                pool_size,
+                connect_timeout,
+                query_timeout,
+            }))
+        }
+    }
+
+    /// The SQL Server password from exactly one of `Password=` in the
+    /// connection string, `password_env` or `password_file`.
+    fn sqlserver_password(
+        in_string: Option<Secret>,
+        var: Option<String>,
+        file: Option<PathBuf>,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Secret, ConfigError> {
+        const EXACTLY_ONE: &str = "give the password in exactly one of `Password=` in \
+             `channel_db.connection_string`, `channel_db.password_env` or \
+             `channel_db.password_file`";
+        let (key, password) = match (in_string, var, file) {
+            (Some(p), None, None) => return Ok(p),
+            (None, Some(var), None) => (
+                "channel_db.password_env",
+                env(&var).ok_or_else(|| {
+                    invalid(
+                        "channel_db.password_env",
+                        format!("environment variable `{var}` is not set"),
+                    )
+                })?,
+            ),
+            (None, None, Some(file)) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(
+                        "channel_db.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                (
+                    "channel_db.password_file",
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                )
+            }
+            (None, None, None) => {
+                return Err(invalid(
+                    "channel_db.connection_string",
+                    format!(
+                        "has no `Password=` and neither `channel_db.password_env` nor \
+                         `channel_db.password_file` is given; {EXACTLY_ONE}"
+                    ),
+                ))
+            }
+            (in_string, var, _) => {
+                let (key, other) = match (in_string.is_some(), var.is_some()) {
+                    (true, true) => ("channel_db.password_env", "`Password=` in the string"),
+                    (true, false) => ("channel_db.password_file", "`Password=` in the string"),
+                    _ => ("channel_db.password_file", "`channel_db.password_env`"),
+                };
+                return Err(invalid(
+                    key,
+                    format!("the password is given by {other} already; {EXACTLY_ONE}"),
+                ));
+            }
+        };
+        if password.is_empty() {
+            return Err(invalid(key, "the password is empty"));
+        }
+        Ok(Secret(password))
     }
 
     impl Download {

@@ -71,7 +71,17 @@ pub fn sqlite_factory(path: std::path::PathBuf) -> ChannelDbFactory {
 pub fn channel_db_factory(config: &Config) -> ChannelDbFactory {
     match &config.channel_db {
         ChannelDbConfig::Sqlite { path } => sqlite_factory(path.clone()),
+        ChannelDbConfig::SqlServer(_) => unimplemented_sqlserver(),
     }
+}
+
+/// A placeholder until the SQL Server backend is wired: every open fails.
+fn unimplemented_sqlserver() -> ChannelDbFactory {
+    Arc::new(|| {
+        Err(cdx::channel_db::ChannelDbError::UnknownTable {
+            table: "sqlserver backend not wired yet".into(),
+        })
+    })
 }
 
 impl Agent {

@@ -121,3 +121,5 @@ fn example_config_parses() {
     );
     c.unwrap();
 }
+
+mod sqlserver;
