@@ -115,9 +115,10 @@ impl Limits {
     pub fn hold_all_of(&self, ty: ColumnType) -> bool {
         let len_ok = match (self.max_len, ty) {
             (None, _) => true,
-            (Some(max), ColumnType::BoundedText { max_len } | ColumnType::BoundedBlob { max_len }) => {
-                max_len <= max
-            }
+            (
+                Some(max),
+                ColumnType::BoundedText { max_len } | ColumnType::BoundedBlob { max_len },
+            ) => max_len <= max,
             (Some(_), _) => false,
         };
         let decimal_ok = match (self.decimal, ty) {
@@ -145,7 +146,10 @@ impl Limits {
             }),
             Value::Blob(b) => self.max_len.and_then(|max| {
                 (b.len() > max as usize).then(|| {
-                    format!("the value is {} bytes long, the column holds at most {max}", b.len())
+                    format!(
+                        "the value is {} bytes long, the column holds at most {max}",
+                        b.len()
+                    )
                 })
             }),
             Value::Integer(i) => self.int_range.and_then(|(min, max)| {

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use cdx::channel_db::SqliteChannelDb;
-use cdx::config::{ChannelDbConfig, Config};
+use cdx::channel_db::{SqlServerChannelDb, SqlServerPool, SqliteChannelDb};
+use cdx::config::{ChannelDbConfig, Config, SqlServerConfig};
 use thiserror::Error;
 
 use crate::applier::{Applier, ChannelDbFactory};
@@ -71,17 +71,24 @@ pub fn sqlite_factory(path: std::path::PathBuf) -> ChannelDbFactory {
 pub fn channel_db_factory(config: &Config) -> ChannelDbFactory {
     match &config.channel_db {
         ChannelDbConfig::Sqlite { path } => sqlite_factory(path.clone()),
-        ChannelDbConfig::SqlServer(_) => unimplemented_sqlserver(),
+        ChannelDbConfig::SqlServer(config) => sqlserver_factory(config.clone()),
     }
 }
 
-/// A placeholder until the SQL Server backend is wired: every open fails.
-fn unimplemented_sqlserver() -> ChannelDbFactory {
-    Arc::new(|| {
-        Err(cdx::channel_db::ChannelDbError::UnknownTable {
-            table: "sqlserver backend not wired yet".into(),
-        })
-    })
+/// Opens SQL Server channel databases sharing one connection pool.
+pub fn sqlserver_factory(config: SqlServerConfig) -> ChannelDbFactory {
+    match SqlServerPool::new(config) {
+        Ok(pool) => Arc::new(move || Ok(Box::new(SqlServerChannelDb::new(pool.clone())) as Box<_>)),
+        Err(e) => {
+            let e = Arc::new(e.to_string());
+            Arc::new(move || {
+                Err(cdx::channel_db::ChannelDbError::Connect {
+                    server: "sql server".into(),
+                    detail: e.to_string(),
+                })
+            })
+        }
+    }
 }
 
 impl Agent {

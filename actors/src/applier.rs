@@ -18,6 +18,11 @@ use crate::supervisor::{guard, Supervision};
 use cdx::protocol::PackageInfo;
 
 const NAME: &str = "applier";
+/// Tries again after a deadlock, a lock timeout or a lost connection (not
+/// the package's fault, so not counted against its try count), pausing
+/// `FIRST_PAUSE`, then twice as long each time.
+const TRANSIENT_RETRIES: u32 = 3;
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Opens a connection to the channel database.
 pub type ChannelDbFactory =
@@ -76,29 +81,49 @@ impl Handler<Apply> for Applier {
         let supervision = self.supervision.clone();
         guard(ctx, &supervision, NAME, || {
             let started = std::time::Instant::now();
-            let file =
-                std::fs::File::open(&msg.path).map_err(|source| ChannelDbError::Package {
-                    package_id: Some(msg.package.id),
-                    source: source.into(),
-                })?;
-            let input: Box<dyn std::io::Read + Send> =
-                Box::new(BufReader::with_capacity(1 << 20, file));
-            let source: PackageSource<'_> =
-                PackageReader::open(input).map_err(|source| ChannelDbError::Package {
-                    package_id: Some(msg.package.id),
-                    source,
-                })?;
-            let outcome = self.db()?.apply_package(source);
-            if outcome.is_err() {
-                // A failed transaction may leave the connection in any state.
-                self.db = None;
-            }
-            let outcome = outcome?;
+            let mut pause = FIRST_PAUSE;
+            let mut tries = 0;
+            let outcome = loop {
+                match self.apply_once(&msg) {
+                    Err(e) if e.is_transient() && tries < TRANSIENT_RETRIES => {
+                        tries += 1;
+                        tracing::warn!(package = %msg.package.id, error = %e, try_number = tries,
+                            "channel database busy or unreachable; applying again");
+                        std::thread::sleep(pause);
+                        pause *= 2;
+                    }
+                    outcome => break outcome?,
+                }
+            };
             tracing::info!(package = %msg.package.id, sequence = msg.package.sequence,
                 job = %msg.package.job, outcome = ?outcome,
                 elapsed_ms = started.elapsed().as_millis() as u64, "package applied");
             Ok(outcome)
         })
+    }
+}
+
+impl Applier {
+    /// One try: the package file read from the start, in one transaction.
+    fn apply_once(&mut self, msg: &Apply) -> Result<ApplyOutcome, ChannelDbError> {
+        let package_err = |source| ChannelDbError::Package {
+            package_id: Some(msg.package.id),
+            source,
+        };
+        let file = std::fs::File::open(&msg.path).map_err(|e| package_err(e.into()))?;
+        let input: Box<dyn std::io::Read + Send> =
+            Box::new(BufReader::with_capacity(1 << 20, file));
+        let source: PackageSource<'_> = PackageReader::open(input).map_err(package_err)?;
+        let db = match &mut self.db {
+            Some(db) => db,
+            none => none.insert((self.open)()?),
+        };
+        let outcome = db.apply_package(source);
+        if outcome.is_err() {
+            // A failed transaction may leave the connection in any state.
+            self.db = None;
+        }
+        outcome
     }
 }
 

@@ -41,7 +41,9 @@ pub enum ChannelDbError {
 
     /// A value does not fit the channel database's column (the original's
     /// "String or binary data would be truncated"); nothing was applied.
-    #[error("package {package_id}: table `{table}`, column `{column}`, row with key ({key}): {detail}")]
+    #[error(
+        "package {package_id}: table `{table}`, column `{column}`, row with key ({key}): {detail}"
+    )]
     ValueDoesNotFit {
         package_id: Uuid,
         table: String,
@@ -57,6 +59,28 @@ pub enum ChannelDbError {
         #[source]
         source: rusqlite::Error,
     },
+
+    /// A SQL Server call failed; `context` says which, `transient` whether
+    /// trying again can help (a deadlock, a lock timeout, a dropped
+    /// connection).
+    #[error("sql server: {context}: {source}")]
+    SqlServer {
+        context: String,
+        #[source]
+        source: tiberius::error::Error,
+        transient: bool,
+    },
+
+    /// A SQL Server call got no answer in time; the connection was dropped.
+    #[error("sql server: {context}: no answer within {}", humantime::format_duration(*.timeout))]
+    SqlServerTimeout {
+        context: String,
+        timeout: std::time::Duration,
+    },
+
+    /// No connection to SQL Server could be made.
+    #[error("cannot connect to SQL Server at {server}: {detail}")]
+    Connect { server: String, detail: String },
 
     #[error("no table `{table}` in the channel database")]
     UnknownTable { table: String },
@@ -92,6 +116,20 @@ impl From<InvalidIdentifier> for ChannelDbError {
 }
 
 impl ChannelDbError {
+    /// Whether the same call may succeed if tried again: the database was
+    /// unreachable or busy, not the package or the call wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ChannelDbError::SqlServer { transient, .. } => *transient,
+            ChannelDbError::SqlServerTimeout { .. } | ChannelDbError::Connect { .. } => true,
+            ChannelDbError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+
     /// A package error for the package `package_id`.
     pub fn package(package_id: Option<Uuid>, source: PackageError) -> Self {
         ChannelDbError::Package { package_id, source }

@@ -12,12 +12,15 @@
 //! record; the agent's message database can be rebuilt from them.
 
 mod error;
+mod frames;
 mod sqlite;
+mod sqlserver;
 
 use std::io::Read;
 
 pub use error::ChannelDbError;
 pub use sqlite::SqliteChannelDb;
+pub use sqlserver::{SqlServerChannelDb, SqlServerPool};
 use uuid::Uuid;
 
 use crate::package::{PackageKind, PackageReader, Value};

@@ -55,7 +55,11 @@ impl FromStr for ColumnType {
         };
         let numbers = |args: &str| -> Result<Vec<u32>, String> {
             args.split(',')
-                .map(|n| n.trim().parse::<u32>().map_err(|_| format!("`{spec}`: `{n}` is not a number")))
+                .map(|n| {
+                    n.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("`{spec}`: `{n}` is not a number"))
+                })
                 .collect()
         };
         let ty = match (name, args) {
@@ -102,12 +106,16 @@ impl FromStr for ColumnType {
 /// above the precision.
 pub fn check_type(ty: ColumnType) -> Result<(), String> {
     match ty {
-        ColumnType::BoundedText { max_len } if !(1..=MAX_TEXT_LEN).contains(&max_len) => Err(
-            format!("text({max_len}): the length must be 1 to {MAX_TEXT_LEN}; use `text` for longer"),
-        ),
-        ColumnType::BoundedBlob { max_len } if !(1..=MAX_BLOB_LEN).contains(&max_len) => Err(
-            format!("blob({max_len}): the length must be 1 to {MAX_BLOB_LEN}; use `blob` for longer"),
-        ),
+        ColumnType::BoundedText { max_len } if !(1..=MAX_TEXT_LEN).contains(&max_len) => {
+            Err(format!(
+                "text({max_len}): the length must be 1 to {MAX_TEXT_LEN}; use `text` for longer"
+            ))
+        }
+        ColumnType::BoundedBlob { max_len } if !(1..=MAX_BLOB_LEN).contains(&max_len) => {
+            Err(format!(
+                "blob({max_len}): the length must be 1 to {MAX_BLOB_LEN}; use `blob` for longer"
+            ))
+        }
         ColumnType::Decimal { precision, scale }
             if !(1..=MAX_PRECISION).contains(&precision) || scale > precision =>
         {
@@ -126,7 +134,10 @@ pub fn value_mismatch(ty: ColumnType, value: &Value) -> Option<String> {
     let text = |check: fn(&str) -> bool, form: &str| match value {
         Value::Text(s) if check(s) => None,
         Value::Text(s) => Some(format!("{:?} is not {form}", shorten(s))),
-        other => Some(format!("{} value, expected text in the form {form}", kind_name(other))),
+        other => Some(format!(
+            "{} value, expected text in the form {form}",
+            kind_name(other)
+        )),
     };
     match (ty, value) {
         (ColumnType::Integer, Value::Integer(_))
@@ -152,13 +163,17 @@ pub fn value_mismatch(ty: ColumnType, value: &Value) -> Option<String> {
             None => Some(format!("{:?} is not a decimal like -12.50", shorten(s))),
         },
         (ColumnType::Date, _) => text(|s| parse_date(s).is_some(), "YYYY-MM-DD"),
-        (ColumnType::DateTime, _) => {
-            text(|s| parse_datetime(s).is_some(), "YYYY-MM-DDTHH:MM:SS[.fffffff]")
-        }
+        (ColumnType::DateTime, _) => text(
+            |s| parse_datetime(s).is_some(),
+            "YYYY-MM-DDTHH:MM:SS[.fffffff]",
+        ),
         (ColumnType::Time, _) => text(|s| parse_time(s).is_some(), "HH:MM:SS[.fffffff]"),
         (ColumnType::Uuid, _) => text(is_canonical_uuid, "a lowercase hyphenated uuid"),
         (ColumnType::Boolean, Value::Integer(i)) => Some(format!("{i}, expected 0 or 1")),
-        (ty, other) => Some(format!("{} value in a column of type {ty}", kind_name(other))),
+        (ty, other) => Some(format!(
+            "{} value in a column of type {ty}",
+            kind_name(other)
+        )),
     }
 }
 
@@ -222,7 +237,9 @@ impl Decimal {
     /// The mantissa at `scale` digits after the point (`scale >= self.scale`).
     pub fn mantissa_at(&self, scale: u8) -> Option<i128> {
         let up = scale.checked_sub(self.scale)?;
-        10i128.checked_pow(u32::from(up))?.checked_mul(self.mantissa)
+        10i128
+            .checked_pow(u32::from(up))?
+            .checked_mul(self.mantissa)
     }
 }
 
@@ -249,7 +266,11 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
     };
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
     let digits_only = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits_only(int) || !digits_only(frac) || (body.contains('.') && frac.is_empty()) {
+    if int.is_empty()
+        || !digits_only(int)
+        || !digits_only(frac)
+        || (body.contains('.') && frac.is_empty())
+    {
         return None;
     }
     let int_digits = int.trim_start_matches('0').len();
@@ -258,7 +279,9 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
     }
     let mut mantissa: i128 = 0;
     for b in int.bytes().chain(frac.bytes()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(i128::from(b - b'0'))?;
     }
     Some(Decimal {
         mantissa: if negative { -mantissa } else { mantissa },
@@ -309,7 +332,11 @@ impl Date {
             left -= len;
             month += 1;
         }
-        let date = Date { year, month, day: u8::try_from(left + 1).ok()? };
+        let date = Date {
+            year,
+            month,
+            day: u8::try_from(left + 1).ok()?,
+        };
         (year <= 9999).then_some(date)
     }
 }
@@ -321,7 +348,7 @@ impl fmt::Display for Date {
 }
 
 fn is_leap(year: u16) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 fn days_in_month(year: u16, month: u8) -> u8 {
@@ -346,7 +373,11 @@ pub fn parse_date(s: &str) -> Option<Date> {
     if parts.next().is_some() {
         return None;
     }
-    let date = Date { year: number(y, 4)?, month: number(m, 2)?, day: number(d, 2)? };
+    let date = Date {
+        year: number(y, 4)?,
+        month: number(m, 2)?,
+        day: number(d, 2)?,
+    };
     let valid = date.year >= 1
         && (1..=12).contains(&date.month)
         && (1..=days_in_month(date.year, date.month)).contains(&date.day);
@@ -368,7 +399,13 @@ impl fmt::Display for TimeOfDay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.ticks / TICKS_PER_SECOND;
         let frac = self.ticks % TICKS_PER_SECOND;
-        write!(f, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
+        write!(
+            f,
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )?;
         if frac > 0 {
             let digits = format!("{frac:07}");
             write!(f, ".{}", digits.trim_end_matches('0'))?;
@@ -403,7 +440,9 @@ pub fn parse_time(s: &str) -> Option<TimeOfDay> {
     if frac.is_some_and(|f| f.ends_with('0')) {
         return None;
     }
-    Some(TimeOfDay { ticks: (h * 3600 + m * 60 + sec) * TICKS_PER_SECOND + ticks_frac })
+    Some(TimeOfDay {
+        ticks: (h * 3600 + m * 60 + sec) * TICKS_PER_SECOND + ticks_frac,
+    })
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fffffff]`: no time zone (the channel

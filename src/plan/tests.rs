@@ -157,13 +157,28 @@ fn narrower_column_fits_and_its_values_are_checked() {
     let id = uuid::Uuid::nil();
     let fits = [Value::Integer(7), Value::Text("short".into()), Value::Null];
     check_row(id, &wanted, &checks, &fits).unwrap();
-    let long = [Value::Integer(7), Value::Text("too long".into()), Value::Null];
-    let err = check_row(id, &wanted, &checks, &long).unwrap_err().to_string();
-    for needle in ["products", "`name`", "product_id=7", "8 characters", "at most 5"] {
+    let long = [
+        Value::Integer(7),
+        Value::Text("too long".into()),
+        Value::Null,
+    ];
+    let err = check_row(id, &wanted, &checks, &long)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "products",
+        "`name`",
+        "product_id=7",
+        "8 characters",
+        "at most 5",
+    ] {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     wanted.columns[1].ty = ColumnType::BoundedText { max_len: 5 };
-    assert!(narrower_columns(&t, &wanted).is_empty(), "text(5) always fits");
+    assert!(
+        narrower_columns(&t, &wanted).is_empty(),
+        "text(5) always fits"
+    );
 }
 
 /// Decimal and integer limits: precision, scale and range.
@@ -177,14 +192,26 @@ fn decimal_and_integer_limits() {
     assert_eq!(decimal.violation(&Value::Text("1.500".into())), None);
     assert!(decimal.violation(&Value::Text("10000.00".into())).is_some());
     assert!(decimal.violation(&Value::Text("1.505".into())).is_some());
-    assert!(decimal.hold_all_of(ColumnType::Decimal { precision: 5, scale: 2 }));
-    assert!(!decimal.hold_all_of(ColumnType::Decimal { precision: 7, scale: 2 }));
-    assert!(!decimal.hold_all_of(ColumnType::Decimal { precision: 6, scale: 3 }));
+    assert!(decimal.hold_all_of(ColumnType::Decimal {
+        precision: 5,
+        scale: 2
+    }));
+    assert!(!decimal.hold_all_of(ColumnType::Decimal {
+        precision: 7,
+        scale: 2
+    }));
+    assert!(!decimal.hold_all_of(ColumnType::Decimal {
+        precision: 6,
+        scale: 3
+    }));
     let int = Limits {
         int_range: Some((i64::from(i32::MIN), i64::from(i32::MAX))),
         ..Limits::default()
     };
-    assert!(int.violation(&Value::Integer(1 << 31)).unwrap().contains("2147483648"));
+    assert!(int
+        .violation(&Value::Integer(1 << 31))
+        .unwrap()
+        .contains("2147483648"));
     assert_eq!(int.violation(&Value::Integer(-(1 << 31))), None);
     assert!(!int.hold_all_of(ColumnType::Integer));
     assert!(Family::Integer.stores(ColumnType::Boolean));

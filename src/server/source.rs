@@ -475,7 +475,9 @@ fn json_to_value(value: &serde_json::Value, column: &Column) -> Result<Value, St
             type_name(column)
         )),
         (J::Number(n), ColumnType::Integer) => n.as_i64().map(Value::Integer).ok_or_else(mismatch),
-        (J::Bool(b), ColumnType::Integer | ColumnType::Boolean) => Ok(Value::Integer(i64::from(*b))),
+        (J::Bool(b), ColumnType::Integer | ColumnType::Boolean) => {
+            Ok(Value::Integer(i64::from(*b)))
+        }
         (J::Number(n), ColumnType::Boolean) => match n.as_i64() {
             Some(i @ (0 | 1)) => Ok(Value::Integer(i)),
             _ => Err(mismatch()),

@@ -7,10 +7,10 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Statemen
 use rusqlite::{Transaction, TransactionBehavior};
 use uuid::Uuid;
 
-use super::frames::{self, Frames};
 use super::schema::{delete_sql, read_table, upsert_sql};
 use super::value::SqlValue;
 use crate::channel_db::error::SqliteContext;
+use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
 use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
 use crate::plan::{self, Limits, TableAction};
@@ -33,24 +33,8 @@ pub(super) fn apply_package(
     let header = package.header().clone();
     match apply_in_transaction(conn, &header, &mut package) {
         Err(e @ (ChannelDbError::Package { .. } | ChannelDbError::OutOfOrder { .. })) => Err(e),
-        Err(e) => Err(blame_corruption(&mut package, e)),
+        Err(e) => Err(frames::blame_corruption(&mut package, e)),
         ok => ok,
-    }
-}
-
-/// After the transaction rolled back because of `error`: when the rest of
-/// the package does not verify, the corruption is the cause to report (a
-/// flipped byte can decode into a duplicate key or a different column
-/// type long before the checksum is reached), else `error` stands.
-fn blame_corruption(package: &mut PackageSource<'_>, error: ChannelDbError) -> ChannelDbError {
-    loop {
-        match package.next_frame() {
-            Ok(Some(_)) => {}
-            Ok(None) => return error,
-            Err(source) => {
-                return ChannelDbError::package(Some(package.header().package_id), source)
-            }
-        }
     }
 }
 
@@ -126,7 +110,9 @@ fn prepare_table(
     }
     let table = plan::quote_ident(name)?;
     let existing = read_table(tx, name)?;
-    let checks = existing.as_ref().map_or_else(Vec::new, |e| plan::narrower_columns(e, schema));
+    let checks = existing
+        .as_ref()
+        .map_or_else(Vec::new, |e| plan::narrower_columns(e, schema));
     match plan::check_table(existing.as_ref(), schema)? {
         TableAction::Create => {
             tx.execute(&plan::create_table_sql(schema)?, [])

@@ -5,7 +5,6 @@
 //! and waits up to 5 s for a lock the POS holds.
 
 mod apply;
-mod frames;
 mod schema;
 mod value;
 

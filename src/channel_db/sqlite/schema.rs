@@ -46,7 +46,10 @@ pub(super) fn read_table(
 /// length, but a declared `VARCHAR(20)` is a promise the POS relies on, so
 /// values are checked against it as on SQL Server.
 pub(super) fn stored_type(declared: &str) -> Option<StoredType> {
-    let compact: String = declared.split_whitespace().collect::<String>().to_ascii_uppercase();
+    let compact: String = declared
+        .split_whitespace()
+        .collect::<String>()
+        .to_ascii_uppercase();
     let (name, args) = match compact.split_once('(') {
         Some((name, rest)) => (name.to_owned(), rest.strip_suffix(')')?.to_owned()),
         None => (compact.clone(), String::new()),
@@ -54,7 +57,9 @@ pub(super) fn stored_type(declared: &str) -> Option<StoredType> {
     let numbers: Vec<u32> = if args.is_empty() {
         Vec::new()
     } else {
-        args.split(',').map(|n| n.parse().ok()).collect::<Option<_>>()?
+        args.split(',')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?
     };
     let limits = |max_len: Option<u32>, decimal: Option<(u8, u8)>| Limits {
         max_len,

@@ -8,7 +8,10 @@ fn every_type_name_round_trips_through_display_and_parse() {
         ColumnType::Text,
         ColumnType::Blob,
         ColumnType::Boolean,
-        ColumnType::Decimal { precision: 32, scale: 6 },
+        ColumnType::Decimal {
+            precision: 32,
+            scale: 6,
+        },
         ColumnType::Date,
         ColumnType::DateTime,
         ColumnType::Time,
@@ -19,7 +22,13 @@ fn every_type_name_round_trips_through_display_and_parse() {
     for ty in all {
         assert_eq!(ty.to_string().parse::<ColumnType>(), Ok(ty), "{ty}");
     }
-    assert_eq!("DECIMAL( 10 , 2 )".parse(), Ok(ColumnType::Decimal { precision: 10, scale: 2 }));
+    assert_eq!(
+        "DECIMAL( 10 , 2 )".parse(),
+        Ok(ColumnType::Decimal {
+            precision: 10,
+            scale: 2
+        })
+    );
 }
 
 #[test]
@@ -42,7 +51,10 @@ fn out_of_range_type_parameters_are_refused_with_the_limit() {
 
 #[test]
 fn decimals_have_one_canonical_spelling_per_scale() {
-    let ty = ColumnType::Decimal { precision: 6, scale: 2 };
+    let ty = ColumnType::Decimal {
+        precision: 6,
+        scale: 2,
+    };
     for ok in ["0.00", "-12.50", "9999.99", "-0.01"] {
         assert_eq!(value_mismatch(ty, &Value::Text(ok.into())), None, "{ok}");
     }
@@ -59,11 +71,16 @@ fn decimals_have_one_canonical_spelling_per_scale() {
         let why = value_mismatch(ty, &Value::Text(bad.into())).unwrap();
         assert!(why.contains(needle), "{bad}: {why}");
     }
-    assert!(value_mismatch(ty, &Value::Real(1.5)).unwrap().contains("Real"));
+    assert!(value_mismatch(ty, &Value::Real(1.5))
+        .unwrap()
+        .contains("Real"));
     let d = parse_decimal("-12.5").unwrap();
     assert_eq!((d.mantissa, d.scale, d.int_digits), (-125, 1, 2));
     assert_eq!(d.to_canonical(3).as_deref(), Some("-12.500"));
-    assert_eq!(parse_decimal("12.50").unwrap().to_canonical(1).as_deref(), Some("12.5"));
+    assert_eq!(
+        parse_decimal("12.50").unwrap().to_canonical(1).as_deref(),
+        Some("12.5")
+    );
     assert_eq!(parse_decimal("12.55").unwrap().to_canonical(1), None);
     assert_eq!(format_decimal(5, 3), "0.005");
     assert_eq!(format_decimal(-1250, 0), "-1250");
@@ -87,7 +104,14 @@ fn dates_convert_to_and_from_days_since_year_one() {
         assert_eq!(date.to_string(), text);
     }
     assert_eq!(Date::from_days_from_ce(3_652_059), None);
-    for bad in ["2026-02-29", "2026-13-01", "0000-01-01", "2026-1-01", "26-01-01", "2026-01-01T"] {
+    for bad in [
+        "2026-02-29",
+        "2026-13-01",
+        "0000-01-01",
+        "2026-1-01",
+        "26-01-01",
+        "2026-01-01T",
+    ] {
         assert_eq!(parse_date(bad), None, "{bad}");
     }
 }
@@ -99,11 +123,21 @@ fn times_keep_100ns_and_drop_trailing_zeros() {
     assert_eq!(t.to_string(), "23:59:59.9999999");
     assert_eq!(parse_time("08:05:00.5").unwrap().to_string(), "08:05:00.5");
     assert_eq!(parse_time("00:00:00").unwrap().ticks, 0);
-    for bad in ["24:00:00", "08:60:00", "8:00:00", "08:00:00.50", "08:00:00.12345678", "08:00"] {
+    for bad in [
+        "24:00:00",
+        "08:60:00",
+        "8:00:00",
+        "08:00:00.50",
+        "08:00:00.12345678",
+        "08:00",
+    ] {
         assert_eq!(parse_time(bad), None, "{bad}");
     }
     let ty = ColumnType::DateTime;
-    assert_eq!(value_mismatch(ty, &Value::Text("2026-11-24T13:05:00.25".into())), None);
+    assert_eq!(
+        value_mismatch(ty, &Value::Text("2026-11-24T13:05:00.25".into())),
+        None
+    );
     assert!(value_mismatch(ty, &Value::Text("2026-11-24 13:05:00".into())).is_some());
 }
 
@@ -115,15 +149,25 @@ fn text_and_blob_bounds_count_utf16_units_and_bytes() {
     let why = value_mismatch(ty, &Value::Text("a😀b".into())).unwrap();
     assert!(why.contains("4 characters, the limit is 3"), "{why}");
     let ty = ColumnType::BoundedBlob { max_len: 2 };
-    assert!(value_mismatch(ty, &Value::Blob(vec![0; 3])).unwrap().contains("3 bytes"));
+    assert!(value_mismatch(ty, &Value::Blob(vec![0; 3]))
+        .unwrap()
+        .contains("3 bytes"));
 }
 
 #[test]
 fn booleans_and_uuids_have_one_form() {
-    assert_eq!(value_mismatch(ColumnType::Boolean, &Value::Integer(1)), None);
-    assert!(value_mismatch(ColumnType::Boolean, &Value::Integer(2)).unwrap().contains("0 or 1"));
+    assert_eq!(
+        value_mismatch(ColumnType::Boolean, &Value::Integer(1)),
+        None
+    );
+    assert!(value_mismatch(ColumnType::Boolean, &Value::Integer(2))
+        .unwrap()
+        .contains("0 or 1"));
     let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
-    assert_eq!(value_mismatch(ColumnType::Uuid, &Value::Text(id.into())), None);
+    assert_eq!(
+        value_mismatch(ColumnType::Uuid, &Value::Text(id.into())),
+        None
+    );
     assert!(value_mismatch(ColumnType::Uuid, &Value::Text(id.to_uppercase())).is_some());
     assert!(value_mismatch(ColumnType::Uuid, &Value::Text(id.replace('-', ""))).is_some());
 }

@@ -1,4 +1,4 @@
-//! Reads a package's frames ahead on a helper thread while SQLite writes.
+//! Reads a package's frames ahead on a helper thread while the database writes.
 //!
 //! Reading a package (zstd, SHA-256, decoding) costs about a third of
 //! inserting its rows; on a two-core store PC the two overlap, so applying
@@ -27,15 +27,17 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// refills the same buffer: the strings of a frame are freed on the thread
 /// that allocated them, so the two threads never contend for one malloc
 /// arena (which cost more than the read-ahead saved).
-pub(super) struct Frames {
+pub(crate) struct Frames {
     rx: Receiver<Vec<Frame>>,
     back: Sender<Vec<Frame>>,
     current: Vec<Frame>,
+    /// Frames of `current` already moved out by `take_next`.
+    taken: usize,
 }
 
 impl Frames {
     /// The next frames, in order; `None` once the stream ended.
-    pub(super) fn next_batch(&mut self) -> Option<&[Frame]> {
+    pub(crate) fn next_batch(&mut self) -> Option<&[Frame]> {
         let done = std::mem::take(&mut self.current);
         if done.capacity() > 0 {
             // A reader gone by now no longer needs buffers.
@@ -44,6 +46,18 @@ impl Frames {
         self.current = self.rx.recv().ok()?;
         Some(&self.current)
     }
+
+    /// The next frame, moved out, for a consumer that keeps its values
+    /// (the batch still goes back to the reader, to be refilled).
+    pub(crate) fn take_next(&mut self) -> Option<Frame> {
+        while self.taken >= self.current.len() {
+            self.next_batch()?;
+            self.taken = 0;
+        }
+        let frame = std::mem::replace(&mut self.current[self.taken], Frame::End { rows: 0 });
+        self.taken += 1;
+        Some(frame)
+    }
 }
 
 /// Runs `consume` over the frames of `package` while a scoped thread reads
@@ -51,7 +65,7 @@ impl Frames {
 /// failed (the package must not be committed), else with what `consume`
 /// returned. When `consume` returns early, the reader stops at its next
 /// batch and `package` is left part-read.
-pub(super) fn read_ahead<T>(
+pub(crate) fn read_ahead<T>(
     package: &mut PackageSource<'_>,
     consume: impl FnOnce(&mut Frames) -> Result<T, ChannelDbError>,
 ) -> Result<T, ChannelDbError> {
@@ -68,6 +82,7 @@ pub(super) fn read_ahead<T>(
             rx,
             back,
             current: Vec::new(),
+            taken: 0,
         };
         let consumed = consume(&mut frames);
         // Closes the channel: a reader still going stops at its next send.
@@ -109,4 +124,23 @@ fn pump(
         let _ = tx.send(batch);
     }
     Ok(())
+}
+
+/// After the transaction rolled back because of `error`: when the rest of
+/// the package does not verify, the corruption is the cause to report (a
+/// flipped byte can decode into a duplicate key or a different column
+/// type long before the checksum is reached), else `error` stands.
+pub(crate) fn blame_corruption(
+    package: &mut PackageSource<'_>,
+    error: ChannelDbError,
+) -> ChannelDbError {
+    loop {
+        match package.next_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => return error,
+            Err(source) => {
+                return ChannelDbError::package(Some(package.header().package_id), source)
+            }
+        }
+    }
 }

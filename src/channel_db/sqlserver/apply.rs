@@ -1,0 +1,455 @@
+//! Applying a package in one SQL Server transaction.
+//!
+//! Every table of the header is checked (created, emptied for a full
+//! package) before the first row. Rows then go by TDS bulk load into a
+//! temp staging table, at most `BATCH_ROWS` at a time, and a statement
+//! moves each batch into the table: a merge by key for upserts, a delete
+//! joined on the key for deletes. A batch ends where the frames switch
+//! between upserts and deletes, so the package's order holds. The
+//! package's row in `cdx_applied_packages` commits with its data.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tiberius::TokenRow;
+use uuid::Uuid;
+
+use super::pool::{Connection, SqlServerPool};
+use super::read::{execute, existing, last_sequence, query};
+use super::tsql::{self, Bookkeeping, Staging};
+use super::values::to_column_data;
+use crate::channel_db::frames::{self, Frames};
+use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
+use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
+use crate::plan::{self, Limits, TableAction};
+
+/// Rows per bulk load: large enough that the merge per batch costs little
+/// per row, small enough that the staging table stays small.
+const BATCH_ROWS: usize = 50_000;
+
+pub(super) fn apply_package(
+    pool: &SqlServerPool,
+    mut package: PackageSource<'_>,
+) -> Result<ApplyOutcome, ChannelDbError> {
+    let header = package.header().clone();
+    let result = pool.with_connection(|connection| {
+        frames::read_ahead(&mut package, |frames| {
+            pool.block_on(in_transaction(pool, connection, &header, frames))
+        })
+    });
+    match result {
+        Err(e @ (ChannelDbError::Package { .. } | ChannelDbError::OutOfOrder { .. })) => Err(e),
+        Err(e) => Err(frames::blame_corruption(&mut package, e)),
+        ok => ok,
+    }
+}
+
+/// Runs the apply between `BEGIN TRANSACTION` and `COMMIT`. On an error
+/// the caller drops the connection, which rolls the transaction back on
+/// the server whatever state the connection is in.
+async fn in_transaction(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    header: &PackageHeader,
+    frames: &mut Frames,
+) -> Result<ApplyOutcome, ChannelDbError> {
+    let id = header.package_id;
+    batch(
+        pool,
+        connection,
+        || format!("begin transaction for package {id}"),
+        "BEGIN TRANSACTION",
+    )
+    .await?;
+    let outcome = Applying::new(pool, header)?.run(connection, frames).await?;
+    let end = match outcome {
+        ApplyOutcome::Applied(_) => "COMMIT TRANSACTION",
+        ApplyOutcome::AlreadyApplied => "ROLLBACK TRANSACTION",
+    };
+    batch(pool, connection, || format!("commit package {id}"), end).await?;
+    Ok(outcome)
+}
+
+async fn batch(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    context: impl Fn() -> String,
+    sql: &str,
+) -> Result<(), ChannelDbError> {
+    pool.timed(&context, async {
+        connection.simple_query(sql).await?.into_results().await
+    })
+    .await?;
+    Ok(())
+}
+
+/// One table of the package as the apply writes it.
+struct Target {
+    schema: TableSchema,
+    staging: Staging,
+    /// Columns narrower in the database than in the package.
+    checks: Vec<(usize, Limits)>,
+    /// Key columns' positions among the columns, in key order.
+    key: Vec<usize>,
+}
+
+struct Applying<'p> {
+    pool: &'p SqlServerPool,
+    header: &'p PackageHeader,
+    schema: String,
+    sql: Bookkeeping,
+    report: ApplyReport,
+    /// Rows staged so far, numbering the next one.
+    ordinal: i64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Upsert,
+    Delete,
+}
+
+impl<'p> Applying<'p> {
+    fn new(pool: &'p SqlServerPool, header: &'p PackageHeader) -> Result<Self, ChannelDbError> {
+        let schema = pool.config().schema.clone();
+        Ok(Applying {
+            pool,
+            header,
+            sql: Bookkeeping::new(&schema)?,
+            schema,
+            report: ApplyReport::default(),
+            ordinal: 0,
+        })
+    }
+
+    fn id(&self) -> Uuid {
+        self.header.package_id
+    }
+
+    async fn run(
+        mut self,
+        connection: &mut Connection,
+        frames: &mut Frames,
+    ) -> Result<ApplyOutcome, ChannelDbError> {
+        if self.is_applied(connection).await? {
+            return Ok(ApplyOutcome::AlreadyApplied);
+        }
+        self.check_sequence(connection).await?;
+        let mut targets = Vec::with_capacity(self.header.tables.len());
+        for (index, schema) in self.header.tables.iter().enumerate() {
+            targets.push(self.prepare(connection, index, schema).await?);
+        }
+        self.write_frames(connection, frames, &targets).await?;
+        self.record(connection).await?;
+        for target in &targets {
+            let drop = format!(
+                "DROP TABLE {}; DROP TABLE {}",
+                target.staging.upserts, target.staging.deletes
+            );
+            batch(
+                self.pool,
+                connection,
+                || "drop the staging tables".into(),
+                &drop,
+            )
+            .await?;
+        }
+        Ok(ApplyOutcome::Applied(self.report))
+    }
+
+    async fn is_applied(&self, connection: &mut Connection) -> Result<bool, ChannelDbError> {
+        let id = self.id();
+        let rows = query(
+            self.pool,
+            connection,
+            || "read cdx_applied_packages".into(),
+            &self.sql.is_applied,
+            &[&id],
+        )
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn check_sequence(&self, connection: &mut Connection) -> Result<(), ChannelDbError> {
+        let group = &self.header.data_group;
+        let context = || format!("read the last applied sequence of data group {group}");
+        let last = last_sequence(
+            self.pool,
+            connection,
+            &self.sql.last_sequence,
+            group,
+            context,
+        )
+        .await?;
+        if self.header.sequence <= last {
+            return Err(ChannelDbError::OutOfOrder {
+                package_id: self.id(),
+                data_group: group.clone(),
+                sequence: self.header.sequence,
+                last_applied: last,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the table against the package's, creates or empties it, and
+    /// creates its staging tables.
+    async fn prepare(
+        &mut self,
+        connection: &mut Connection,
+        index: usize,
+        schema: &TableSchema,
+    ) -> Result<Target, ChannelDbError> {
+        let name = &schema.name;
+        if plan::is_reserved_table(name) {
+            return Err(ChannelDbError::ReservedTable {
+                package_id: self.id(),
+                table: name.clone(),
+            });
+        }
+        let qualified = tsql::qualified(&self.schema, name)?;
+        let mut found = existing(self.pool, connection, name).await?;
+        match plan::check_table(found.as_ref(), schema)? {
+            TableAction::Create => {
+                let ddl = tsql::create_table(&self.schema, schema)?;
+                execute(
+                    self.pool,
+                    connection,
+                    || format!("create table {qualified}"),
+                    &ddl,
+                    &[],
+                )
+                .await?;
+                self.report.created_tables.push(name.clone());
+                // Read back: an unbounded text key was created narrower.
+                found = existing(self.pool, connection, name).await?;
+            }
+            TableAction::UseExisting if self.header.kind == PackageKind::Full => {
+                let delete = format!("DELETE FROM {qualified}");
+                execute(
+                    self.pool,
+                    connection,
+                    || format!("delete all rows of {qualified}"),
+                    &delete,
+                    &[],
+                )
+                .await?;
+            }
+            TableAction::UseExisting => {}
+        }
+        let staging = Staging::of(index);
+        let all: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        let keys: Vec<&str> = schema.key.iter().map(String::as_str).collect();
+        let ddl = format!(
+            "{}; {}",
+            tsql::create_staging(&staging.upserts, schema, &all)?,
+            tsql::create_staging(&staging.deletes, schema, &keys)?
+        );
+        batch(
+            self.pool,
+            connection,
+            || format!("create the staging tables of {qualified}"),
+            &ddl,
+        )
+        .await?;
+        let key = schema
+            .key
+            .iter()
+            .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
+            .collect();
+        Ok(Target {
+            checks: found.map_or_else(Vec::new, |e| plan::narrower_columns(&e, schema)),
+            schema: schema.clone(),
+            staging,
+            key,
+        })
+    }
+
+    async fn write_frames(
+        &mut self,
+        connection: &mut Connection,
+        frames: &mut Frames,
+        targets: &[Target],
+    ) -> Result<(), ChannelDbError> {
+        let id = self.id();
+        let package_err = |detail: String| {
+            ChannelDbError::package(
+                Some(id),
+                PackageError::InvalidFrame {
+                    table: None,
+                    detail,
+                },
+            )
+        };
+        let mut open: Option<&Target> = None;
+        let mut next = frames.take_next();
+        loop {
+            match next.take() {
+                // The reader stops early only with an error, which `read_ahead` reports.
+                None => return Err(package_err("the frames ended before End".into())),
+                Some(Frame::End { .. }) => return Ok(()),
+                Some(Frame::Table(index)) => {
+                    open = Some(targets.get(index as usize).ok_or_else(|| {
+                        package_err(format!(
+                            "Table({index}) but the header lists {} tables",
+                            targets.len()
+                        ))
+                    })?);
+                    next = frames.take_next();
+                }
+                Some(first) => {
+                    let target =
+                        open.ok_or_else(|| package_err("a row before any Table frame".into()))?;
+                    let op = if matches!(first, Frame::Delete(_)) {
+                        Op::Delete
+                    } else {
+                        Op::Upsert
+                    };
+                    next = self.load(connection, target, op, first, frames).await?;
+                    self.move_batch(connection, target, op).await?;
+                }
+            }
+        }
+    }
+
+    /// Bulk loads `first` and the frames after it of the same kind, up to
+    /// `BATCH_ROWS`, into the staging table; returns the frame it stopped at.
+    async fn load(
+        &mut self,
+        connection: &mut Connection,
+        target: &Target,
+        op: Op,
+        first: Frame,
+        frames: &mut Frames,
+    ) -> Result<Option<Frame>, ChannelDbError> {
+        let stage = match op {
+            Op::Upsert => &target.staging.upserts,
+            Op::Delete => &target.staging.deletes,
+        };
+        let pool = self.pool;
+        let context = || format!("bulk load into {stage} for table {}", target.schema.name);
+        let mut request = pool.timed(context, connection.bulk_insert(stage)).await?;
+        let mut frame = Some(first);
+        let mut loaded = 0;
+        let stopped_at = loop {
+            let row = match frame.take() {
+                Some(Frame::Upsert(row)) if op == Op::Upsert && loaded < BATCH_ROWS => {
+                    plan::check_row(self.id(), &target.schema, &target.checks, &row)?;
+                    self.report.upserts += 1;
+                    self.token_row(target, row, None)?
+                }
+                Some(Frame::Delete(key)) if op == Op::Delete && loaded < BATCH_ROWS => {
+                    self.report.deletes += 1;
+                    self.token_row(target, key, Some(&target.key))?
+                }
+                other => break other,
+            };
+            pool.timed(context, request.send(row)).await?;
+            loaded += 1;
+            frame = frames.take_next();
+        };
+        pool.timed(context, request.finalize()).await?;
+        Ok(stopped_at)
+    }
+
+    /// The staging row: the ordinal, then `values` typed as the columns at
+    /// `positions` (all columns when `None`).
+    fn token_row(
+        &mut self,
+        target: &Target,
+        values: Vec<Value>,
+        positions: Option<&[usize]>,
+    ) -> Result<TokenRow<'static>, ChannelDbError> {
+        self.ordinal += 1;
+        let mut row = TokenRow::with_capacity(values.len() + 1);
+        row.push(tiberius::ColumnData::I64(Some(self.ordinal)));
+        for (i, value) in values.into_iter().enumerate() {
+            let column = &target.schema.columns[positions.map_or(i, |p| p[i])];
+            let data = to_column_data(column.ty, value).map_err(|detail| {
+                ChannelDbError::package(
+                    Some(self.id()),
+                    PackageError::InvalidFrame {
+                        table: Some(target.schema.name.clone()),
+                        detail: format!("column `{}`: {detail}", column.name),
+                    },
+                )
+            })?;
+            row.push(data);
+        }
+        Ok(row)
+    }
+
+    /// Moves the staged batch into the table, then empties the stage.
+    async fn move_batch(
+        &self,
+        connection: &mut Connection,
+        target: &Target,
+        op: Op,
+    ) -> Result<(), ChannelDbError> {
+        let schema = &target.schema;
+        let (stage, sql) = match op {
+            Op::Upsert => {
+                let stage = &target.staging.upserts;
+                let full = self.header.kind == PackageKind::Full;
+                (
+                    stage,
+                    tsql::upsert_from_staging(&self.schema, schema, stage, full)?,
+                )
+            }
+            Op::Delete => {
+                let stage = &target.staging.deletes;
+                (
+                    stage,
+                    tsql::delete_from_staging(&self.schema, schema, stage)?,
+                )
+            }
+        };
+        let sql = format!("{sql}; TRUNCATE TABLE {stage}");
+        let what = if op == Op::Upsert {
+            "upsert into"
+        } else {
+            "delete from"
+        };
+        batch(
+            self.pool,
+            connection,
+            || format!("{what} {}", schema.name),
+            &sql,
+        )
+        .await
+    }
+
+    /// The package's row in `cdx_applied_packages`, in the same transaction.
+    async fn record(&self, connection: &mut Connection) -> Result<(), ChannelDbError> {
+        let h = self.header;
+        let kind = match h.kind {
+            PackageKind::Full => "Full",
+            PackageKind::Incremental => "Incremental",
+        };
+        let rows = i64::try_from(self.report.upserts + self.report.deletes).unwrap_or(i64::MAX);
+        let sequence = i64::try_from(h.sequence).unwrap_or(i64::MAX);
+        let context = || format!("record package {} in cdx_applied_packages", h.package_id);
+        execute(
+            self.pool,
+            connection,
+            context,
+            &self.sql.record,
+            &[
+                &h.package_id,
+                &h.data_group.as_str(),
+                &h.job.as_str(),
+                &sequence,
+                &kind,
+                &rows,
+                &now_ms(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

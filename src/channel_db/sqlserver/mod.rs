@@ -1,0 +1,86 @@
+//! SQL Server through tiberius: the channel database of most stores.
+//!
+//! Packages are bulk loaded (TDS bulk load) into temp staging tables in
+//! bounded batches and merged from there, all in one transaction with the
+//! package's bookkeeping row; uploads are read in counter order by one
+//! statement per batch. See `docs/sqlserver.md` for the setup and the
+//! reasoning, `tsql.rs` for the statements.
+
+mod apply;
+mod pool;
+mod read;
+mod tsql;
+mod types;
+mod values;
+
+pub use pool::SqlServerPool;
+
+use super::{
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch, UploadTable,
+};
+
+/// One connection's worth of the channel database: calls take a pooled
+/// connection for their duration. Open as many as there are threads that
+/// call; the pool bounds the connections.
+pub struct SqlServerChannelDb {
+    pool: SqlServerPool,
+}
+
+impl SqlServerChannelDb {
+    pub fn new(pool: SqlServerPool) -> Self {
+        SqlServerChannelDb { pool }
+    }
+
+    /// Connects now (the pool connects lazily), so that a wrong address or
+    /// password shows at start rather than at the first package.
+    ///
+    /// # Errors
+    /// `Connect`, or the bookkeeping tables could not be created.
+    pub fn check_connection(&mut self) -> Result<(), ChannelDbError> {
+        self.pool.with_connection(|_| Ok(()))
+    }
+}
+
+impl ChannelDb for SqlServerChannelDb {
+    fn applied_packages(
+        &mut self,
+        data_group: &str,
+    ) -> Result<Vec<AppliedPackage>, ChannelDbError> {
+        read::applied_packages(&self.pool, data_group)
+    }
+
+    fn last_applied_sequence(&mut self, data_group: &str) -> Result<u64, ChannelDbError> {
+        read::last_applied_sequence(&self.pool, data_group)
+    }
+
+    fn apply_package(
+        &mut self,
+        package: PackageSource<'_>,
+    ) -> Result<ApplyOutcome, ChannelDbError> {
+        apply::apply_package(&self.pool, package)
+    }
+
+    fn read_upload_rows(
+        &mut self,
+        table: &UploadTable,
+        after: i64,
+        limit: usize,
+    ) -> Result<RowBatch, ChannelDbError> {
+        read::upload_rows(&self.pool, table, after, limit)
+    }
+
+    fn watermark(&mut self, table: &str) -> Result<i64, ChannelDbError> {
+        read::watermark(&self.pool, table)
+    }
+
+    fn advance_watermark(&mut self, table: &str, counter: i64) -> Result<(), ChannelDbError> {
+        read::advance_watermark(&self.pool, table, counter)
+    }
+
+    fn row_count(&mut self, table: &str) -> Result<u64, ChannelDbError> {
+        read::row_count(&self.pool, table)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+//! Connections to SQL Server: a small pool on a runtime of its own.
+//!
+//! The `ChannelDb` trait is blocking (the agent calls it from blocking
+//! threads), tiberius is async, and a tiberius connection belongs to the
+//! runtime that opened it. So the pool owns one runtime, every call blocks
+//! on it, and every connection lives and dies there.
+//!
+//! A connection goes back to the pool only after a call succeeded: after
+//! an error, a timeout or a dropped future, tiberius's connection may be
+//! mid-response (the next query would read the old answer), and inside a
+//! transaction only closing it makes the server roll back at once.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tiberius::{AuthMethod, Client, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::tsql;
+use crate::channel_db::ChannelDbError;
+use crate::config::{Encrypt, SqlServerConfig};
+
+pub type Connection = Client<Compat<TcpStream>>;
+
+/// Retries of an idempotent call after a transient error, and the pause
+/// before the first (doubling after each).
+const RETRIES: u32 = 3;
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+
+/// SQL Server error numbers worth another try: deadlock victim, lock
+/// request timeout, and Azure SQL's "busy, try again" family.
+const TRANSIENT_CODES: &[u32] = &[1205, 1222, 40197, 40501, 40613, 49918, 49919, 49920];
+
+/// A pool of connections to one channel database. Cheap to clone.
+#[derive(Clone)]
+pub struct SqlServerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SqlServerConfig,
+    runtime: Option<tokio::runtime::Runtime>,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    /// Whether the bookkeeping tables were made sure of; the lock keeps
+    /// two first connections from creating them at once.
+    bookkeeping_ready: tokio::sync::Mutex<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics on an async thread; the
+        // last handle may go on one (the agent's factory closure).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl SqlServerPool {
+    /// A pool for `config`. Connects lazily: the first call connects.
+    ///
+    /// # Errors
+    /// The runtime could not be built (no threads left).
+    pub fn new(config: SqlServerConfig) -> Result<Self, ChannelDbError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cdx-sqlserver")
+            .enable_all()
+            .build()
+            .map_err(|e| ChannelDbError::Connect {
+                server: server_name(&config),
+                detail: format!("cannot start the connection runtime: {e}"),
+            })?;
+        let permits = Arc::new(Semaphore::new(config.pool_size as usize));
+        Ok(SqlServerPool {
+            inner: Arc::new(Inner {
+                config,
+                runtime: Some(runtime),
+                idle: Mutex::new(Vec::new()),
+                permits,
+                bookkeeping_ready: tokio::sync::Mutex::new(false),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SqlServerConfig {
+        &self.inner.config
+    }
+
+    /// Runs `future` to completion on the pool's runtime.
+    pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.inner
+            .runtime
+            .as_ref()
+            .expect("the runtime lives until the pool is dropped")
+            .block_on(future)
+    }
+
+    /// `future`, failing with `SqlServerTimeout` after the query timeout.
+    pub(super) async fn timed<T>(
+        &self,
+        context: impl FnOnce() -> String,
+        future: impl Future<Output = Result<T, tiberius::error::Error>>,
+    ) -> Result<T, ChannelDbError> {
+        let timeout = self.inner.config.query_timeout;
+        match tokio::time::timeout(timeout, future).await {
+            Ok(result) => result.map_err(|e| sql_error(context(), e)),
+            Err(_) => Err(ChannelDbError::SqlServerTimeout {
+                context: context(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Runs `work` on a pooled connection, connecting when none is idle.
+    /// The connection goes back to the pool only when `work` succeeded.
+    pub(super) fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, ChannelDbError>,
+    ) -> Result<T, ChannelDbError> {
+        let _permit =
+            self.block_on(self.inner.permits.acquire())
+                .map_err(|_| ChannelDbError::Connect {
+                    server: server_name(&self.inner.config),
+                    detail: "the pool is closed".into(),
+                })?;
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.block_on(self.connect())?,
+        };
+        let result = work(&mut connection);
+        if result.is_ok() {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push(connection);
+        }
+        result
+    }
+
+    /// [`with_connection`](Self::with_connection), tried again with a new
+    /// connection after a transient error: only for calls that can safely
+    /// run twice.
+    pub(super) fn retrying<T>(
+        &self,
+        work: impl Fn(&mut Connection) -> Result<T, ChannelDbError>,
+    ) -> Result<T, ChannelDbError> {
+        let mut pause = FIRST_PAUSE;
+        let mut tries = 0;
+        loop {
+            match self.with_connection(&work) {
+                Err(e) if e.is_transient() && tries < RETRIES => {
+                    tries += 1;
+                    tracing::warn!(error = %e, try_number = tries, "sql server call failed; trying again");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// A new connection, logged in, with the session set up and the
+    /// bookkeeping tables made sure of.
+    async fn connect(&self) -> Result<Connection, ChannelDbError> {
+        let config = &self.inner.config;
+        let server = server_name(config);
+        let fail = |detail: String| ChannelDbError::Connect {
+            server: server.clone(),
+            detail,
+        };
+        let tds = tds_config(config);
+        let login = async {
+            let tcp = match (&config.instance, config.port) {
+                (Some(_), None) => {
+                    use tiberius::SqlBrowser;
+                    TcpStream::connect_named(&tds)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?
+                }
+                _ => TcpStream::connect(tds.get_addr())
+                    .await
+                    .map_err(|e| fail(e.to_string()))?,
+            };
+            tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+            Client::connect(tds.clone(), tcp.compat_write())
+                .await
+                .map_err(|e| fail(login_error(e)))
+        };
+        let mut connection = tokio::time::timeout(config.connect_timeout, login)
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no answer within {}",
+                    humantime::format_duration(config.connect_timeout)
+                ))
+            })??;
+        // XACT_ABORT: any error inside a transaction rolls all of it back,
+        // rather than leaving it open with some statements done.
+        self.timed(|| "set up the session".into(), async {
+            connection
+                .simple_query("SET XACT_ABORT ON; SET NOCOUNT ON")
+                .await?
+                .into_results()
+                .await
+        })
+        .await?;
+        self.ensure_bookkeeping(&mut connection).await?;
+        Ok(connection)
+    }
+
+    async fn ensure_bookkeeping(&self, connection: &mut Connection) -> Result<(), ChannelDbError> {
+        let mut ready = self.inner.bookkeeping_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        let schema = &self.inner.config.schema;
+        let ddl = tsql::bookkeeping(schema)?;
+        self.timed(
+            || format!("create the bookkeeping tables in schema {schema}"),
+            async { connection.simple_query(ddl).await?.into_results().await },
+        )
+        .await?;
+        *ready = true;
+        Ok(())
+    }
+}
+
+/// `host`, `host,port` or `host\instance`, for messages.
+pub(super) fn server_name(config: &SqlServerConfig) -> String {
+    match (&config.instance, config.port) {
+        (_, Some(port)) => format!("{},{port}", config.host),
+        (Some(instance), None) => format!("{}\\{instance}", config.host),
+        (None, None) => config.host.clone(),
+    }
+}
+
+fn tds_config(config: &SqlServerConfig) -> tiberius::Config {
+    let mut tds = tiberius::Config::new();
+    tds.host(&config.host);
+    if let Some(port) = config.port {
+        tds.port(port);
+    }
+    if let Some(instance) = &config.instance {
+        tds.instance_name(instance);
+    }
+    tds.database(&config.database);
+    tds.application_name(&config.application_name);
+    tds.authentication(AuthMethod::sql_server(
+        &config.user,
+        config.password.expose(),
+    ));
+    tds.encryption(match config.encrypt {
+        Encrypt::Required => EncryptionLevel::Required,
+        Encrypt::Off => EncryptionLevel::Off,
+        Encrypt::Plaintext => EncryptionLevel::NotSupported,
+    });
+    if config.trust_server_certificate {
+        tds.trust_cert();
+    }
+    if let Some(ca) = &config.trust_server_certificate_ca {
+        tds.trust_cert_ca(ca.display());
+    }
+    tds
+}
+
+/// A login failure in words an operator can act on.
+fn login_error(e: tiberius::error::Error) -> String {
+    match &e {
+        tiberius::error::Error::Server(token) if token.code() == 18456 => format!(
+            "login failed for the user (SQL Server error 18456): check User Id and the password; {}",
+            token.message()
+        ),
+        tiberius::error::Error::Server(token) if token.code() == 4060 => format!(
+            "cannot open the database (SQL Server error 4060): check Database and the user's access; {}",
+            token.message()
+        ),
+        tiberius::error::Error::Routing { host, port } => format!(
+            "the server redirects to {host},{port}; put that address in the connection string"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// A tiberius error with its context, classified.
+pub(super) fn sql_error(context: String, source: tiberius::error::Error) -> ChannelDbError {
+    let transient = match &source {
+        tiberius::error::Error::Io { .. } => true,
+        tiberius::error::Error::Server(token) => TRANSIENT_CODES.contains(&token.code()),
+        _ => false,
+    };
+    ChannelDbError::SqlServer {
+        context,
+        source,
+        transient,
+    }
+}

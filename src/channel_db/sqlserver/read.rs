@@ -1,0 +1,271 @@
+//! Every call but apply: reads of the bookkeeping, the upload batches and
+//! the watermarks. Each is one statement that can safely run twice, so a
+//! transient failure is tried again on a new connection.
+
+use tiberius::{Row, ToSql};
+use uuid::Uuid;
+
+use super::pool::{Connection, SqlServerPool};
+use super::tsql::{self, Bookkeeping, Counter};
+use super::types::{existing_table, ServerColumn};
+use super::values::from_column_data;
+use crate::channel_db::{AppliedPackage, ChannelDbError, RowBatch, UploadTable};
+use crate::package::PackageKind;
+use crate::plan::ExistingTable;
+
+/// The rows of `sql` with `params`, all of them.
+pub(super) async fn query(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    context: impl Fn() -> String,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> Result<Vec<Row>, ChannelDbError> {
+    pool.timed(&context, async {
+        connection
+            .query(sql, params)
+            .await?
+            .into_first_result()
+            .await
+    })
+    .await
+}
+
+/// Runs `sql` for its effect.
+pub(super) async fn execute(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    context: impl Fn() -> String,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> Result<u64, ChannelDbError> {
+    pool.timed(&context, async {
+        Ok(connection.execute(sql, params).await?.total())
+    })
+    .await
+}
+
+/// The columns of `schema.table`, or `None` when there is no such table.
+pub(super) async fn table_columns(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    table: &str,
+) -> Result<Option<Vec<ServerColumn>>, ChannelDbError> {
+    let name = tsql::qualified(&pool.config().schema, table)?;
+    let rows = query(
+        pool,
+        connection,
+        || format!("read the columns of {name}"),
+        tsql::COLUMNS,
+        &[&name.as_str()],
+    )
+    .await?;
+    let columns: Vec<ServerColumn> = rows.iter().map(server_column).collect();
+    Ok((!columns.is_empty()).then_some(columns))
+}
+
+fn server_column(row: &Row) -> ServerColumn {
+    ServerColumn {
+        name: row.get::<&str, _>(0).unwrap_or_default().to_owned(),
+        type_name: row
+            .get::<&str, _>(1)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        max_length: row.get(2).unwrap_or_default(),
+        precision: row.get(3).unwrap_or_default(),
+        scale: row.get(4).unwrap_or_default(),
+        nullable: row.get(5).unwrap_or_default(),
+        identity: row.get(6).unwrap_or_default(),
+        computed: row.get(7).unwrap_or_default(),
+        has_default: row.get(8).unwrap_or_default(),
+        key_ordinal: row.get::<i32, _>(9).unwrap_or_default().max(0) as u32,
+    }
+}
+
+/// The table as `plan` compares it, or `None` when missing.
+pub(super) async fn existing(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    table: &str,
+) -> Result<Option<ExistingTable>, ChannelDbError> {
+    let columns = table_columns(pool, connection, table).await?;
+    Ok(columns.map(|c| existing_table(table, &c)))
+}
+
+fn bookkeeping(pool: &SqlServerPool) -> Result<Bookkeeping, ChannelDbError> {
+    Ok(Bookkeeping::new(&pool.config().schema)?)
+}
+
+pub(super) fn applied_packages(
+    pool: &SqlServerPool,
+    data_group: &str,
+) -> Result<Vec<AppliedPackage>, ChannelDbError> {
+    let sql = bookkeeping(pool)?.applied;
+    let context = || format!("read cdx_applied_packages of data group {data_group}");
+    let rows = pool.retrying(|c| pool.block_on(query(pool, c, context, &sql, &[&data_group])))?;
+    rows.iter()
+        .map(|row| applied_package(row).ok_or_else(|| corrupt_bookkeeping(context())))
+        .collect()
+}
+
+fn applied_package(row: &Row) -> Option<AppliedPackage> {
+    Some(AppliedPackage {
+        package_id: row.get::<Uuid, _>(0)?,
+        data_group: row.get::<&str, _>(1)?.to_owned(),
+        job: row.get::<&str, _>(2)?.to_owned(),
+        sequence: u64::try_from(row.get::<i64, _>(3)?).ok()?,
+        kind: match row.get::<&str, _>(4)? {
+            "Full" => PackageKind::Full,
+            "Incremental" => PackageKind::Incremental,
+            _ => return None,
+        },
+        rows: u64::try_from(row.get::<i64, _>(5)?).ok()?,
+        applied_at_ms: row.get(6)?,
+    })
+}
+
+fn corrupt_bookkeeping(context: String) -> ChannelDbError {
+    ChannelDbError::SqlServer {
+        context,
+        source: tiberius::error::Error::Conversion("a row of unexpected shape".into()),
+        transient: false,
+    }
+}
+
+pub(super) fn last_applied_sequence(
+    pool: &SqlServerPool,
+    data_group: &str,
+) -> Result<u64, ChannelDbError> {
+    let sql = bookkeeping(pool)?.last_sequence;
+    let context = || format!("read the last applied sequence of data group {data_group}");
+    pool.retrying(|c| pool.block_on(last_sequence(pool, c, &sql, data_group, context)))
+}
+
+/// The highest sequence applied for `data_group`, 0 when none.
+pub(super) async fn last_sequence(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    sql: &str,
+    data_group: &str,
+    context: impl Fn() -> String,
+) -> Result<u64, ChannelDbError> {
+    let rows = query(pool, connection, &context, sql, &[&data_group]).await?;
+    let last = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+    u64::try_from(last).map_err(|_| corrupt_bookkeeping(context()))
+}
+
+pub(super) fn upload_rows(
+    pool: &SqlServerPool,
+    table: &UploadTable,
+    after: i64,
+    limit: usize,
+) -> Result<RowBatch, ChannelDbError> {
+    tsql::quote(&table.counter_column)?;
+    tsql::quote(&table.name)?;
+    pool.retrying(|c| pool.block_on(read_batch(pool, c, table, after, limit)))
+}
+
+async fn read_batch(
+    pool: &SqlServerPool,
+    connection: &mut Connection,
+    table: &UploadTable,
+    after: i64,
+    limit: usize,
+) -> Result<RowBatch, ChannelDbError> {
+    let (name, counter) = (&table.name, &table.counter_column);
+    let columns = table_columns(pool, connection, name)
+        .await?
+        .ok_or_else(|| ChannelDbError::UnknownTable {
+            table: name.clone(),
+        })?;
+    let counter_column = columns
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(counter))
+        .ok_or_else(|| ChannelDbError::UnknownColumn {
+            table: name.clone(),
+            column: counter.clone(),
+        })?;
+    let kind = match counter_column.type_name.as_str() {
+        "timestamp" | "rowversion" => Counter::RowVersion,
+        _ => Counter::Integer,
+    };
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let sql = tsql::select_upload_rows(&pool.config().schema, name, &names, counter, kind)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let context = || format!("read upload rows of {name}");
+    let rows = query(pool, connection, context, &sql, &[&limit, &after]).await?;
+    let counter_at = names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(counter))
+        .unwrap_or_default();
+    let mut batch = RowBatch {
+        columns: names.iter().map(|n| (*n).to_owned()).collect(),
+        rows: Vec::with_capacity(rows.len()),
+        counters: None,
+    };
+    for row in rows {
+        let values = row
+            .into_iter()
+            .map(from_column_data)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| corrupt_value(name, why))?;
+        let n = match values.get(counter_at) {
+            Some(crate::package::Value::Integer(n)) => *n,
+            _ => {
+                return Err(corrupt_value(
+                    name,
+                    format!("counter {counter} is not an integer"),
+                ))
+            }
+        };
+        batch.counters = Some(batch.counters.map_or((n, n), |(first, _)| (first, n)));
+        batch.rows.push(values);
+    }
+    Ok(batch)
+}
+
+fn corrupt_value(table: &str, why: String) -> ChannelDbError {
+    ChannelDbError::SqlServer {
+        context: format!("read upload rows of {table}"),
+        source: tiberius::error::Error::Conversion(why.into()),
+        transient: false,
+    }
+}
+
+pub(super) fn watermark(pool: &SqlServerPool, table: &str) -> Result<i64, ChannelDbError> {
+    tsql::quote(table)?;
+    let sql = bookkeeping(pool)?.watermark;
+    let context = || format!("read the upload watermark of {table}");
+    let rows = pool.retrying(|c| pool.block_on(query(pool, c, context, &sql, &[&table])))?;
+    Ok(rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0))
+}
+
+pub(super) fn advance_watermark(
+    pool: &SqlServerPool,
+    table: &str,
+    counter: i64,
+) -> Result<(), ChannelDbError> {
+    tsql::quote(table)?;
+    let sql = bookkeeping(pool)?.advance;
+    let context = || format!("advance the upload watermark of {table} to {counter}");
+    pool.retrying(|c| pool.block_on(execute(pool, c, context, &sql, &[&table, &counter])))?;
+    Ok(())
+}
+
+pub(super) fn row_count(pool: &SqlServerPool, table: &str) -> Result<u64, ChannelDbError> {
+    let qualified = tsql::qualified(&pool.config().schema, table)?;
+    let sql = format!("SELECT COUNT_BIG(*) FROM {qualified}");
+    let context = || format!("count the rows of {table}");
+    pool.retrying(|c| {
+        pool.block_on(async {
+            if table_columns(pool, c, table).await?.is_none() {
+                return Err(ChannelDbError::UnknownTable {
+                    table: table.to_owned(),
+                });
+            }
+            let rows = query(pool, c, context, &sql, &[]).await?;
+            let count = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+    })
+}

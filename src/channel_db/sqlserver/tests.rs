@@ -1,0 +1,456 @@
+//! What needs no server: names, types, values and the generated T-SQL.
+
+use tiberius::time::{Date as TdsDate, DateTime, DateTime2, SmallDateTime, Time};
+use tiberius::ColumnData;
+
+use super::tsql::{self, Counter, Staging};
+use super::types::{self, ServerColumn};
+use super::values::{from_column_data, to_column_data};
+use crate::package::{Column, ColumnType, TableSchema, Value};
+use crate::plan::{self, Family, TableAction};
+
+fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
+    Column {
+        name: name.into(),
+        ty,
+        nullable,
+    }
+}
+
+/// prices(item_id text(20), store integer, amount decimal(32,6), note text?)
+/// keyed on (item_id, store).
+fn prices() -> TableSchema {
+    TableSchema {
+        name: "prices".into(),
+        columns: vec![
+            col("item_id", ColumnType::BoundedText { max_len: 20 }, false),
+            col("store", ColumnType::Integer, false),
+            col(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 32,
+                    scale: 6,
+                },
+                false,
+            ),
+            col("note", ColumnType::Text, true),
+        ],
+        key: vec!["item_id".into(), "store".into()],
+    }
+}
+
+fn server_column(name: &str, type_name: &str, max_length: i16, key: u32) -> ServerColumn {
+    ServerColumn {
+        name: name.into(),
+        type_name: type_name.into(),
+        max_length,
+        precision: 0,
+        scale: 0,
+        nullable: key == 0,
+        identity: false,
+        computed: false,
+        has_default: false,
+        key_ordinal: key,
+    }
+}
+
+#[test]
+fn identifiers_are_bracketed_and_anything_else_refused() {
+    assert_eq!(
+        tsql::quote("RETAILTRANSACTIONTABLE").unwrap(),
+        "[RETAILTRANSACTIONTABLE]"
+    );
+    assert_eq!(
+        tsql::qualified("ax", "INVENTTABLE").unwrap(),
+        "[ax].[INVENTTABLE]"
+    );
+    for hostile in ["a]; DROP TABLE x; --", "a b", "", "[a]", "a.b", "é", "1a"] {
+        let err = tsql::quote(hostile).unwrap_err();
+        assert_eq!(err.name, hostile);
+        assert!(tsql::qualified("dbo", hostile).is_err());
+        assert!(tsql::qualified(hostile, "t").is_err());
+    }
+    let mut t = prices();
+    t.columns[3].name = "note]; DROP TABLE prices --".into();
+    assert!(tsql::create_table("dbo", &t).is_err());
+    assert!(tsql::upsert_from_staging("dbo", &t, "#cdx_up_0", false).is_err());
+}
+
+#[test]
+fn package_types_map_to_sql_server_types() {
+    let cases = [
+        (ColumnType::Integer, "bigint"),
+        (ColumnType::Real, "float"),
+        (ColumnType::Text, "nvarchar(max)"),
+        (ColumnType::Blob, "varbinary(max)"),
+        (ColumnType::Boolean, "bit"),
+        (
+            ColumnType::Decimal {
+                precision: 32,
+                scale: 6,
+            },
+            "decimal(32,6)",
+        ),
+        (ColumnType::Date, "date"),
+        (ColumnType::DateTime, "datetime2(7)"),
+        (ColumnType::Time, "time(7)"),
+        (ColumnType::Uuid, "uniqueidentifier"),
+        (ColumnType::BoundedText { max_len: 60 }, "nvarchar(60)"),
+        (ColumnType::BoundedBlob { max_len: 16 }, "varbinary(16)"),
+    ];
+    for (ty, sql) in cases {
+        assert_eq!(types::create_type(ty, false), sql, "{ty}");
+        // What the created column reads back as holds every value of the type.
+        let created = created_column(ty, sql);
+        let stored = created
+            .stored()
+            .unwrap_or_else(|| panic!("{sql} maps to no family"));
+        assert!(stored.family.stores(ty), "{sql} does not store {ty}");
+        assert!(stored.limits.hold_all_of(ty), "{sql} is narrower than {ty}");
+    }
+    assert_eq!(types::create_type(ColumnType::Text, true), "nvarchar(450)");
+    assert_eq!(types::create_type(ColumnType::Blob, true), "varbinary(900)");
+    assert_eq!(
+        types::staging_type(ColumnType::Decimal {
+            precision: 38,
+            scale: 38
+        }),
+        "nvarchar(48)"
+    );
+}
+
+/// The `sys.columns` row of a column created as `sql`.
+fn created_column(ty: ColumnType, sql: &str) -> ServerColumn {
+    let type_name = sql.split('(').next().unwrap();
+    let mut c = server_column("c", type_name, 8, 0);
+    match ty {
+        ColumnType::Text | ColumnType::Blob => c.max_length = -1,
+        ColumnType::BoundedText { max_len } => c.max_length = (max_len * 2) as i16,
+        ColumnType::BoundedBlob { max_len } => c.max_length = max_len as i16,
+        ColumnType::Decimal { precision, scale } => (c.precision, c.scale) = (precision, scale),
+        _ => {}
+    }
+    c
+}
+
+#[test]
+fn existing_columns_map_to_families_and_limits() {
+    let cases: [(&str, i16, u8, u8, Family, Option<u32>); 8] = [
+        ("nvarchar", 40, 0, 0, Family::Text, Some(20)),
+        ("nvarchar", -1, 0, 0, Family::Text, None),
+        ("varchar", 10, 0, 0, Family::Text, Some(10)),
+        ("nchar", 8, 0, 0, Family::Text, Some(4)),
+        ("varbinary", 16, 0, 0, Family::Blob, Some(16)),
+        ("datetime", 8, 0, 0, Family::DateTime, None),
+        ("int", 4, 10, 0, Family::Integer, None),
+        ("numeric", 17, 32, 16, Family::Decimal, None),
+    ];
+    for (type_name, max_length, precision, scale, family, max_len) in cases {
+        let mut c = server_column("c", type_name, max_length, 0);
+        (c.precision, c.scale) = (precision, scale);
+        let stored = c.stored().unwrap();
+        assert_eq!(stored.family, family, "{type_name}");
+        assert_eq!(stored.limits.max_len, max_len, "{type_name}({max_length})");
+    }
+    let int = server_column("c", "int", 4, 0).stored().unwrap();
+    assert_eq!(
+        int.limits.int_range,
+        Some((i32::MIN.into(), i32::MAX.into()))
+    );
+    let money = server_column("c", "money", 8, 0).stored().unwrap();
+    assert_eq!(money.limits.decimal, Some((19, 4)));
+    assert_eq!(server_column("c", "sql_variant", 8016, 0).stored(), None);
+    assert_eq!(server_column("c", "timestamp", 8, 0).stored(), None);
+    let mut identity = server_column("c", "bigint", 8, 0);
+    identity.identity = true;
+    assert_eq!(identity.stored(), None);
+    assert_eq!(identity.declared(), "bigint IDENTITY");
+    assert_eq!(
+        server_column("c", "nvarchar", 40, 0).declared(),
+        "nvarchar(20)"
+    );
+    assert_eq!(
+        server_column("c", "nvarchar", -1, 0).declared(),
+        "nvarchar(max)"
+    );
+}
+
+/// An AX-style table: narrower text, an int store, numeric(32,16), an
+/// identity counter and a defaulted column the package leaves out.
+fn ax_prices() -> Vec<ServerColumn> {
+    let mut amount = server_column("AMOUNT", "numeric", 17, 0);
+    (amount.precision, amount.scale) = (32, 16);
+    let mut counter = server_column("REPLICATIONCOUNTERFROMORIGIN", "int", 4, 0);
+    (counter.identity, counter.nullable) = (true, false);
+    let mut modified = server_column("MODIFIEDDATETIME", "datetime", 8, 0);
+    (modified.has_default, modified.nullable) = (true, false);
+    vec![
+        server_column("ITEM_ID", "nvarchar", 20, 1),
+        server_column("STORE", "int", 4, 2),
+        amount,
+        server_column("NOTE", "nvarchar", -1, 0),
+        counter,
+        modified,
+    ]
+}
+
+#[test]
+fn an_existing_narrower_table_fits_and_its_values_are_checked() {
+    let existing = types::existing_table("prices", &ax_prices());
+    let wanted = prices();
+    assert_eq!(
+        plan::check_table(Some(&existing), &wanted),
+        Ok(TableAction::UseExisting)
+    );
+    let checks = plan::narrower_columns(&existing, &wanted);
+    let checked: Vec<&str> = checks
+        .iter()
+        .map(|(i, _)| wanted.columns[*i].name.as_str())
+        .collect();
+    // decimal(32,6) has 26 digits before the point, numeric(32,16) only 16;
+    // note is nvarchar(max).
+    assert_eq!(checked, ["item_id", "store", "amount"]);
+    let id = uuid::Uuid::nil();
+    let row = |item: &str, store: i64| {
+        vec![
+            Value::Text(item.into()),
+            Value::Integer(store),
+            Value::Text("1.500000".into()),
+            Value::Null,
+        ]
+    };
+    plan::check_row(id, &wanted, &checks, &row("0123456789", 12)).unwrap();
+    let err = plan::check_row(id, &wanted, &checks, &row("0123456789AB", 12)).unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "prices",
+        "`item_id`",
+        "item_id=0123456789AB, store=12",
+        "12 characters",
+        "at most 10",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let err = plan::check_row(id, &wanted, &checks, &row("A", 1 << 40)).unwrap_err();
+    assert!(
+        err.to_string().contains("outside the column's range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn identity_and_unknown_type_columns_conflict_by_name() {
+    let mut columns = ax_prices();
+    columns[1].type_name = "sql_variant".into();
+    let existing = types::existing_table("prices", &columns);
+    let err = plan::check_table(Some(&existing), &prices())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("prices.store") && err.contains("sql_variant"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_table_declares_types_nullability_and_key() {
+    let sql = tsql::create_table("ax", &prices()).unwrap();
+    assert_eq!(
+        sql,
+        "CREATE TABLE [ax].[prices] ([item_id] nvarchar(20) NOT NULL, [store] bigint NOT NULL, \
+         [amount] decimal(32,6) NOT NULL, [note] nvarchar(max) NULL, \
+         PRIMARY KEY ([item_id], [store]))"
+    );
+}
+
+#[test]
+fn staging_tables_are_nullable_temp_tables_in_the_database_collation() {
+    let t = prices();
+    let staging = Staging::of(3);
+    assert_eq!(
+        (staging.upserts.as_str(), staging.deletes.as_str()),
+        ("#cdx_up_3", "#cdx_del_3")
+    );
+    let sql = tsql::create_staging(
+        &staging.upserts,
+        &t,
+        &["item_id", "store", "amount", "note"],
+    )
+    .unwrap();
+    assert_eq!(
+        sql,
+        "CREATE TABLE #cdx_up_3 ([cdx_ord] bigint NOT NULL, \
+         [item_id] nvarchar(20) COLLATE DATABASE_DEFAULT NULL, [store] bigint NULL, \
+         [amount] nvarchar(48) COLLATE DATABASE_DEFAULT NULL, \
+         [note] nvarchar(max) COLLATE DATABASE_DEFAULT NULL)"
+    );
+}
+
+#[test]
+fn incremental_upserts_merge_keeping_the_last_row_of_a_key() {
+    let sql = tsql::upsert_from_staging("ax", &prices(), "#cdx_up_0", false).unwrap();
+    assert_eq!(
+        sql,
+        "MERGE [ax].[prices] WITH (HOLDLOCK) AS t USING (SELECT [item_id], [store], \
+         CAST([amount] AS decimal(32,6)) AS [amount], [note] FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY [item_id], [store] ORDER BY [cdx_ord] DESC) AS [cdx_last] FROM #cdx_up_0) \
+         AS d WHERE [cdx_last] = 1) AS s ON t.[item_id] = s.[item_id] AND t.[store] = s.[store] \
+         WHEN MATCHED THEN UPDATE SET [amount] = s.[amount], [note] = s.[note] \
+         WHEN NOT MATCHED BY TARGET THEN INSERT ([item_id], [store], [amount], [note]) \
+         VALUES (s.[item_id], s.[store], s.[amount], s.[note]);"
+    );
+    let mut key_only = prices();
+    key_only.columns.truncate(2);
+    let sql = tsql::upsert_from_staging("ax", &key_only, "#cdx_up_0", false).unwrap();
+    assert!(!sql.contains("WHEN MATCHED"), "{sql}");
+}
+
+#[test]
+fn full_packages_insert_in_package_order() {
+    let sql = tsql::upsert_from_staging("dbo", &prices(), "#cdx_up_1", true).unwrap();
+    assert_eq!(
+        sql,
+        "INSERT INTO [dbo].[prices] ([item_id], [store], [amount], [note]) SELECT [item_id], \
+         [store], CAST([amount] AS decimal(32,6)) AS [amount], [note] FROM #cdx_up_1 ORDER BY [cdx_ord]"
+    );
+}
+
+#[test]
+fn deletes_join_the_staged_keys() {
+    let mut t = prices();
+    t.key = vec!["item_id".into(), "amount".into()];
+    let sql = tsql::delete_from_staging("dbo", &t, "#cdx_del_0").unwrap();
+    assert_eq!(
+        sql,
+        "DELETE t FROM [dbo].[prices] AS t WHERE EXISTS (SELECT 1 FROM #cdx_del_0 AS d WHERE \
+         t.[item_id] = d.[item_id] AND t.[amount] = CAST(d.[amount] AS decimal(32,6)))"
+    );
+}
+
+#[test]
+fn upload_reads_wait_for_uncommitted_rows_and_respect_rowversion() {
+    let columns = ["RECEIPTID", "AMOUNT", "REPLICATIONCOUNTERFROMORIGIN"];
+    let sql = tsql::select_upload_rows(
+        "ax",
+        "RETAILTRANSACTIONTABLE",
+        &columns,
+        "REPLICATIONCOUNTERFROMORIGIN",
+        Counter::Integer,
+    )
+    .unwrap();
+    assert_eq!(
+        sql,
+        "SELECT TOP (@P1) [RECEIPTID], [AMOUNT], [REPLICATIONCOUNTERFROMORIGIN] FROM \
+         [ax].[RETAILTRANSACTIONTABLE] WITH (READCOMMITTEDLOCK) WHERE \
+         [REPLICATIONCOUNTERFROMORIGIN] > @P2 ORDER BY [REPLICATIONCOUNTERFROMORIGIN]"
+    );
+    let sql =
+        tsql::select_upload_rows("ax", "SHIFTS", &["ID", "RV"], "RV", Counter::RowVersion).unwrap();
+    assert!(sql.contains("CAST([RV] AS bigint) AS [RV]"), "{sql}");
+    assert!(sql.contains("[RV] < MIN_ACTIVE_ROWVERSION()"), "{sql}");
+    assert!(
+        sql.contains("[RV] > CAST(CAST(@P2 AS bigint) AS binary(8))"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn bookkeeping_lives_in_the_configured_schema() {
+    let ddl = tsql::bookkeeping("ax").unwrap();
+    assert!(
+        ddl.contains("IF SCHEMA_ID(N'ax') IS NULL EXEC(N'CREATE SCHEMA [ax]')"),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains("CREATE TABLE [ax].[cdx_applied_packages]"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("UNIQUE ([data_group], [sequence])"), "{ddl}");
+    assert!(tsql::bookkeeping("ax'; DROP DATABASE x; --").is_err());
+    let b = tsql::Bookkeeping::new("ax").unwrap();
+    assert!(b.is_applied.contains("WITH (UPDLOCK, HOLDLOCK)"));
+    assert!(
+        b.advance
+            .contains("WHEN MATCHED AND w.[counter] < s.[counter]"),
+        "never back"
+    );
+}
+
+#[test]
+fn values_go_to_staging_columns_and_come_back_canonical() {
+    let cases = [
+        (ColumnType::Integer, Value::Integer(-7)),
+        (ColumnType::Real, Value::Real(2.5)),
+        (ColumnType::Boolean, Value::Integer(1)),
+        (ColumnType::Text, Value::Text("Zürich 😀".into())),
+        (ColumnType::Blob, Value::Blob(vec![0, 255])),
+        (ColumnType::Date, Value::Text("2026-11-24".into())),
+        (
+            ColumnType::DateTime,
+            Value::Text("2026-11-24T13:05:00.1234567".into()),
+        ),
+        (ColumnType::Time, Value::Text("23:59:59.5".into())),
+        (
+            ColumnType::Uuid,
+            Value::Text("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+        ),
+    ];
+    for (ty, value) in cases {
+        let data = to_column_data(ty, value.clone()).unwrap();
+        assert_eq!(from_column_data(data).unwrap(), value, "{ty}");
+        assert_eq!(
+            from_column_data(to_column_data(ty, Value::Null).unwrap()).unwrap(),
+            Value::Null
+        );
+    }
+    let decimal = ColumnType::Decimal {
+        precision: 10,
+        scale: 2,
+    };
+    assert!(
+        matches!(to_column_data(decimal, Value::Text("-12.50".into())).unwrap(),
+        ColumnData::String(Some(s)) if s == "-12.50")
+    );
+    assert!(
+        matches!(to_column_data(ColumnType::Real, Value::Integer(3)).unwrap(), ColumnData::F64(Some(f)) if f == 3.0)
+    );
+    assert!(to_column_data(ColumnType::Date, Value::Text("2026-02-30".into())).is_err());
+}
+
+#[test]
+fn sql_server_values_read_back_as_package_values() {
+    let numeric = tiberius::numeric::Numeric::new_with_scale(-1_250_000, 6);
+    assert_eq!(
+        from_column_data(ColumnData::Numeric(Some(numeric))).unwrap(),
+        Value::Text("-1.250000".into())
+    );
+    assert_eq!(
+        from_column_data(ColumnData::I32(Some(5))).unwrap(),
+        Value::Integer(5)
+    );
+    assert_eq!(
+        from_column_data(ColumnData::Bit(Some(true))).unwrap(),
+        Value::Integer(1)
+    );
+    // A datetime2(3) column: increments of 1 ms.
+    let dt2 = DateTime2::new(TdsDate::new(739_943), Time::new(47_100_250, 3));
+    assert_eq!(
+        from_column_data(ColumnData::DateTime2(Some(dt2))).unwrap(),
+        Value::Text("2026-11-24T13:05:00.25".into())
+    );
+    // The legacy datetime: days since 1900 and 1/300 s.
+    let legacy = DateTime::new(46_348, 300 * 3600 + 1);
+    assert_eq!(
+        from_column_data(ColumnData::DateTime(Some(legacy))).unwrap(),
+        Value::Text("2026-11-24T01:00:00.0033333".into())
+    );
+    let small = SmallDateTime::new(0, 61);
+    assert_eq!(
+        from_column_data(ColumnData::SmallDateTime(Some(small))).unwrap(),
+        Value::Text("1900-01-01T01:01:00".into())
+    );
+    assert_eq!(
+        from_column_data(ColumnData::Date(Some(TdsDate::new(0)))).unwrap(),
+        Value::Text("0001-01-01".into())
+    );
+}
