@@ -185,6 +185,41 @@ pub fn narrower_columns(existing: &ExistingTable, wanted: &TableSchema) -> Vec<(
         .collect()
 }
 
+/// The package columns (by index) stored as decimals of another scale than
+/// the package's, with the column's scale: their values must be respelled
+/// at that scale (`1.50` in a `decimal(10,4)` is `1.5000`), or one number
+/// would have two spellings and a key two rows. A backend that converts
+/// by type (SQL Server's decimal) does this itself.
+pub fn rescaled_columns(existing: &ExistingTable, wanted: &TableSchema) -> Vec<(usize, u8)> {
+    wanted
+        .columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, column)| {
+            let ColumnType::Decimal { scale, .. } = column.ty else {
+                return None;
+            };
+            let (_, stored_scale) = existing.column(&column.name)?.stored?.limits.decimal?;
+            (stored_scale != scale).then_some((i, stored_scale))
+        })
+        .collect()
+}
+
+/// `values` with the decimals at `rescale`'s positions respelled at the
+/// column's scale. Call after [`check_row`], which refuses what would
+/// lose digits; a value that still cannot be respelled is left as is.
+pub fn rescale(values: &[Value], rescale: &[(usize, u8)]) -> Vec<Value> {
+    let mut values = values.to_vec();
+    for &(i, scale) in rescale {
+        if let Some(Value::Text(text)) = values.get_mut(i) {
+            if let Some(canonical) = parse_decimal(text).and_then(|d| d.to_canonical(scale)) {
+                *text = canonical;
+            }
+        }
+    }
+    values
+}
+
 /// Checks `row` against `checks` (from [`narrower_columns`]).
 ///
 /// # Errors

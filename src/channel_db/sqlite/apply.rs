@@ -91,6 +91,10 @@ struct TableSql {
     delete: String,
     /// Columns narrower than the package's type, checked value by value.
     checks: Vec<(usize, Limits)>,
+    /// Decimal columns stored at another scale, by position among the
+    /// columns (`rescale`) and among the key columns (`rescale_key`).
+    rescale: Vec<(usize, u8)>,
+    rescale_key: Vec<(usize, u8)>,
 }
 
 /// Checks `schema` against the database, creates the table when missing,
@@ -113,6 +117,16 @@ fn prepare_table(
     let checks = existing
         .as_ref()
         .map_or_else(Vec::new, |e| plan::narrower_columns(e, schema));
+    let rescale = existing
+        .as_ref()
+        .map_or_else(Vec::new, |e| plan::rescaled_columns(e, schema));
+    let rescale_key = rescale
+        .iter()
+        .filter_map(|&(i, scale)| {
+            let name = &schema.columns[i].name;
+            Some((schema.key.iter().position(|k| k == name)?, scale))
+        })
+        .collect();
     match plan::check_table(existing.as_ref(), schema)? {
         TableAction::Create => {
             tx.execute(&plan::create_table_sql(schema)?, [])
@@ -131,6 +145,8 @@ fn prepare_table(
         upsert: upsert_sql(&table, schema, header.kind)?,
         delete: delete_sql(&table, schema)?,
         checks,
+        rescale,
+        rescale_key,
     })
 }
 
@@ -197,6 +213,13 @@ fn apply_frame<'t, 'c>(
         Frame::Upsert(row) => {
             let cur = open_table(current, "Upsert").map_err(package_err)?;
             plan::check_row(id, &cur.sql.schema, &cur.sql.checks, row)?;
+            let rescaled;
+            let row = if cur.sql.rescale.is_empty() {
+                row
+            } else {
+                rescaled = plan::rescale(row, &cur.sql.rescale);
+                &rescaled
+            };
             cur.upsert
                 .execute(params_from_iter(row.iter().map(SqlValue)))
                 .context(|| format!("upsert into {}", cur.sql.schema.name))?;
@@ -218,6 +241,13 @@ fn delete<'c>(
     key: &[Value],
 ) -> Result<(), ChannelDbError> {
     let name = &cur.sql.schema.name;
+    let rescaled;
+    let key = if cur.sql.rescale_key.is_empty() {
+        key
+    } else {
+        rescaled = plan::rescale(key, &cur.sql.rescale_key);
+        &rescaled
+    };
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,
         none => none.insert(

@@ -15,6 +15,8 @@ mod values;
 
 pub use pool::SqlServerPool;
 
+use crate::package::Value;
+
 use super::{
     AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch, UploadTable,
 };
@@ -38,6 +40,16 @@ impl SqlServerChannelDb {
     /// `Connect`, or the bookkeeping tables could not be created.
     pub fn check_connection(&mut self) -> Result<(), ChannelDbError> {
         self.pool.with_connection(|_| Ok(()))
+    }
+
+    /// Runs the batch `sql` (no parameters, not retried) and returns the
+    /// rows of its first result set as package values: for what the trait
+    /// does not cover (reports, tests), like `SqliteChannelDb::connection`.
+    ///
+    /// # Errors
+    /// The batch failed, or returned a type no package type maps to.
+    pub fn query_sql(&mut self, sql: &str) -> Result<Vec<Vec<Value>>, ChannelDbError> {
+        read::query_batch(&self.pool, sql)
     }
 }
 

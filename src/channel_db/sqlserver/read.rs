@@ -60,26 +60,34 @@ pub(super) async fn table_columns(
         &[&name.as_str()],
     )
     .await?;
-    let columns: Vec<ServerColumn> = rows.iter().map(server_column).collect();
+    let columns = rows
+        .iter()
+        .map(server_column)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| corrupt_bookkeeping(format!("read the columns of {name}")))?;
     Ok((!columns.is_empty()).then_some(columns))
 }
 
-fn server_column(row: &Row) -> ServerColumn {
-    ServerColumn {
-        name: row.get::<&str, _>(0).unwrap_or_default().to_owned(),
-        type_name: row
-            .get::<&str, _>(1)
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
-        max_length: row.get(2).unwrap_or_default(),
-        precision: row.get(3).unwrap_or_default(),
-        scale: row.get(4).unwrap_or_default(),
-        nullable: row.get(5).unwrap_or_default(),
-        identity: row.get(6).unwrap_or_default(),
-        computed: row.get(7).unwrap_or_default(),
-        has_default: row.get(8).unwrap_or_default(),
-        key_ordinal: row.get::<i32, _>(9).unwrap_or_default().max(0) as u32,
-    }
+/// A `sys.columns` row; `None` when a cell has an unexpected type.
+fn server_column(row: &Row) -> Option<ServerColumn> {
+    Some(ServerColumn {
+        name: cell::<&str>(row, 0)?.to_owned(),
+        type_name: cell::<&str>(row, 1)?.to_ascii_lowercase(),
+        max_length: cell(row, 2)?,
+        precision: cell(row, 3)?,
+        scale: cell(row, 4)?,
+        nullable: cell(row, 5)?,
+        identity: cell(row, 6)?,
+        computed: cell(row, 7)?,
+        has_default: cell(row, 8)?,
+        key_ordinal: u32::try_from(cell::<i32>(row, 9)?).ok()?,
+    })
+}
+
+/// Cell `i` of `row`: `None` when it is NULL or not a `T` (tiberius's
+/// `get` would panic).
+fn cell<'a, T: tiberius::FromSql<'a>>(row: &'a Row, i: usize) -> Option<T> {
+    row.try_get(i).ok().flatten()
 }
 
 /// The table as `plan` compares it, or `None` when missing.
@@ -110,20 +118,21 @@ pub(super) fn applied_packages(
 
 fn applied_package(row: &Row) -> Option<AppliedPackage> {
     Some(AppliedPackage {
-        package_id: row.get::<Uuid, _>(0)?,
-        data_group: row.get::<&str, _>(1)?.to_owned(),
-        job: row.get::<&str, _>(2)?.to_owned(),
-        sequence: u64::try_from(row.get::<i64, _>(3)?).ok()?,
-        kind: match row.get::<&str, _>(4)? {
+        package_id: cell::<Uuid>(row, 0)?,
+        data_group: cell::<&str>(row, 1)?.to_owned(),
+        job: cell::<&str>(row, 2)?.to_owned(),
+        sequence: u64::try_from(cell::<i64>(row, 3)?).ok()?,
+        kind: match cell::<&str>(row, 4)? {
             "Full" => PackageKind::Full,
             "Incremental" => PackageKind::Incremental,
             _ => return None,
         },
-        rows: u64::try_from(row.get::<i64, _>(5)?).ok()?,
-        applied_at_ms: row.get(6)?,
+        rows: u64::try_from(cell::<i64>(row, 5)?).ok()?,
+        applied_at_ms: cell(row, 6)?,
     })
 }
 
+/// A row of unexpected shape from a statement of ours.
 fn corrupt_bookkeeping(context: String) -> ChannelDbError {
     ChannelDbError::SqlServer {
         context,
@@ -150,7 +159,7 @@ pub(super) async fn last_sequence(
     context: impl Fn() -> String,
 ) -> Result<u64, ChannelDbError> {
     let rows = query(pool, connection, &context, sql, &[&data_group]).await?;
-    let last = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+    let last = rows.first().and_then(|r| cell::<i64>(r, 0)).unwrap_or(0);
     u64::try_from(last).map_err(|_| corrupt_bookkeeping(context()))
 }
 
@@ -232,12 +241,36 @@ fn corrupt_value(table: &str, why: String) -> ChannelDbError {
     }
 }
 
+pub(super) fn query_batch(
+    pool: &SqlServerPool,
+    sql: &str,
+) -> Result<Vec<Vec<crate::package::Value>>, ChannelDbError> {
+    let context = || format!("run {}", sql.chars().take(80).collect::<String>());
+    let rows = pool.with_connection(|c| {
+        pool.block_on(pool.timed(context, async {
+            c.simple_query(sql).await?.into_first_result().await
+        }))
+    })?;
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(from_column_data)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| ChannelDbError::SqlServer {
+            context: context(),
+            source: tiberius::error::Error::Conversion(why.into()),
+            transient: false,
+        })
+}
+
 pub(super) fn watermark(pool: &SqlServerPool, table: &str) -> Result<i64, ChannelDbError> {
     tsql::quote(table)?;
     let sql = bookkeeping(pool)?.watermark;
     let context = || format!("read the upload watermark of {table}");
     let rows = pool.retrying(|c| pool.block_on(query(pool, c, context, &sql, &[&table])))?;
-    Ok(rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0))
+    Ok(rows.first().and_then(|r| cell::<i64>(r, 0)).unwrap_or(0))
 }
 
 pub(super) fn advance_watermark(
@@ -264,7 +297,7 @@ pub(super) fn row_count(pool: &SqlServerPool, table: &str) -> Result<u64, Channe
                 });
             }
             let rows = query(pool, c, context, &sql, &[]).await?;
-            let count = rows.first().and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+            let count = rows.first().and_then(|r| cell::<i64>(r, 0)).unwrap_or(0);
             Ok(u64::try_from(count).unwrap_or(0))
         })
     })

@@ -135,7 +135,9 @@ fn created_column(ty: ColumnType, sql: &str) -> ServerColumn {
 
 #[test]
 fn existing_columns_map_to_families_and_limits() {
-    let cases: [(&str, i16, u8, u8, Family, Option<u32>); 8] = [
+    /// type, max_length, precision, scale; family and max length read.
+    type Case = (&'static str, i16, u8, u8, Family, Option<u32>);
+    let cases: [Case; 8] = [
         ("nvarchar", 40, 0, 0, Family::Text, Some(20)),
         ("nvarchar", -1, 0, 0, Family::Text, None),
         ("varchar", 10, 0, 0, Family::Text, Some(10)),
