@@ -10,7 +10,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tiberius::TokenRow;
+use tiberius::{ColumnData, TokenRow};
 use uuid::Uuid;
 
 use super::pool::{Connection, SqlServerPool};
@@ -19,7 +19,9 @@ use super::tsql::{self, Bookkeeping, Staging};
 use super::values::to_column_data;
 use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
-use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
+use crate::package::{
+    text_len, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value,
+};
 use crate::plan::{self, Limits, TableAction};
 
 /// Rows per bulk load: large enough that the merge per batch costs little
@@ -82,6 +84,27 @@ async fn batch(
     Ok(())
 }
 
+/// Whether bulk load can carry every value of `values`: tiberius 0.12
+/// refuses a value of a `max` column above 64 KiB (and large values are
+/// where its bulk encoding has open bugs, tiberius#322), so texts above
+/// 4000 characters and blobs above 8000 bytes go by a parameterized insert.
+fn fits_bulk_load(values: &[Value]) -> bool {
+    values.iter().all(|v| match v {
+        Value::Text(s) => text_len(s) <= 4000,
+        Value::Blob(b) => b.len() <= 8000,
+        _ => true,
+    })
+}
+
+/// A staged value as a query parameter.
+struct Param(ColumnData<'static>);
+
+impl tiberius::ToSql for Param {
+    fn to_sql(&self) -> ColumnData<'_> {
+        self.0.clone()
+    }
+}
+
 /// One table of the package as the apply writes it.
 struct Target {
     schema: TableSchema,
@@ -90,6 +113,15 @@ struct Target {
     checks: Vec<(usize, Limits)>,
     /// Key columns' positions among the columns, in key order.
     key: Vec<usize>,
+}
+
+impl Target {
+    fn stage(&self, op: Op) -> &str {
+        match op {
+            Op::Upsert => &self.staging.upserts,
+            Op::Delete => &self.staging.deletes,
+        }
+    }
 }
 
 struct Applying<'p> {
@@ -311,8 +343,9 @@ impl<'p> Applying<'p> {
         }
     }
 
-    /// Bulk loads `first` and the frames after it of the same kind, up to
-    /// `BATCH_ROWS`, into the staging table; returns the frame it stopped at.
+    /// Stages `first` and the frames after it of the same kind, up to
+    /// `BATCH_ROWS`; returns the frame it stopped at. Rows go by bulk load,
+    /// but for one bulk load cannot carry, which goes alone by insert.
     async fn load(
         &mut self,
         connection: &mut Connection,
@@ -321,47 +354,129 @@ impl<'p> Applying<'p> {
         first: Frame,
         frames: &mut Frames,
     ) -> Result<Option<Frame>, ChannelDbError> {
-        let stage = match op {
-            Op::Upsert => &target.staging.upserts,
-            Op::Delete => &target.staging.deletes,
-        };
+        let mut next = Some(first);
+        let mut staged = 0;
+        loop {
+            let stopped_at = self
+                .bulk_load(connection, target, op, next.take(), frames, &mut staged)
+                .await?;
+            match stopped_at {
+                Some(Frame::Upsert(values) | Frame::Delete(values)) if staged < BATCH_ROWS => {
+                    self.insert_one(connection, target, op, values).await?;
+                    staged += 1;
+                    next = frames.take_next();
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// One bulk load into the staging table of `op`, from `first` on, while
+    /// the frames are of that kind, fit bulk load, and `staged` is below
+    /// `BATCH_ROWS`; returns the frame it stopped at.
+    async fn bulk_load(
+        &mut self,
+        connection: &mut Connection,
+        target: &Target,
+        op: Op,
+        first: Option<Frame>,
+        frames: &mut Frames,
+        staged: &mut usize,
+    ) -> Result<Option<Frame>, ChannelDbError> {
+        let stage = target.stage(op);
         let pool = self.pool;
         let context = || format!("bulk load into {stage} for table {}", target.schema.name);
         let mut request = pool.timed(context, connection.bulk_insert(stage)).await?;
-        let mut frame = Some(first);
-        let mut loaded = 0;
+        let mut frame = first;
         let stopped_at = loop {
-            let row = match frame.take() {
-                Some(Frame::Upsert(row)) if op == Op::Upsert && loaded < BATCH_ROWS => {
-                    plan::check_row(self.id(), &target.schema, &target.checks, &row)?;
-                    self.report.upserts += 1;
-                    self.token_row(target, row, None)?
+            let (values, key) = match frame.take() {
+                Some(Frame::Upsert(row)) if op == Op::Upsert && *staged < BATCH_ROWS => {
+                    if !fits_bulk_load(&row) {
+                        break Some(Frame::Upsert(row));
+                    }
+                    (row, None)
                 }
-                Some(Frame::Delete(key)) if op == Op::Delete && loaded < BATCH_ROWS => {
-                    self.report.deletes += 1;
-                    self.token_row(target, key, Some(&target.key))?
+                Some(Frame::Delete(key)) if op == Op::Delete && *staged < BATCH_ROWS => {
+                    if !fits_bulk_load(&key) {
+                        break Some(Frame::Delete(key));
+                    }
+                    (key, Some(target.key.as_slice()))
                 }
                 other => break other,
             };
+            let mut row = TokenRow::with_capacity(values.len() + 1);
+            for data in self.staged_row(target, values, key)? {
+                row.push(data);
+            }
             pool.timed(context, request.send(row)).await?;
-            loaded += 1;
+            *staged += 1;
             frame = frames.take_next();
         };
         pool.timed(context, request.finalize()).await?;
         Ok(stopped_at)
     }
 
+    /// Stages one row by a parameterized insert.
+    async fn insert_one(
+        &mut self,
+        connection: &mut Connection,
+        target: &Target,
+        op: Op,
+        values: Vec<Value>,
+    ) -> Result<(), ChannelDbError> {
+        let positions = match op {
+            Op::Upsert => None,
+            Op::Delete => Some(target.key.as_slice()),
+        };
+        let columns: Vec<&str> = match positions {
+            None => target
+                .schema
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect(),
+            Some(key) => key
+                .iter()
+                .map(|&i| target.schema.columns[i].name.as_str())
+                .collect(),
+        };
+        let stage = target.stage(op);
+        let sql = tsql::insert_staged_row(stage, &columns)?;
+        let params: Vec<Param> = self
+            .staged_row(target, values, positions)?
+            .into_iter()
+            .map(Param)
+            .collect();
+        let params: Vec<&dyn tiberius::ToSql> =
+            params.iter().map(|p| p as &dyn tiberius::ToSql).collect();
+        let context = || {
+            format!(
+                "insert a long row into {stage} for table {}",
+                target.schema.name
+            )
+        };
+        execute(self.pool, connection, context, &sql, &params).await?;
+        Ok(())
+    }
+
     /// The staging row: the ordinal, then `values` typed as the columns at
-    /// `positions` (all columns when `None`).
-    fn token_row(
+    /// `positions` (all columns when `None`). Checks and counts upserts.
+    fn staged_row(
         &mut self,
         target: &Target,
         values: Vec<Value>,
         positions: Option<&[usize]>,
-    ) -> Result<TokenRow<'static>, ChannelDbError> {
+    ) -> Result<Vec<ColumnData<'static>>, ChannelDbError> {
+        match positions {
+            None => {
+                plan::check_row(self.id(), &target.schema, &target.checks, &values)?;
+                self.report.upserts += 1;
+            }
+            Some(_) => self.report.deletes += 1,
+        }
         self.ordinal += 1;
-        let mut row = TokenRow::with_capacity(values.len() + 1);
-        row.push(tiberius::ColumnData::I64(Some(self.ordinal)));
+        let mut row = Vec::with_capacity(values.len() + 1);
+        row.push(ColumnData::I64(Some(self.ordinal)));
         for (i, value) in values.into_iter().enumerate() {
             let column = &target.schema.columns[positions.map_or(i, |p| p[i])];
             let data = to_column_data(column.ty, value).map_err(|detail| {
@@ -452,4 +567,20 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_and_blobs_do_not_go_by_bulk_load() {
+        let fits = |v: Value| fits_bulk_load(&[Value::Integer(1), v]);
+        assert!(fits(Value::Text("x".repeat(4000))));
+        assert!(!fits(Value::Text("x".repeat(4001))));
+        assert!(!fits(Value::Text("😀".repeat(2001))), "4002 UTF-16 units");
+        assert!(fits(Value::Blob(vec![0; 8000])));
+        assert!(!fits(Value::Blob(vec![0; 8001])));
+        assert!(fits(Value::Null));
+    }
 }

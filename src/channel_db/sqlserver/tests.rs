@@ -456,3 +456,13 @@ fn sql_server_values_read_back_as_package_values() {
         Value::Text("0001-01-01".into())
     );
 }
+
+#[test]
+fn a_row_bulk_load_cannot_carry_is_staged_by_a_parameterized_insert() {
+    let sql = tsql::insert_staged_row("#cdx_up_2", &["item_id", "note"]).unwrap();
+    assert_eq!(
+        sql,
+        "INSERT INTO #cdx_up_2 ([cdx_ord], [item_id], [note]) VALUES (@P1, @P2, @P3)"
+    );
+    assert!(tsql::insert_staged_row("#cdx_up_2", &["a b"]).is_err());
+}

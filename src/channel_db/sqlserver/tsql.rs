@@ -151,6 +151,17 @@ fn column_type(table: &TableSchema, name: &str) -> ColumnType {
         .map_or(ColumnType::Text, |c| c.ty)
 }
 
+/// Inserts one row into a staging table, for a row bulk load cannot carry
+/// (see `apply::fits_bulk_load`): `@P1` the ordinal, then `columns` in order.
+pub fn insert_staged_row(stage: &str, columns: &[&str]) -> Result<String, InvalidIdentifier> {
+    let names = quote_all(columns)?.join(", ");
+    let params: Vec<String> = (1..=columns.len() + 1).map(|i| format!("@P{i}")).collect();
+    Ok(format!(
+        "INSERT INTO {stage} ([{ORDINAL}], {names}) VALUES ({})",
+        params.join(", ")
+    ))
+}
+
 /// A staged column as the merge reads it: decimals cast from their text.
 fn source_column(table: &TableSchema, name: &str) -> Result<String, InvalidIdentifier> {
     let q = quote(name)?;
