@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::package::{Column, ColumnType, TableSchema, Value};
+use crate::package::{format_decimal, Column, ColumnType, TableSchema, Value};
 
 /// 2024-01-01T00:00:00Z: rows of version 0 were last updated then.
 const BASE_TIME_MS: i64 = 1_704_067_200_000;
@@ -56,6 +56,17 @@ fn text(s: impl Into<String>) -> Value {
 
 fn int(i: u64) -> Value {
     Value::Integer(i64::try_from(i).unwrap_or(i64::MAX))
+}
+
+/// Amounts as AX keeps them: exact, four digits after the point.
+const MONEY: ColumnType = ColumnType::Decimal {
+    precision: 19,
+    scale: 4,
+};
+
+/// `x`, already rounded to cents, as a `MONEY` value.
+fn money(x: f64) -> Value {
+    Value::Text(format_decimal((x * 100.0).round() as i128 * 100, 4))
 }
 
 fn cents(x: f64) -> f64 {
@@ -105,11 +116,11 @@ pub fn products_table() -> TableSchema {
         "products",
         vec![
             column("product_id", Integer, false),
-            column("item_id", Text, false),
-            column("name", Text, false),
-            column("category", Text, false),
-            column("unit", Text, false),
-            column("price", Real, false),
+            column("item_id", BoundedText { max_len: 20 }, false),
+            column("name", BoundedText { max_len: 60 }, false),
+            column("category", BoundedText { max_len: 30 }, false),
+            column("unit", BoundedText { max_len: 10 }, false),
+            column("price", MONEY, false),
             column("description", Text, true),
             column("updated_at_ms", Integer, false),
         ],
@@ -143,7 +154,7 @@ pub fn product_row(seed: u64, id: u64, version: u64) -> Vec<Value> {
         text(name),
         text(category),
         text(unit),
-        Value::Real(price),
+        money(price),
         description.map_or(Value::Null, Value::Text),
         updated_at(version),
     ]
@@ -168,8 +179,8 @@ pub fn prices_table() -> TableSchema {
         vec![
             column("product_id", Integer, false),
             column("store_id", Integer, false),
-            column("price", Real, false),
-            column("currency", Text, false),
+            column("price", MONEY, false),
+            column("currency", BoundedText { max_len: 3 }, false),
         ],
         &["product_id", "store_id"],
     )
@@ -183,7 +194,7 @@ pub fn price_row(seed: u64, product_id: u64, store_id: u64, change: u64) -> Vec<
     vec![
         int(product_id),
         int(store_id),
-        Value::Real(cents(base_price(seed, product_id) * factor)),
+        money(cents(base_price(seed, product_id) * factor)),
         text(store_place(seed, store_id).1),
     ]
 }
@@ -205,9 +216,9 @@ pub fn barcodes_table() -> TableSchema {
     schema(
         "barcodes",
         vec![
-            column("barcode", Text, false),
+            column("barcode", BoundedText { max_len: 20 }, false),
             column("product_id", Integer, false),
-            column("quantity", Real, false),
+            column("quantity", MONEY, false),
         ],
         &["barcode"],
     )
@@ -226,7 +237,7 @@ pub fn ean13(id: u64) -> String {
 
 /// Barcodes of products `ids`.
 pub fn barcode_rows(ids: RangeInclusive<u64>) -> impl Iterator<Item = Vec<Value>> + Send {
-    ids.map(|id| vec![text(ean13(id)), int(id), Value::Real(1.0)])
+    ids.map(|id| vec![text(ean13(id)), int(id), money(1.0)])
 }
 
 // === stores (job 1070) ===
@@ -254,10 +265,10 @@ pub fn stores_table() -> TableSchema {
         "stores",
         vec![
             column("store_id", Integer, false),
-            column("name", Text, false),
-            column("city", Text, false),
-            column("currency", Text, false),
-            column("tax_group", Text, false),
+            column("name", BoundedText { max_len: 60 }, false),
+            column("city", BoundedText { max_len: 30 }, false),
+            column("currency", BoundedText { max_len: 3 }, false),
+            column("tax_group", BoundedText { max_len: 10 }, false),
         ],
         &["store_id"],
     )
@@ -294,12 +305,12 @@ pub fn customers_table() -> TableSchema {
         "customers",
         vec![
             column("customer_id", Integer, false),
-            column("account_num", Text, false),
-            column("name", Text, false),
-            column("email", Text, true),
-            column("phone", Text, true),
-            column("city", Text, false),
-            column("loyalty_tier", Text, false),
+            column("account_num", BoundedText { max_len: 20 }, false),
+            column("name", BoundedText { max_len: 100 }, false),
+            column("email", BoundedText { max_len: 254 }, true),
+            column("phone", BoundedText { max_len: 20 }, true),
+            column("city", BoundedText { max_len: 30 }, false),
+            column("loyalty_tier", BoundedText { max_len: 10 }, false),
         ],
         &["customer_id"],
     )
@@ -352,10 +363,10 @@ pub fn staff_table() -> TableSchema {
         "staff",
         vec![
             column("staff_id", Integer, false),
-            column("name", Text, false),
-            column("role", Text, false),
+            column("name", BoundedText { max_len: 60 }, false),
+            column("role", BoundedText { max_len: 20 }, false),
             column("store_id", Integer, true),
-            column("password_hash", Text, false),
+            column("password_hash", BoundedText { max_len: 64 }, false),
         ],
         &["staff_id"],
     )
