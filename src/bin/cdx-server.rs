@@ -93,7 +93,9 @@ struct ChannelAddArgs {
 const PUBLISH_EXAMPLE: &str = "\
 Inputs are JSON Lines (.jsonl, .ndjson: one object per line, keys are columns)
 or CSV (.csv: a header row). Columns come from --columns (NAME:TYPE, TYPE one of
-integer, real, text, blob; a `?` suffix makes a column nullable) or are inferred
+integer, real, text, text(N), blob, blob(N), boolean, decimal(P,S), date,
+datetime, time, uuid; a `?` suffix makes a column nullable; quote the list for
+the shell) or are inferred
 from the first record (JSON: integer -> integer, other number -> real, string ->
 text, null -> nullable text; CSV: every column text). Key columns cannot be
 nullable. A record that does not fit fails the publish with its file, line and
@@ -109,7 +111,7 @@ Example: a full products package, then an incremental one with deletes.
   1,store-0001,2.45
   $ cdx-server publish --data hq --group default --job 1040 --kind full \\
       --table products=products.jsonl --key products=id \\
-      --columns 'products=id:integer,name:text,price:real,note:text?' \\
+      --columns 'products=id:integer,name:text(60),price:decimal(19,4),note:text?' \\
       --table prices=prices.csv --key prices=product_id,store_id \\
       --columns prices=product_id:integer,store_id:text,price:real
   published package 761d80a8-... (default #1, job 1040, Full): 3 rows, 493 bytes, sha256 bf8944a7...
