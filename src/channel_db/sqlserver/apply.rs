@@ -96,6 +96,35 @@ fn fits_bulk_load(values: &[Value]) -> bool {
     })
 }
 
+/// Where the next frame goes while a batch of `op` is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// A row of the batch's kind that bulk load can carry.
+    Bulk,
+    /// A row of the batch's kind that it cannot (see `fits_bulk_load`).
+    Insert,
+    /// Anything else ends the batch: a row of the other kind, a full
+    /// batch, a `Table` or `End` frame, or the end of the frames.
+    EndBatch,
+}
+
+impl Route {
+    fn of(frame: Option<&Frame>, op: Op, staged: usize) -> Route {
+        let values = match (op, frame) {
+            (Op::Upsert, Some(Frame::Upsert(values)))
+            | (Op::Delete, Some(Frame::Delete(values))) => values,
+            _ => return Route::EndBatch,
+        };
+        if staged >= BATCH_ROWS {
+            Route::EndBatch
+        } else if fits_bulk_load(values) {
+            Route::Bulk
+        } else {
+            Route::Insert
+        }
+    }
+}
+
 /// A staged value as a query parameter.
 struct Param(ColumnData<'static>);
 
@@ -357,23 +386,27 @@ impl<'p> Applying<'p> {
         let mut next = Some(first);
         let mut staged = 0;
         loop {
-            let stopped_at = self
-                .bulk_load(connection, target, op, next.take(), frames, &mut staged)
-                .await?;
-            match stopped_at {
-                Some(Frame::Upsert(values) | Frame::Delete(values)) if staged < BATCH_ROWS => {
+            match Route::of(next.as_ref(), op, staged) {
+                Route::Bulk => {
+                    next = self
+                        .bulk_load(connection, target, op, next, frames, &mut staged)
+                        .await?;
+                }
+                Route::Insert => {
+                    let (Some(Frame::Upsert(values)) | Some(Frame::Delete(values))) = next else {
+                        unreachable!("Route::Insert is only for rows");
+                    };
                     self.insert_one(connection, target, op, values).await?;
                     staged += 1;
                     next = frames.take_next();
                 }
-                other => return Ok(other),
+                Route::EndBatch => return Ok(next),
             }
         }
     }
 
-    /// One bulk load into the staging table of `op`, from `first` on, while
-    /// the frames are of that kind, fit bulk load, and `staged` is below
-    /// `BATCH_ROWS`; returns the frame it stopped at.
+    /// One bulk load into the staging table of `op`, from `first` on, for
+    /// as long as the frames go by bulk load; returns the frame it stopped at.
     async fn bulk_load(
         &mut self,
         connection: &mut Connection,
@@ -388,21 +421,11 @@ impl<'p> Applying<'p> {
         let context = || format!("bulk load into {stage} for table {}", target.schema.name);
         let mut request = pool.timed(context, connection.bulk_insert(stage)).await?;
         let mut frame = first;
-        let stopped_at = loop {
+        while Route::of(frame.as_ref(), op, *staged) == Route::Bulk {
             let (values, key) = match frame.take() {
-                Some(Frame::Upsert(row)) if op == Op::Upsert && *staged < BATCH_ROWS => {
-                    if !fits_bulk_load(&row) {
-                        break Some(Frame::Upsert(row));
-                    }
-                    (row, None)
-                }
-                Some(Frame::Delete(key)) if op == Op::Delete && *staged < BATCH_ROWS => {
-                    if !fits_bulk_load(&key) {
-                        break Some(Frame::Delete(key));
-                    }
-                    (key, Some(target.key.as_slice()))
-                }
-                other => break other,
+                Some(Frame::Upsert(row)) => (row, None),
+                Some(Frame::Delete(key)) => (key, Some(target.key.as_slice())),
+                _ => unreachable!("Route::Bulk is only for rows"),
             };
             let mut row = TokenRow::with_capacity(values.len() + 1);
             for data in self.staged_row(target, values, key)? {
@@ -411,9 +434,9 @@ impl<'p> Applying<'p> {
             pool.timed(context, request.send(row)).await?;
             *staged += 1;
             frame = frames.take_next();
-        };
+        }
         pool.timed(context, request.finalize()).await?;
-        Ok(stopped_at)
+        Ok(frame)
     }
 
     /// Stages one row by a parameterized insert.
@@ -572,6 +595,30 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch takes the rows of its own kind, up to its size; a long row
+    /// goes by insert; anything else ends it. Both staging loops decide by
+    /// this one function, so a delete can never land in the upsert stage.
+    #[test]
+    fn a_batch_takes_only_rows_of_its_kind_up_to_its_size() {
+        let up = |v: Value| Frame::Upsert(vec![Value::Integer(1), v]);
+        let del = || Frame::Delete(vec![Value::Integer(1)]);
+        let short = up(Value::Text("a".into()));
+        let long = up(Value::Text("x".repeat(4001)));
+        let of = |f: &Frame, op, staged| Route::of(Some(f), op, staged);
+        assert_eq!(of(&short, Op::Upsert, 0), Route::Bulk);
+        assert_eq!(of(&long, Op::Upsert, 0), Route::Insert);
+        assert_eq!(of(&short, Op::Upsert, BATCH_ROWS - 1), Route::Bulk);
+        assert_eq!(of(&short, Op::Upsert, BATCH_ROWS), Route::EndBatch);
+        assert_eq!(of(&long, Op::Upsert, BATCH_ROWS), Route::EndBatch);
+        assert_eq!(of(&del(), Op::Upsert, 0), Route::EndBatch);
+        assert_eq!(of(&short, Op::Delete, 0), Route::EndBatch);
+        assert_eq!(of(&long, Op::Delete, 0), Route::EndBatch);
+        assert_eq!(of(&del(), Op::Delete, 0), Route::Bulk);
+        assert_eq!(of(&Frame::Table(0), Op::Upsert, 0), Route::EndBatch);
+        assert_eq!(of(&Frame::End { rows: 0 }, Op::Delete, 0), Route::EndBatch);
+        assert_eq!(Route::of(None, Op::Upsert, 0), Route::EndBatch);
+    }
 
     #[test]
     fn long_texts_and_blobs_do_not_go_by_bulk_load() {
