@@ -1,6 +1,7 @@
 //! Supervision: actors that panic are restarted and the sync completes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,18 +10,35 @@ use cdx::channel_db::{
     SqliteChannelDb, UploadTable,
 };
 use cdx::retail::{expected_row_counts, UPLOAD_TABLES};
+use cdx_actors::applier::ChannelDbFactory;
 
 use super::util::*;
 
-/// A channel database whose first apply and first upload read panic, as a
-/// bug in a driver would.
-struct PanicsOnce {
+/// Runs before a call; may panic or fail it, as a driver's bug or a busy
+/// database would.
+type Hook = Arc<dyn Fn() -> Result<(), ChannelDbError> + Send + Sync>;
+
+/// A SQLite channel database with faults injected before apply and before
+/// the upload read.
+struct Injected {
     inner: SqliteChannelDb,
-    apply_panicked: Arc<AtomicBool>,
-    read_panicked: Arc<AtomicBool>,
+    before_apply: Hook,
+    before_read: Hook,
 }
 
-impl ChannelDb for PanicsOnce {
+impl Injected {
+    fn factory(path: PathBuf, before_apply: Hook, before_read: Hook) -> ChannelDbFactory {
+        Arc::new(move || {
+            Ok(Box::new(Injected {
+                inner: SqliteChannelDb::open(&path)?,
+                before_apply: before_apply.clone(),
+                before_read: before_read.clone(),
+            }) as Box<dyn ChannelDb>)
+        })
+    }
+}
+
+impl ChannelDb for Injected {
     fn applied_packages(&mut self, g: &str) -> Result<Vec<AppliedPackage>, ChannelDbError> {
         self.inner.applied_packages(g)
     }
@@ -28,9 +46,7 @@ impl ChannelDb for PanicsOnce {
         self.inner.last_applied_sequence(g)
     }
     fn apply_package(&mut self, p: PackageSource<'_>) -> Result<ApplyOutcome, ChannelDbError> {
-        if !self.apply_panicked.swap(true, Ordering::SeqCst) {
-            panic!("injected panic in apply_package");
-        }
+        (self.before_apply)()?;
         self.inner.apply_package(p)
     }
     fn read_upload_rows(
@@ -39,9 +55,7 @@ impl ChannelDb for PanicsOnce {
         after: i64,
         limit: usize,
     ) -> Result<RowBatch, ChannelDbError> {
-        if !self.read_panicked.swap(true, Ordering::SeqCst) {
-            panic!("injected panic in read_upload_rows");
-        }
+        (self.before_read)()?;
         self.inner.read_upload_rows(t, after, limit)
     }
     fn watermark(&mut self, t: &str) -> Result<i64, ChannelDbError> {
@@ -53,6 +67,21 @@ impl ChannelDb for PanicsOnce {
     fn row_count(&mut self, t: &str) -> Result<u64, ChannelDbError> {
         self.inner.row_count(t)
     }
+}
+
+/// A hook that panics the first time, and sets `hit`.
+fn panics_once(what: &'static str, hit: &Arc<AtomicBool>) -> Hook {
+    let hit = hit.clone();
+    Arc::new(move || {
+        if !hit.swap(true, Ordering::SeqCst) {
+            panic!("injected panic in {what}");
+        }
+        Ok(())
+    })
+}
+
+fn no_fault() -> Hook {
+    Arc::new(|| Ok(()))
 }
 
 /// The applier (a sync actor) and the uploader (an async actor) each panic
@@ -68,14 +97,11 @@ fn panicking_actors_are_restarted_and_the_sync_completes() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
     );
-    let (a, r, path) = (apply.clone(), read.clone(), store.channel_db());
-    let open: cdx_actors::applier::ChannelDbFactory = Arc::new(move || {
-        Ok(Box::new(PanicsOnce {
-            inner: SqliteChannelDb::open(&path)?,
-            apply_panicked: a.clone(),
-            read_panicked: r.clone(),
-        }) as Box<dyn ChannelDb>)
-    });
+    let open = Injected::factory(
+        store.channel_db(),
+        panics_once("apply_package", &apply),
+        panics_once("read_upload_rows", &read),
+    );
     let extra = "[upload]\ninterval = \"200ms\"\n";
     let last = published.last().unwrap().sequence;
     let run = run_agent(
@@ -108,4 +134,47 @@ fn panicking_actors_are_restarted_and_the_sync_completes() {
     );
     assert!(actors.values().all(|a| a.alive), "{actors:?}");
     assert!(run.status.healthy);
+}
+
+/// A database that is busy (a deadlock victim, a timeout: a transient
+/// error) for the first two applies: the applier applies again from the
+/// file, and since the package is not at fault the tries it has are not
+/// used: with a try count of 1 it is still applied, never suspended.
+#[test]
+fn a_transient_database_error_is_retried_without_using_the_package_tries() {
+    let hq = Hq::start();
+    let published = hq.publish_initial(small());
+    let store = StoreDir::new();
+    let failures = Arc::new(AtomicU32::new(2));
+    let left = failures.clone();
+    let busy: Hook = Arc::new(move || {
+        let before = left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match before {
+            Ok(_) => Err(ChannelDbError::SqlServerTimeout {
+                context: "injected: upsert into products".into(),
+                timeout: Duration::from_millis(1),
+            }),
+            Err(_) => Ok(()),
+        }
+    });
+    let open = Injected::factory(store.channel_db(), busy, no_fault());
+    let mut config = store.config(&hq.url(), "streaming", "");
+    config.retry.try_count = 1;
+    let last = published.last().unwrap().sequence;
+    let run = run_agent(config, open, Duration::from_secs(60), || {
+        store.applied() >= last
+    });
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "the faults were not hit"
+    );
+    assert!(
+        run.reached,
+        "the packages were not applied after the transient errors"
+    );
+    for package in &published {
+        assert_eq!(hq.download_status(package.id).as_deref(), Some("Applied"));
+    }
+    assert!(run.status.suspended.is_none(), "{:?}", run.status.suspended);
 }
