@@ -164,14 +164,15 @@ fn a_transient_database_error_is_retried_without_using_the_package_tries() {
     let run = run_agent(config, open, Duration::from_secs(60), || {
         store.applied() >= last
     });
+    assert!(
+        run.reached,
+        "the packages were not applied after the transient errors: {:?}",
+        run.status.suspended
+    );
     assert_eq!(
         failures.load(Ordering::SeqCst),
         0,
         "the faults were not hit"
-    );
-    assert!(
-        run.reached,
-        "the packages were not applied after the transient errors"
     );
     for package in &published {
         assert_eq!(hq.download_status(package.id).as_deref(), Some("Applied"));
