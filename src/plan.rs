@@ -206,9 +206,13 @@ pub fn rescaled_columns(existing: &ExistingTable, wanted: &TableSchema) -> Vec<(
 }
 
 /// `values` with the decimals at `rescale`'s positions respelled at the
-/// column's scale. Call after [`check_row`], which refuses what would
-/// lose digits; a value that still cannot be respelled is left as is.
-pub fn rescale(values: &[Value], rescale: &[(usize, u8)]) -> Vec<Value> {
+/// column's scale; borrowed when there is nothing to respell. Call after
+/// [`check_row`], which refuses what would lose digits; a value that still
+/// cannot be respelled is left as is.
+pub fn rescale<'v>(values: &'v [Value], rescale: &[(usize, u8)]) -> std::borrow::Cow<'v, [Value]> {
+    if rescale.is_empty() {
+        return std::borrow::Cow::Borrowed(values);
+    }
     let mut values = values.to_vec();
     for &(i, scale) in rescale {
         if let Some(Value::Text(text)) = values.get_mut(i) {
@@ -217,7 +221,7 @@ pub fn rescale(values: &[Value], rescale: &[(usize, u8)]) -> Vec<Value> {
             }
         }
     }
-    values
+    std::borrow::Cow::Owned(values)
 }
 
 /// Checks `row` against `checks` (from [`narrower_columns`]).

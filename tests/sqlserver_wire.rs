@@ -88,7 +88,10 @@ fn bigint(n: i64) -> QueryResponse {
 fn int_rows(values: &[i32]) -> QueryResponse {
     QueryResponse::new(
         vec![ColumnDefinition::new("", SqlDataType::Int)],
-        values.iter().map(|&v| Row::new(vec![ColumnValue::Int(v)])).collect(),
+        values
+            .iter()
+            .map(|&v| Row::new(vec![ColumnValue::Int(v)]))
+            .collect(),
     )
 }
 

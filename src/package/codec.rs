@@ -170,11 +170,7 @@ pub(crate) mod fixtures {
     };
 
     pub(crate) fn column(name: &str, ty: ColumnType, nullable: bool) -> Column {
-        Column {
-            name: name.into(),
-            ty,
-            nullable,
-        }
+        Column::new(name, ty, nullable)
     }
 
     /// Two tables: `Item` (one-column key, every column type, nullable

@@ -56,6 +56,16 @@ pub struct Column {
     pub nullable: bool,
 }
 
+impl Column {
+    pub fn new(name: impl Into<String>, ty: ColumnType, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            ty,
+            nullable,
+        }
+    }
+}
+
 /// A table as a package describes it. `key` names the primary-key columns,
 /// in order; every table has at least one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

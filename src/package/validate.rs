@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use super::types::{check_type, value_mismatch};
-use super::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use super::{ColumnType, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
+use super::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// Most tables a header may list.
 pub const MAX_TABLES: usize = 1024;
@@ -176,7 +176,8 @@ fn validate_table(index: usize, table: &TableSchema) -> Result<(), PackageError>
 fn validate_types(version: u16, table: &TableSchema) -> Result<(), PackageError> {
     for column in &table.columns {
         let (t, c) = (&table.name, &column.name);
-        check_type(column.ty).map_err(|why| invalid(format!("table `{t}`, column `{c}`: {why}")))?;
+        check_type(column.ty)
+            .map_err(|why| invalid(format!("table `{t}`, column `{c}`: {why}")))?;
         let in_v1 = matches!(
             column.ty,
             ColumnType::Integer | ColumnType::Real | ColumnType::Text | ColumnType::Blob

@@ -215,7 +215,10 @@ mod tests {
         );
         let mut row = item("A", 1.0);
         row[4] = Value::Text("png".into());
-        frame_error(w.upsert(&row), "column `Image` (blob, nullable): Text value");
+        frame_error(
+            w.upsert(&row),
+            "column `Image` (blob, nullable): Text value",
+        );
         let mut row = item("A", 1.0);
         row[2] = Value::Integer(2);
         row[1] = Value::Null;

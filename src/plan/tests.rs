@@ -2,11 +2,7 @@ use super::*;
 use crate::package::Column;
 
 fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        ty,
-        nullable,
-    }
+    Column::new(name, ty, nullable)
 }
 
 /// products(product_id INTEGER key, name TEXT, price REAL nullable).

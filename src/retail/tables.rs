@@ -35,11 +35,7 @@ pub(super) fn rng_for(seed: u64, salt: u64, id: u64) -> StdRng {
 }
 
 fn column(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.to_owned(),
-        ty,
-        nullable,
-    }
+    Column::new(name, ty, nullable)
 }
 
 fn schema(name: &str, columns: Vec<Column>, key: &[&str]) -> TableSchema {

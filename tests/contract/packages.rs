@@ -16,11 +16,7 @@ pub const GROUP: &str = "store-0001";
 pub const JOB: &str = "1040";
 
 pub fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        ty,
-        nullable,
-    }
+    Column::new(name, ty, nullable)
 }
 
 pub fn table(name: &str, columns: Vec<Column>, key: &[&str]) -> TableSchema {

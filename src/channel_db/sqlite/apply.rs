@@ -213,13 +213,7 @@ fn apply_frame<'t, 'c>(
         Frame::Upsert(row) => {
             let cur = open_table(current, "Upsert").map_err(package_err)?;
             plan::check_row(id, &cur.sql.schema, &cur.sql.checks, row)?;
-            let rescaled;
-            let row = if cur.sql.rescale.is_empty() {
-                row
-            } else {
-                rescaled = plan::rescale(row, &cur.sql.rescale);
-                &rescaled
-            };
+            let row = plan::rescale(row, &cur.sql.rescale);
             cur.upsert
                 .execute(params_from_iter(row.iter().map(SqlValue)))
                 .context(|| format!("upsert into {}", cur.sql.schema.name))?;
@@ -241,13 +235,7 @@ fn delete<'c>(
     key: &[Value],
 ) -> Result<(), ChannelDbError> {
     let name = &cur.sql.schema.name;
-    let rescaled;
-    let key = if cur.sql.rescale_key.is_empty() {
-        key
-    } else {
-        rescaled = plan::rescale(key, &cur.sql.rescale_key);
-        &rescaled
-    };
+    let key = plan::rescale(key, &cur.sql.rescale_key);
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,
         none => none.insert(

@@ -19,11 +19,7 @@ use crate::plan::SchemaConflict;
 const GROUP: &str = "store-0001";
 
 fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        ty,
-        nullable,
-    }
+    Column::new(name, ty, nullable)
 }
 
 /// products(product_id INTEGER key, name TEXT, price REAL nullable).

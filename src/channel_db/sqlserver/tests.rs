@@ -10,11 +10,7 @@ use crate::package::{Column, ColumnType, TableSchema, Value};
 use crate::plan::{self, Family, TableAction};
 
 fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        ty,
-        nullable,
-    }
+    Column::new(name, ty, nullable)
 }
 
 /// prices(item_id text(20), store integer, amount decimal(32,6), note text?)
