@@ -1,13 +1,18 @@
 //! End-to-end tests of the agent: a real `cdx-server` on 127.0.0.1, real
-//! SQLite channel databases, real files, the agent in process or as a real
+//! SQLite channel databases (and a TDS server in process for SQL Server's
+//! connection path), real files, the agent in process or as a real
 //! `cdx-client` process.
 
 mod agent {
     mod util;
 
+    #[path = "../support/mock_tds.rs"]
+    mod mock_tds;
+
     mod corrupt;
     mod process;
     mod reliable;
+    mod sqlserver;
     mod supervision;
     mod sync;
     mod upload;

@@ -20,11 +20,13 @@ use cdx::package::{
     Column, ColumnType, PackageHeader, PackageKind, PackageReader, PackageWriter, TableSchema,
     Value, FORMAT_VERSION,
 };
-use mssql_mock_tds::{
-    ColumnDefinition, ColumnValue, MockTdsServer, QueryResponse, Row, SqlDataType, TerminalError,
-};
+use mssql_mock_tds::{QueryResponse, TerminalError};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
+
+#[path = "support/mock_tds.rs"]
+mod mock_tds;
+use mock_tds::{bigint, int_rows, Mock};
 
 /// Part of `last_applied_sequence`'s statement.
 const LAST_SEQUENCE: &str = "SELECT CAST(ISNULL(MAX(";
@@ -33,67 +35,6 @@ const ADVANCE: &str = "MERGE [CDX].[";
 /// Part of the apply's "is this package applied?" statement; the mock
 /// registers this key itself (answering 1), so tests register it anew.
 const IS_APPLIED: &str = "SELECT 1";
-
-/// A mock SQL Server on its own runtime.
-struct Mock {
-    runtime: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    registry: Arc<tokio::sync::Mutex<mssql_mock_tds::QueryRegistry>>,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Mock {
-    fn start() -> Mock {
-        Mock::start_at("127.0.0.1:0")
-    }
-
-    fn start_at(addr: &str) -> Mock {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = runtime.block_on(MockTdsServer::new(addr)).unwrap();
-        let (addr, registry) = (server.local_addr(), server.query_registry());
-        let (stop, stopped) = oneshot::channel();
-        runtime.spawn(server.run_with_shutdown(stopped));
-        Mock {
-            runtime,
-            addr,
-            registry,
-            stop: Some(stop),
-        }
-    }
-
-    fn register(&self, query: &str, response: QueryResponse) {
-        self.runtime
-            .block_on(self.registry.lock())
-            .register(query, response);
-    }
-
-    /// Stops listening and drops every connection it has.
-    fn stop(mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
-        self.runtime.shutdown_timeout(Duration::from_secs(1));
-    }
-}
-
-fn bigint(n: i64) -> QueryResponse {
-    QueryResponse::new(
-        vec![ColumnDefinition::new("", SqlDataType::BigInt)],
-        vec![Row::new(vec![ColumnValue::BigInt(n)])],
-    )
-}
-
-fn int_rows(values: &[i32]) -> QueryResponse {
-    QueryResponse::new(
-        vec![ColumnDefinition::new("", SqlDataType::Int)],
-        values
-            .iter()
-            .map(|&v| Row::new(vec![ColumnValue::Int(v)]))
-            .collect(),
-    )
-}
 
 fn error(number: u32, message: &str) -> QueryResponse {
     QueryResponse::error_only(TerminalError::new(number, 14, message))
