@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use actix::Addr;
-use cdx::channel_db::{ChannelDb, RowBatch, UploadTable};
+use cdx::channel_db::{ChannelDb, ChannelDbError, RowBatch, UploadTable};
 use cdx::config::UploadConfig;
 use cdx::protocol::{json_value, UploadBatch};
 use cdx::retry::{RetryDecision, RetryPolicy};
@@ -106,9 +106,18 @@ impl UploadPass {
         let counter = table.counter_column.clone();
         self.with_db(move |db| {
             let mut batch = db.read_upload_rows(&t, first - 1, limit)?;
-            let at = batch.columns.iter().position(|c| *c == counter);
-            batch.rows.retain(|row| match at.map(|i| &row[i]) {
-                Some(cdx::package::Value::Integer(c)) => *c <= last,
+            // Names compare as SQL does: a counter configured in another
+            // case than the table's must not filter every row out.
+            let at = batch
+                .columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(&counter))
+                .ok_or_else(|| ChannelDbError::UnknownColumn {
+                    table: t.name.clone(),
+                    column: counter.clone(),
+                })?;
+            batch.rows.retain(|row| match &row[at] {
+                cdx::package::Value::Integer(c) => *c <= last,
                 _ => false,
             });
             Ok(batch)
