@@ -236,6 +236,8 @@ mod raw {
         connect_timeout: Option<Duration>,
         #[serde(with = "humantime_serde")]
         query_timeout: Option<Duration>,
+        #[serde(with = "humantime_serde")]
+        apply_timeout: Option<Duration>,
     }
 
     #[derive(Deserialize)]
@@ -317,6 +319,7 @@ mod raw {
                 pool_size: None,
                 connect_timeout: None,
                 query_timeout: None,
+                apply_timeout: None,
             }
         }
     }
@@ -481,6 +484,7 @@ mod raw {
                 ("channel_db.pool_size", self.pool_size.is_some()),
                 ("channel_db.connect_timeout", self.connect_timeout.is_some()),
                 ("channel_db.query_timeout", self.query_timeout.is_some()),
+                ("channel_db.apply_timeout", self.apply_timeout.is_some()),
             ];
             if let Some((key, _)) = sqlserver_keys.iter().find(|(_, given)| *given) {
                 return Err(invalid(
@@ -536,24 +540,21 @@ mod raw {
                     format!("must be between 1 and {}", sqlserver::MAX_POOL_SIZE),
                 ));
             }
-            let connect_timeout = self
-                .connect_timeout
-                .unwrap_or(sqlserver::DEFAULT_CONNECT_TIMEOUT);
-            if connect_timeout.is_zero() {
-                return Err(invalid(
-                    "channel_db.connect_timeout",
-                    "must be greater than zero",
-                ));
-            }
-            let query_timeout = self
-                .query_timeout
-                .unwrap_or(sqlserver::DEFAULT_QUERY_TIMEOUT);
-            if query_timeout.is_zero() {
-                return Err(invalid(
-                    "channel_db.query_timeout",
-                    "must be greater than zero",
-                ));
-            }
+            let connect_timeout = positive(
+                "channel_db.connect_timeout",
+                self.connect_timeout,
+                sqlserver::DEFAULT_CONNECT_TIMEOUT,
+            )?;
+            let query_timeout = positive(
+                "channel_db.query_timeout",
+                self.query_timeout,
+                sqlserver::DEFAULT_QUERY_TIMEOUT,
+            )?;
+            let apply_timeout = positive(
+                "channel_db.apply_timeout",
+                self.apply_timeout,
+                sqlserver::DEFAULT_APPLY_TIMEOUT,
+            )?;
             Ok(ChannelDbConfig::SqlServer(SqlServerConfig {
                 host: parsed.host,
                 port: parsed.port,
@@ -573,7 +574,20 @@ mod raw {
                 pool_size,
                 connect_timeout,
                 query_timeout,
+                apply_timeout,
             }))
+        }
+    }
+
+    /// `value`, or `default` when absent; zero is refused, naming `key`.
+    fn positive(
+        key: &'static str,
+        value: Option<Duration>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value.unwrap_or(default) {
+            d if d.is_zero() => Err(invalid(key, "must be greater than zero")),
+            d => Ok(d),
         }
     }
 

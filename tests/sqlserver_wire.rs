@@ -107,6 +107,7 @@ fn config(addr: SocketAddr) -> SqlServerConfig {
         pool_size: 2,
         connect_timeout: Duration::from_secs(2),
         query_timeout: Duration::from_secs(2),
+        apply_timeout: Duration::from_secs(2),
     }
 }
 
@@ -145,7 +146,13 @@ fn a_deadlock_victim_is_tried_again_on_a_new_connection() {
         "a try and three more, each on a new connection"
     );
 
-    // Once the deadlock clears, a try in progress succeeds.
+    // Once the deadlock clears, a try in progress succeeds. The error is
+    // registered before the thread that clears it starts, so the clearing
+    // always comes last.
+    mock.register(
+        LAST_SEQUENCE,
+        error(1205, "Transaction was deadlocked; rerun it"),
+    );
     let clears = std::thread::spawn({
         let registry = mock.registry.clone();
         let handle = mock.runtime.handle().clone();
@@ -156,10 +163,6 @@ fn a_deadlock_victim_is_tried_again_on_a_new_connection() {
                 .register(LAST_SEQUENCE, bigint(3));
         }
     });
-    mock.register(
-        LAST_SEQUENCE,
-        error(1205, "Transaction was deadlocked; rerun it"),
-    );
     assert_eq!(db.last_applied_sequence("store-0001").unwrap(), 3);
     clears.join().unwrap();
     mock.stop();
@@ -228,17 +231,35 @@ fn a_dropped_connection_is_replaced_by_the_next_call() {
     mock.stop();
 }
 
+/// After a restart every pooled connection is dead; the first failure
+/// drops them all, so the next try connects anew even with more idle
+/// connections than tries.
 #[test]
 fn the_agent_reconnects_after_the_server_restarts() {
     let mock = Mock::start();
     let addr = mock.addr;
-    mock.register(LAST_SEQUENCE, bigint(1));
-    let mut db = open(config(addr));
-    assert_eq!(db.last_applied_sequence("store-0001").unwrap(), 1);
+    // Four calls at once leave four connections idle in the pool.
+    mock.register(
+        LAST_SEQUENCE,
+        bigint(1).with_delay(Duration::from_millis(300)),
+    );
+    let mut config = config(addr);
+    config.pool_size = 4;
+    let pool = SqlServerPool::new(config).unwrap();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let mut db = SqlServerChannelDb::new(pool.clone());
+            std::thread::spawn(move || db.last_applied_sequence("store-0001").unwrap())
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.join().unwrap(), 1);
+    }
     mock.stop();
 
     let restarted = Mock::start_at(&addr.to_string());
     restarted.register(LAST_SEQUENCE, bigint(2));
+    let mut db = SqlServerChannelDb::new(pool);
     assert_eq!(db.last_applied_sequence("store-0001").unwrap(), 2);
     restarted.stop();
 }
@@ -309,8 +330,11 @@ fn source(bytes: &[u8]) -> PackageSource<'_> {
     PackageReader::open(Box::new(bytes) as Box<dyn std::io::Read + Send>).unwrap()
 }
 
+/// The apply reads the bookkeeping before it writes anything: an older
+/// sequence is refused, an applied package is skipped. (The mock does not
+/// keep transactions, so it cannot show these reads sit inside one.)
 #[test]
-fn apply_checks_the_bookkeeping_inside_its_transaction() {
+fn apply_refuses_an_older_sequence_and_skips_an_applied_package() {
     let mock = Mock::start();
     let proxy = Proxy::start(&mock);
     mock.register(LAST_SEQUENCE, bigint(5));

@@ -85,6 +85,7 @@ pub fn sqlserver_factory(config: SqlServerConfig) -> ChannelDbFactory {
                 Err(cdx::channel_db::ChannelDbError::Connect {
                     server: "sql server".into(),
                     detail: e.to_string(),
+                    transient: false,
                 })
             })
         }

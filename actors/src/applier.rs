@@ -62,7 +62,8 @@ impl Applier {
         addr
     }
 
-    fn db(&mut self) -> Result<&mut dyn ChannelDb, ActorError> {
+    /// The connection, opened on first use and after a failed apply.
+    fn db(&mut self) -> Result<&mut dyn ChannelDb, ChannelDbError> {
         if self.db.is_none() {
             self.db = Some((self.open)()?);
         }
@@ -114,11 +115,7 @@ impl Applier {
         let input: Box<dyn std::io::Read + Send> =
             Box::new(BufReader::with_capacity(1 << 20, file));
         let source: PackageSource<'_> = PackageReader::open(input).map_err(package_err)?;
-        let db = match &mut self.db {
-            Some(db) => db,
-            none => none.insert((self.open)()?),
-        };
-        let outcome = db.apply_package(source);
+        let outcome = self.db()?.apply_package(source);
         if outcome.is_err() {
             // A failed transaction may leave the connection in any state.
             self.db = None;

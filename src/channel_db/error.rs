@@ -78,15 +78,28 @@ pub enum ChannelDbError {
         timeout: std::time::Duration,
     },
 
-    /// No connection to SQL Server could be made.
+    /// No connection to SQL Server could be made; `transient` when it was
+    /// unreachable or slow, not when it refused the login.
     #[error("cannot connect to SQL Server at {server}: {detail}")]
-    Connect { server: String, detail: String },
+    Connect {
+        server: String,
+        detail: String,
+        transient: bool,
+    },
 
     #[error("no table `{table}` in the channel database")]
     UnknownTable { table: String },
 
     #[error("table `{table}` has no column `{column}`")]
     UnknownColumn { table: String, column: String },
+
+    /// An upload table has a column of a type a package value cannot hold.
+    #[error("table `{table}`: column `{column}` is of type {type_name}, which cdx cannot upload")]
+    UnsupportedColumn {
+        table: String,
+        column: String,
+        type_name: String,
+    },
 
     /// A table or column name that is not an identifier; refused before it
     /// reached SQL.
@@ -120,8 +133,9 @@ impl ChannelDbError {
     /// unreachable or busy, not the package or the call wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            ChannelDbError::SqlServer { transient, .. } => *transient,
-            ChannelDbError::SqlServerTimeout { .. } | ChannelDbError::Connect { .. } => true,
+            ChannelDbError::SqlServer { transient, .. }
+            | ChannelDbError::Connect { transient, .. } => *transient,
+            ChannelDbError::SqlServerTimeout { .. } => true,
             ChannelDbError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

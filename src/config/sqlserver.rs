@@ -21,6 +21,9 @@ pub const DEFAULT_POOL_SIZE: u32 = 4;
 pub const MAX_POOL_SIZE: u32 = 64;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A full package's delete or a 50,000-row merge on a busy store server
+/// can take minutes; a timeout rolls the whole package back.
+pub const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// A validated SQL Server channel database configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +41,10 @@ pub struct SqlServerConfig {
     pub schema: String,
     pub pool_size: u32,
     pub connect_timeout: Duration,
+    /// How long a read or a watermark update may run.
     pub query_timeout: Duration,
+    /// How long one statement of an apply may run.
+    pub apply_timeout: Duration,
 }
 
 /// How the connection is encrypted (`Encrypt=`).
@@ -151,6 +157,9 @@ enum Key {
     TrustServerCertificateCa,
     ApplicationName,
     IntegratedSecurity,
+    /// Accepted and ignored: common in strings copied from other clients,
+    /// and harmless; the agent's own keys govern pooling and timeouts.
+    Ignored,
 }
 
 impl Key {
@@ -166,6 +175,16 @@ impl Key {
             "trustservercertificateca" => Key::TrustServerCertificateCa,
             "application name" | "app" => Key::ApplicationName,
             "integrated security" | "trusted_connection" => Key::IntegratedSecurity,
+            "persist security info"
+            | "multipleactiveresultsets"
+            | "pooling"
+            | "min pool size"
+            | "max pool size"
+            | "connect timeout"
+            | "connection timeout"
+            | "timeout"
+            | "workstation id"
+            | "wsid" => Key::Ignored,
             _ => return None,
         })
     }
@@ -181,6 +200,7 @@ impl Key {
             Key::TrustServerCertificateCa => "TrustServerCertificateCA",
             Key::ApplicationName => "Application Name",
             Key::IntegratedSecurity => "Integrated Security",
+            Key::Ignored => "(ignored)",
         }
     }
 }
@@ -241,7 +261,7 @@ pub fn parse_connection_string(text: &str) -> Result<ConnectionString, Connectio
                 }
             });
         };
-        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key && key != Key::Ignored) {
             return Err(ConnectionStringError::Duplicate {
                 keyword: key.name(),
                 first: first.clone(),
@@ -369,6 +389,7 @@ impl Parsed {
                     });
                 }
             }
+            Key::Ignored => {}
         }
         Ok(())
     }

@@ -87,6 +87,7 @@ impl Backend for SqlServer {
             pool_size: 2,
             connect_timeout: Duration::from_secs(15),
             query_timeout: Duration::from_secs(120),
+            apply_timeout: Duration::from_secs(600),
         };
         Box::new(SqlServerFixture { config, schema })
     }

@@ -9,6 +9,7 @@
 mod apply;
 mod pool;
 mod read;
+mod staging;
 mod tsql;
 mod types;
 mod values;

@@ -38,6 +38,8 @@ const TRANSIENT_CODES: &[u32] = &[1205, 1222, 40197, 40501, 40613, 49918, 49919,
 #[derive(Clone)]
 pub struct SqlServerPool {
     inner: Arc<Inner>,
+    /// How long one statement may run through this handle.
+    timeout: Duration,
 }
 
 struct Inner {
@@ -74,9 +76,11 @@ impl SqlServerPool {
             .map_err(|e| ChannelDbError::Connect {
                 server: server_name(&config),
                 detail: format!("cannot start the connection runtime: {e}"),
+                transient: false,
             })?;
         let permits = Arc::new(Semaphore::new(config.pool_size as usize));
         Ok(SqlServerPool {
+            timeout: config.query_timeout,
             inner: Arc::new(Inner {
                 config,
                 runtime: Some(runtime),
@@ -91,6 +95,17 @@ impl SqlServerPool {
         &self.inner.config
     }
 
+    /// The same pool, its statements bounded by `apply_timeout`: an apply's
+    /// statements (a full package's delete, a batch's merge) take longer
+    /// than a read, and a timeout drops the connection, rolling back all
+    /// the package's work so far.
+    pub(super) fn for_apply(&self) -> SqlServerPool {
+        SqlServerPool {
+            inner: self.inner.clone(),
+            timeout: self.inner.config.apply_timeout,
+        }
+    }
+
     /// Runs `future` to completion on the pool's runtime.
     pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.inner
@@ -100,13 +115,14 @@ impl SqlServerPool {
             .block_on(future)
     }
 
-    /// `future`, failing with `SqlServerTimeout` after the query timeout.
+    /// `future`, failing with `SqlServerTimeout` after this handle's
+    /// statement timeout.
     pub(super) async fn timed<T>(
         &self,
         context: impl FnOnce() -> String,
         future: impl Future<Output = Result<T, tiberius::error::Error>>,
     ) -> Result<T, ChannelDbError> {
-        let timeout = self.inner.config.query_timeout;
+        let timeout = self.timeout;
         match tokio::time::timeout(timeout, future).await {
             Ok(result) => result.map_err(|e| sql_error(context(), e)),
             Err(_) => Err(ChannelDbError::SqlServerTimeout {
@@ -127,6 +143,7 @@ impl SqlServerPool {
                 .map_err(|_| ChannelDbError::Connect {
                     server: server_name(&self.inner.config),
                     detail: "the pool is closed".into(),
+                    transient: false,
                 })?;
         let idle = self
             .inner
@@ -139,9 +156,13 @@ impl SqlServerPool {
             None => self.block_on(self.connect())?,
         };
         let result = work(&mut connection);
-        if result.is_ok() {
-            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.push(connection);
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => idle.push(connection),
+            // The server restarted, or the network failed: every idle
+            // connection is as suspect as this one.
+            Err(e) if lost_connection(e) => idle.clear(),
+            Err(_) => {}
         }
         result
     }
@@ -173,9 +194,12 @@ impl SqlServerPool {
     async fn connect(&self) -> Result<Connection, ChannelDbError> {
         let config = &self.inner.config;
         let server = server_name(config);
-        let fail = |detail: String| ChannelDbError::Connect {
+        // Unreachable or slow: may pass. Refused at login: will not, and
+        // trying again may lock the login out.
+        let fail = |detail: String, transient: bool| ChannelDbError::Connect {
             server: server.clone(),
             detail,
+            transient,
         };
         let tds = tds_config(config);
         let login = async {
@@ -184,24 +208,26 @@ impl SqlServerPool {
                     use tiberius::SqlBrowser;
                     TcpStream::connect_named(&tds)
                         .await
-                        .map_err(|e| fail(e.to_string()))?
+                        .map_err(|e| fail(e.to_string(), true))?
                 }
                 _ => TcpStream::connect(tds.get_addr())
                     .await
-                    .map_err(|e| fail(e.to_string()))?,
+                    .map_err(|e| fail(e.to_string(), true))?,
             };
-            tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| fail(e.to_string(), true))?;
             Client::connect(tds.clone(), tcp.compat_write())
                 .await
-                .map_err(|e| fail(login_error(e)))
+                .map_err(|e| {
+                    let transient = is_transient(&e);
+                    fail(login_error(e), transient)
+                })
         };
         let mut connection = tokio::time::timeout(config.connect_timeout, login)
             .await
             .map_err(|_| {
-                fail(format!(
-                    "no answer within {}",
-                    humantime::format_duration(config.connect_timeout)
-                ))
+                let waited = humantime::format_duration(config.connect_timeout);
+                fail(format!("no answer within {waited}"), true)
             })??;
         // XACT_ABORT: any error inside a transaction rolls all of it back,
         // rather than leaving it open with some statements done.
@@ -292,14 +318,37 @@ fn login_error(e: tiberius::error::Error) -> String {
 
 /// A tiberius error with its context, classified.
 pub(super) fn sql_error(context: String, source: tiberius::error::Error) -> ChannelDbError {
-    let transient = match &source {
-        tiberius::error::Error::Io { .. } => true,
-        tiberius::error::Error::Server(token) => TRANSIENT_CODES.contains(&token.code()),
-        _ => false,
-    };
     ChannelDbError::SqlServer {
+        transient: is_transient(&source),
         context,
         source,
-        transient,
     }
+}
+
+/// Whether trying again may help: a lost connection, or a server error of
+/// the "busy, try again" kind; not a refused login or a broken statement.
+fn is_transient(e: &tiberius::error::Error) -> bool {
+    match e {
+        tiberius::error::Error::Io { .. } => true,
+        tiberius::error::Error::Server(token) => is_transient_code(token.code()),
+        _ => false,
+    }
+}
+
+/// Whether SQL Server error `code` is of the "busy, try again" kind.
+pub(super) fn is_transient_code(code: u32) -> bool {
+    TRANSIENT_CODES.contains(&code)
+}
+
+/// Whether `e` says the connection itself failed, not the statement.
+fn lost_connection(e: &ChannelDbError) -> bool {
+    matches!(
+        e,
+        ChannelDbError::Connect { .. }
+            | ChannelDbError::SqlServerTimeout { .. }
+            | ChannelDbError::SqlServer {
+                source: tiberius::error::Error::Io { .. },
+                ..
+            }
+    )
 }

@@ -6,12 +6,11 @@ use tiberius::{Row, ToSql};
 use uuid::Uuid;
 
 use super::pool::{Connection, SqlServerPool};
-use super::tsql::{self, Bookkeeping, Counter};
-use super::types::{existing_table, ServerColumn};
+use super::tsql::{self, Bookkeeping, ReadAs};
+use super::types::{is_uploadable, ServerColumn};
 use super::values::from_column_data;
 use crate::channel_db::{AppliedPackage, ChannelDbError, RowBatch, UploadTable};
 use crate::package::PackageKind;
-use crate::plan::ExistingTable;
 
 /// The rows of `sql` with `params`, all of them.
 pub(super) async fn query(
@@ -81,6 +80,7 @@ fn server_column(row: &Row) -> Option<ServerColumn> {
         computed: cell(row, 7)?,
         has_default: cell(row, 8)?,
         key_ordinal: u32::try_from(cell::<i32>(row, 9)?).ok()?,
+        collation: cell::<&str>(row, 10).map(str::to_owned),
     })
 }
 
@@ -88,16 +88,6 @@ fn server_column(row: &Row) -> Option<ServerColumn> {
 /// `get` would panic).
 fn cell<'a, T: tiberius::FromSql<'a>>(row: &'a Row, i: usize) -> Option<T> {
     row.try_get(i).ok().flatten()
-}
-
-/// The table as `plan` compares it, or `None` when missing.
-pub(super) async fn existing(
-    pool: &SqlServerPool,
-    connection: &mut Connection,
-    table: &str,
-) -> Result<Option<ExistingTable>, ChannelDbError> {
-    let columns = table_columns(pool, connection, table).await?;
-    Ok(columns.map(|c| existing_table(table, &c)))
 }
 
 fn bookkeeping(pool: &SqlServerPool) -> Result<Bookkeeping, ChannelDbError> {
@@ -187,19 +177,26 @@ async fn read_batch(
         .ok_or_else(|| ChannelDbError::UnknownTable {
             table: name.clone(),
         })?;
-    let counter_column = columns
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(counter))
-        .ok_or_else(|| ChannelDbError::UnknownColumn {
+    if !columns.iter().any(|c| c.name.eq_ignore_ascii_case(counter)) {
+        return Err(ChannelDbError::UnknownColumn {
             table: name.clone(),
             column: counter.clone(),
-        })?;
-    let kind = match counter_column.type_name.as_str() {
-        "timestamp" | "rowversion" => Counter::RowVersion,
-        _ => Counter::Integer,
-    };
+        });
+    }
+    // Refused here, by name: tiberius panics on sql_variant and CLR types.
+    if let Some(c) = columns.iter().find(|c| !is_uploadable(&c.type_name)) {
+        return Err(ChannelDbError::UnsupportedColumn {
+            table: name.clone(),
+            column: c.name.clone(),
+            type_name: c.type_name.clone(),
+        });
+    }
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    let sql = tsql::select_upload_rows(&pool.config().schema, name, &names, counter, kind)?;
+    let read_as: Vec<(&str, ReadAs)> = columns
+        .iter()
+        .map(|c| (c.name.as_str(), ReadAs::of(&c.type_name)))
+        .collect();
+    let sql = tsql::select_upload_rows(&pool.config().schema, name, &read_as, counter)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let context = || format!("read upload rows of {name}");
     let rows = query(pool, connection, context, &sql, &[&limit, &after]).await?;

@@ -3,9 +3,10 @@
 use tiberius::time::{Date as TdsDate, DateTime, DateTime2, SmallDateTime, Time};
 use tiberius::ColumnData;
 
-use super::tsql::{self, Counter, Staging};
+use super::tsql::{self, ReadAs};
 use super::types::{self, ServerColumn};
 use super::values::{from_column_data, to_column_data};
+use super::{pool, staging};
 use crate::package::{Column, ColumnType, TableSchema, Value};
 use crate::plan::{self, Family, TableAction};
 
@@ -47,6 +48,7 @@ fn server_column(name: &str, type_name: &str, max_length: i16, key: u32) -> Serv
         computed: false,
         has_default: false,
         key_ordinal: key,
+        collation: None,
     }
 }
 
@@ -69,7 +71,10 @@ fn identifiers_are_bracketed_and_anything_else_refused() {
     let mut t = prices();
     t.columns[3].name = "note]; DROP TABLE prices --".into();
     assert!(tsql::create_table("dbo", &t).is_err());
-    assert!(tsql::upsert_from_staging("dbo", &t, "#cdx_up_0", false).is_err());
+    assert!(staging::merge_into_table("dbo", &t, "#cdx_stage_0").is_err());
+    assert!(staging::insert_into_table("dbo", &t, "#cdx_stage_0").is_err());
+    let collations = [Some("Latin1_General; DROP TABLE x".to_owned())];
+    assert!(staging::create("#cdx_stage_0", &prices(), &collations).is_err());
 }
 
 #[test]
@@ -95,7 +100,7 @@ fn package_types_map_to_sql_server_types() {
         (ColumnType::BoundedBlob { max_len: 16 }, "varbinary(16)"),
     ];
     for (ty, sql) in cases {
-        assert_eq!(types::create_type(ty, false), sql, "{ty}");
+        assert_eq!(types::sql_type(ty), sql, "{ty}");
         // What the created column reads back as holds every value of the type.
         let created = created_column(ty, sql);
         let stored = created
@@ -104,15 +109,55 @@ fn package_types_map_to_sql_server_types() {
         assert!(stored.family.stores(ty), "{sql} does not store {ty}");
         assert!(stored.limits.hold_all_of(ty), "{sql} is narrower than {ty}");
     }
-    assert_eq!(types::create_type(ColumnType::Text, true), "nvarchar(450)");
-    assert_eq!(types::create_type(ColumnType::Blob, true), "varbinary(900)");
+    let staged = [
+        (ColumnType::BoundedText { max_len: 3000 }, "nvarchar(max)"),
+        (ColumnType::BoundedBlob { max_len: 16 }, "varbinary(max)"),
+        (
+            ColumnType::Decimal {
+                precision: 38,
+                scale: 38,
+            },
+            "nvarchar(48)",
+        ),
+        (ColumnType::Date, "datetime2(7)"),
+        (ColumnType::Time, "time(7)"),
+    ];
+    for (ty, sql) in staged {
+        assert_eq!(types::staging_type(ty), sql, "{ty}");
+    }
+}
+
+/// Text and blob key columns share the 900 bytes of an index key with the
+/// key's other columns; outside the key they keep their type.
+#[test]
+fn text_and_blob_keys_share_what_the_index_key_allows() {
+    let table = |key: &[&str]| TableSchema {
+        name: "t".into(),
+        columns: vec![
+            col("a", ColumnType::Text, false),
+            col("b", ColumnType::Integer, false),
+            col("c", ColumnType::BoundedText { max_len: 100 }, false),
+            col("d", ColumnType::Blob, false),
+            col("e", ColumnType::Text, true),
+        ],
+        key: key.iter().map(|k| (*k).to_owned()).collect(),
+    };
+    let created = |key: &[&str]| types::create_types(&table(key));
+    assert_eq!(created(&["a"])[0], "nvarchar(450)");
+    // 900 - 8 (bigint) = 892 bytes: 446 characters.
+    assert_eq!(created(&["a", "b"])[0], "nvarchar(446)");
+    // 892 bytes for three: 297 each, so text(100) keeps its own bound.
     assert_eq!(
-        types::staging_type(ColumnType::Decimal {
-            precision: 38,
-            scale: 38
-        }),
-        "nvarchar(48)"
+        created(&["a", "b", "c", "d"]),
+        [
+            "nvarchar(148)",
+            "bigint",
+            "nvarchar(100)",
+            "varbinary(297)",
+            "nvarchar(max)"
+        ]
     );
+    assert_eq!(created(&["b"])[0], "nvarchar(max)");
 }
 
 /// The `sys.columns` row of a column created as `sql`.
@@ -262,94 +307,135 @@ fn create_table_declares_types_nullability_and_key() {
 }
 
 #[test]
-fn staging_tables_are_nullable_temp_tables_in_the_database_collation() {
+fn the_staging_table_numbers_columns_by_position_in_the_tables_collation() {
     let t = prices();
-    let staging = Staging::of(3);
-    assert_eq!(
-        (staging.upserts.as_str(), staging.deletes.as_str()),
-        ("#cdx_up_3", "#cdx_del_3")
-    );
-    let sql = tsql::create_staging(
-        &staging.upserts,
-        &t,
-        &["item_id", "store", "amount", "note"],
-    )
-    .unwrap();
+    assert_eq!(staging::table(3), "#cdx_stage_3");
+    let collations = [
+        None,
+        None,
+        None,
+        Some("SQL_Latin1_General_CP1_CI_AS".to_owned()),
+    ];
+    let sql = staging::create("#cdx_stage_3", &t, &collations).unwrap();
     assert_eq!(
         sql,
-        "CREATE TABLE #cdx_up_3 ([cdx_ord] bigint NOT NULL, \
-         [item_id] nvarchar(20) COLLATE DATABASE_DEFAULT NULL, [store] bigint NULL, \
-         [amount] nvarchar(48) COLLATE DATABASE_DEFAULT NULL, \
-         [note] nvarchar(max) COLLATE DATABASE_DEFAULT NULL)"
+        "CREATE TABLE #cdx_stage_3 ([cdx_ord] bigint NOT NULL, [cdx_del] bit NOT NULL, \
+         [c0] nvarchar(max) COLLATE DATABASE_DEFAULT NULL, [c1] bigint NULL, \
+         [c2] nvarchar(48) COLLATE DATABASE_DEFAULT NULL, \
+         [c3] nvarchar(max) COLLATE SQL_Latin1_General_CP1_CI_AS NULL)"
     );
 }
 
 #[test]
-fn incremental_upserts_merge_keeping_the_last_row_of_a_key() {
-    let sql = tsql::upsert_from_staging("ax", &prices(), "#cdx_up_0", false).unwrap();
+fn a_batch_merges_the_keys_whose_last_row_is_an_upsert() {
+    let sql = staging::merge_into_table("ax", &prices(), "#cdx_stage_0").unwrap();
     assert_eq!(
         sql,
-        "MERGE [ax].[prices] WITH (HOLDLOCK) AS t USING (SELECT [item_id], [store], \
-         CAST([amount] AS decimal(32,6)) AS [amount], [note] FROM (SELECT *, ROW_NUMBER() OVER \
-         (PARTITION BY [item_id], [store] ORDER BY [cdx_ord] DESC) AS [cdx_last] FROM #cdx_up_0) \
-         AS d WHERE [cdx_last] = 1) AS s ON t.[item_id] = s.[item_id] AND t.[store] = s.[store] \
+        "MERGE [ax].[prices] WITH (HOLDLOCK) AS t USING (SELECT d.[c0] AS [item_id], \
+         d.[c1] AS [store], CAST(d.[c2] AS decimal(32,6)) AS [amount], d.[c3] AS [note] \
+         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY [c0], [c1] ORDER BY [cdx_ord] DESC) \
+         AS [cdx_last] FROM #cdx_stage_0) AS d WHERE d.[cdx_last] = 1 AND d.[cdx_del] = 0) AS s \
+         ON t.[item_id] = s.[item_id] AND t.[store] = s.[store] \
          WHEN MATCHED THEN UPDATE SET [amount] = s.[amount], [note] = s.[note] \
          WHEN NOT MATCHED BY TARGET THEN INSERT ([item_id], [store], [amount], [note]) \
          VALUES (s.[item_id], s.[store], s.[amount], s.[note]);"
     );
     let mut key_only = prices();
     key_only.columns.truncate(2);
-    let sql = tsql::upsert_from_staging("ax", &key_only, "#cdx_up_0", false).unwrap();
+    let sql = staging::merge_into_table("ax", &key_only, "#cdx_stage_0").unwrap();
     assert!(!sql.contains("WHEN MATCHED"), "{sql}");
 }
 
 #[test]
-fn full_packages_insert_in_package_order() {
-    let sql = tsql::upsert_from_staging("dbo", &prices(), "#cdx_up_1", true).unwrap();
+fn a_full_package_inserts_its_staged_rows() {
+    let sql = staging::insert_into_table("dbo", &prices(), "#cdx_stage_1").unwrap();
     assert_eq!(
         sql,
-        "INSERT INTO [dbo].[prices] ([item_id], [store], [amount], [note]) SELECT [item_id], \
-         [store], CAST([amount] AS decimal(32,6)) AS [amount], [note] FROM #cdx_up_1 ORDER BY [cdx_ord]"
+        "INSERT INTO [dbo].[prices] ([item_id], [store], [amount], [note]) SELECT [c0], [c1], \
+         CAST([c2] AS decimal(32,6)), [c3] FROM #cdx_stage_1"
     );
 }
 
 #[test]
-fn deletes_join_the_staged_keys() {
+fn a_batch_deletes_the_keys_whose_last_row_is_a_delete() {
     let mut t = prices();
     t.key = vec!["item_id".into(), "amount".into()];
-    let sql = tsql::delete_from_staging("dbo", &t, "#cdx_del_0").unwrap();
+    t.columns.push(col("day", ColumnType::Date, false));
+    t.key.push("day".into());
+    let sql = staging::delete_from_table("dbo", &t, "#cdx_stage_0").unwrap();
     assert_eq!(
         sql,
-        "DELETE t FROM [dbo].[prices] AS t WHERE EXISTS (SELECT 1 FROM #cdx_del_0 AS d WHERE \
-         t.[item_id] = d.[item_id] AND t.[amount] = CAST(d.[amount] AS decimal(32,6)))"
+        "DELETE t FROM [dbo].[prices] AS t WHERE EXISTS (SELECT 1 FROM (SELECT *, ROW_NUMBER() \
+         OVER (PARTITION BY [c0], [c2], [c4] ORDER BY [cdx_ord] DESC) AS [cdx_last] FROM \
+         #cdx_stage_0) AS d WHERE d.[cdx_last] = 1 AND d.[cdx_del] = 1 AND \
+         t.[item_id] = d.[c0] AND t.[amount] = CAST(d.[c2] AS decimal(32,6)) AND \
+         t.[day] = CAST(d.[c4] AS date))"
     );
 }
 
 #[test]
 fn upload_reads_wait_for_uncommitted_rows_and_respect_rowversion() {
-    let columns = ["RECEIPTID", "AMOUNT", "REPLICATIONCOUNTERFROMORIGIN"];
+    let columns = [
+        ("RECEIPTID", ReadAs::Itself),
+        ("AMOUNT", ReadAs::of("money")),
+        ("REPLICATIONCOUNTERFROMORIGIN", ReadAs::of("int")),
+    ];
     let sql = tsql::select_upload_rows(
         "ax",
         "RETAILTRANSACTIONTABLE",
         &columns,
         "REPLICATIONCOUNTERFROMORIGIN",
-        Counter::Integer,
     )
     .unwrap();
     assert_eq!(
         sql,
-        "SELECT TOP (@P1) [RECEIPTID], [AMOUNT], [REPLICATIONCOUNTERFROMORIGIN] FROM \
-         [ax].[RETAILTRANSACTIONTABLE] WITH (READCOMMITTEDLOCK) WHERE \
-         [REPLICATIONCOUNTERFROMORIGIN] > @P2 ORDER BY [REPLICATIONCOUNTERFROMORIGIN]"
+        "SELECT TOP (@P1) src.[RECEIPTID], CAST(src.[AMOUNT] AS decimal(19,4)) AS [AMOUNT], \
+         src.[REPLICATIONCOUNTERFROMORIGIN] FROM [ax].[RETAILTRANSACTIONTABLE] AS src \
+         WITH (READCOMMITTEDLOCK) WHERE src.[REPLICATIONCOUNTERFROMORIGIN] > @P2 \
+         ORDER BY src.[REPLICATIONCOUNTERFROMORIGIN]"
     );
-    let sql =
-        tsql::select_upload_rows("ax", "SHIFTS", &["ID", "RV"], "RV", Counter::RowVersion).unwrap();
-    assert!(sql.contains("CAST([RV] AS bigint) AS [RV]"), "{sql}");
-    assert!(sql.contains("[RV] < MIN_ACTIVE_ROWVERSION()"), "{sql}");
+    let columns = [("ID", ReadAs::Itself), ("RV", ReadAs::of("timestamp"))];
+    let sql = tsql::select_upload_rows("ax", "SHIFTS", &columns, "RV").unwrap();
+    assert!(sql.contains("CAST(src.[RV] AS bigint) AS [RV]"), "{sql}");
+    assert!(sql.contains("src.[RV] < MIN_ACTIVE_ROWVERSION()"), "{sql}");
     assert!(
-        sql.contains("[RV] > CAST(CAST(@P2 AS bigint) AS binary(8))"),
+        sql.contains("src.[RV] > CAST(CAST(@P2 AS bigint) AS binary(8))"),
         "{sql}"
     );
+    // Ordered by the column, not its cast: an ordered scan, no sort.
+    assert!(sql.ends_with("ORDER BY src.[RV]"), "{sql}");
+}
+
+/// Types a package value cannot hold are refused by name before a read;
+/// tiberius would panic on them.
+#[test]
+fn only_columns_a_package_value_can_hold_are_uploaded() {
+    for ok in [
+        "int",
+        "nvarchar",
+        "numeric",
+        "datetime",
+        "timestamp",
+        "xml",
+        "money",
+    ] {
+        assert!(types::is_uploadable(ok), "{ok}");
+    }
+    for refused in ["sql_variant", "datetimeoffset", "geography", "hierarchyid"] {
+        assert!(!types::is_uploadable(refused), "{refused}");
+    }
+}
+
+#[test]
+fn a_refused_login_is_not_tried_again_but_a_busy_server_is() {
+    for busy in [1205, 1222, 40613] {
+        assert!(pool::is_transient_code(busy), "{busy}");
+    }
+    // Login failed, cannot open the database, account locked or expired,
+    // a duplicate key: trying again cannot help, and logins may lock out.
+    for refused in [18456, 4060, 18486, 18487, 18488, 2627] {
+        assert!(!pool::is_transient_code(refused), "{refused}");
+    }
 }
 
 #[test]
@@ -382,7 +468,6 @@ fn values_go_to_staging_columns_and_come_back_canonical() {
         (ColumnType::Boolean, Value::Integer(1)),
         (ColumnType::Text, Value::Text("Zürich 😀".into())),
         (ColumnType::Blob, Value::Blob(vec![0, 255])),
-        (ColumnType::Date, Value::Text("2026-11-24".into())),
         (
             ColumnType::DateTime,
             Value::Text("2026-11-24T13:05:00.1234567".into()),
@@ -411,6 +496,13 @@ fn values_go_to_staging_columns_and_come_back_canonical() {
     );
     assert!(
         matches!(to_column_data(ColumnType::Real, Value::Integer(3)).unwrap(), ColumnData::F64(Some(f)) if f == 3.0)
+    );
+    // A date is staged as datetime2 at midnight (tiberius cannot bulk load
+    // `date`); the channel table's date column reads back as a date.
+    let staged = to_column_data(ColumnType::Date, Value::Text("2026-11-24".into())).unwrap();
+    assert_eq!(
+        from_column_data(staged).unwrap(),
+        Value::Text("2026-11-24T00:00:00".into())
     );
     assert!(to_column_data(ColumnType::Date, Value::Text("2026-02-30".into())).is_err());
 }
@@ -455,12 +547,10 @@ fn sql_server_values_read_back_as_package_values() {
 
 #[test]
 fn a_row_bulk_load_cannot_carry_is_staged_by_a_parameterized_insert() {
-    let sql = tsql::insert_staged_row("#cdx_up_2", &["item_id", "note"]).unwrap();
     assert_eq!(
-        sql,
-        "INSERT INTO #cdx_up_2 ([cdx_ord], [item_id], [note]) VALUES (@P1, @P2, @P3)"
+        staging::insert_row("#cdx_stage_2", 2),
+        "INSERT INTO #cdx_stage_2 ([cdx_ord], [cdx_del], [c0], [c1]) VALUES (@P1, @P2, @P3, @P4)"
     );
-    assert!(tsql::insert_staged_row("#cdx_up_2", &["a b"]).is_err());
 }
 
 /// Every generated statement is T-SQL a parser accepts. `sqlparser` lacks
@@ -474,17 +564,21 @@ fn generated_statements_parse_as_tsql() {
 
     let t = prices();
     let b = tsql::Bookkeeping::new("ax").unwrap();
-    let all = ["item_id", "store", "amount", "note"];
+    let stage = "#cdx_stage_0";
+    let read = [
+        ("id", ReadAs::Itself),
+        ("rv", ReadAs::Bigint),
+        ("m", ReadAs::Decimal(19, 4)),
+    ];
     let mut statements = vec![
         tsql::create_table("ax", &t).unwrap(),
-        tsql::create_staging("#cdx_up_0", &t, &all).unwrap(),
-        tsql::create_staging("#cdx_del_0", &t, &["item_id", "store"]).unwrap(),
-        tsql::upsert_from_staging("ax", &t, "#cdx_up_0", true).unwrap(),
-        tsql::upsert_from_staging("ax", &t, "#cdx_up_0", false).unwrap(),
-        tsql::delete_from_staging("ax", &t, "#cdx_del_0").unwrap(),
-        tsql::insert_staged_row("#cdx_up_0", &all).unwrap(),
-        tsql::select_upload_rows("ax", "sales", &["id", "rv"], "id", Counter::Integer).unwrap(),
-        tsql::select_upload_rows("ax", "sales", &["id", "rv"], "rv", Counter::RowVersion).unwrap(),
+        staging::create(stage, &t, &[]).unwrap(),
+        staging::insert_into_table("ax", &t, stage).unwrap(),
+        staging::merge_into_table("ax", &t, stage).unwrap(),
+        staging::delete_from_table("ax", &t, stage).unwrap(),
+        staging::insert_row(stage, 4),
+        tsql::select_upload_rows("ax", "sales", &read, "id").unwrap(),
+        tsql::select_upload_rows("ax", "sales", &read, "rv").unwrap(),
         tsql::COLUMNS.to_owned(),
         b.is_applied,
         b.last_sequence,

@@ -1,37 +1,94 @@
 //! Between package column types and SQL Server's: the type a package
 //! column is created and staged with, and what an existing column holds.
 
-use crate::package::ColumnType;
+use crate::package::{ColumnType, TableSchema};
 use crate::plan::{ExistingColumn, ExistingTable, Family, Limits, StoredType};
 
-/// Longest `nvarchar` an index key takes (900 bytes): an unbounded text
-/// key column is created this wide, and longer keys are refused by value.
-pub const KEY_TEXT_LEN: u32 = 450;
-/// Longest `varbinary` an index key takes.
-pub const KEY_BLOB_LEN: u32 = 900;
+/// Bytes a primary key may take: SQL Server's limit for a clustered index.
+pub const KEY_BYTES: u32 = 900;
 
-/// The type a package column is created with. Unbounded text and blob
-/// key columns get the widest type an index key can hold.
-pub fn create_type(ty: ColumnType, in_key: bool) -> String {
-    match ty {
-        ColumnType::Text if in_key => format!("nvarchar({KEY_TEXT_LEN})"),
-        ColumnType::Blob if in_key => format!("varbinary({KEY_BLOB_LEN})"),
-        ty => staged_type(ty),
-    }
+/// The type each column of `table` is created with. Unbounded text and
+/// blob key columns, and bounded ones too wide, share what the key's other
+/// columns leave of `KEY_BYTES`, so the key always fits its index; a value
+/// longer than that is then refused by name (`plan::check_row`), not by
+/// SQL Server's error 1946 halfway through a package.
+pub fn create_types(table: &TableSchema) -> Vec<String> {
+    let in_key = |name: &str| table.key.iter().any(|k| k == name);
+    let key_types = table
+        .columns
+        .iter()
+        .filter(|c| in_key(&c.name))
+        .map(|c| c.ty);
+    let (fixed, variable): (Vec<ColumnType>, Vec<ColumnType>) =
+        key_types.partition(|ty| fixed_key_bytes(*ty).is_some());
+    let fixed_bytes: u32 = fixed.iter().filter_map(|ty| fixed_key_bytes(*ty)).sum();
+    let share = KEY_BYTES.saturating_sub(fixed_bytes) / (variable.len().max(1) as u32);
+    table
+        .columns
+        .iter()
+        .map(|c| match c.ty {
+            ColumnType::Text | ColumnType::BoundedText { .. } if in_key(&c.name) => {
+                let chars = (share / 2).max(1);
+                let chars = match c.ty {
+                    ColumnType::BoundedText { max_len } => max_len.min(chars),
+                    _ => chars,
+                };
+                format!("nvarchar({chars})")
+            }
+            ColumnType::Blob | ColumnType::BoundedBlob { .. } if in_key(&c.name) => {
+                let bytes = match c.ty {
+                    ColumnType::BoundedBlob { max_len } => max_len.min(share.max(1)),
+                    _ => share.max(1),
+                };
+                format!("varbinary({bytes})")
+            }
+            ty => sql_type(ty),
+        })
+        .collect()
+}
+
+/// Bytes a key column of type `ty` takes in an index; `None` for text and
+/// blobs, whose width is chosen.
+fn fixed_key_bytes(ty: ColumnType) -> Option<u32> {
+    Some(match ty {
+        ColumnType::Integer | ColumnType::Real | ColumnType::DateTime => 8,
+        ColumnType::Boolean => 1,
+        ColumnType::Decimal { precision, .. } => match precision {
+            1..=9 => 5,
+            10..=19 => 9,
+            20..=28 => 13,
+            _ => 17,
+        },
+        ColumnType::Date => 3,
+        ColumnType::Time => 5,
+        ColumnType::Uuid => 16,
+        ColumnType::Text
+        | ColumnType::Blob
+        | ColumnType::BoundedText { .. }
+        | ColumnType::BoundedBlob { .. } => return None,
+    })
 }
 
 /// The type a package column has in the staging table bulk load fills.
-/// Decimals are staged as their canonical text and cast by the merge:
-/// tiberius panics on a `Numeric` whose scale differs from the column's,
-/// and text converts exactly.
+/// - Text and blobs: `max`, whatever their bound (checked before they are
+///   sent): tiberius declares an `nvarchar(n)` above 2000 characters as
+///   `nvarchar(max)` in `INSERT BULK` yet sends it as `nvarchar(n)`.
+/// - Decimals: their canonical text, cast by the merge: tiberius panics on
+///   a `Numeric` whose scale differs from the column's.
+/// - Dates: `datetime2(7)`, cast by the merge: tiberius 0.12.3 describes a
+///   `date` column to bulk load with a length byte too many (tiberius#373).
 pub fn staging_type(ty: ColumnType) -> String {
     match ty {
+        ColumnType::Text | ColumnType::BoundedText { .. } => "nvarchar(max)".into(),
+        ColumnType::Blob | ColumnType::BoundedBlob { .. } => "varbinary(max)".into(),
         ColumnType::Decimal { .. } => "nvarchar(48)".into(),
-        ty => staged_type(ty),
+        ColumnType::Date => "datetime2(7)".into(),
+        ty => sql_type(ty),
     }
 }
 
-fn staged_type(ty: ColumnType) -> String {
+/// The SQL Server type of a package type, outside a key.
+pub fn sql_type(ty: ColumnType) -> String {
     match ty {
         ColumnType::Integer => "bigint".into(),
         ColumnType::Real => "float".into(),
@@ -46,17 +103,6 @@ fn staged_type(ty: ColumnType) -> String {
         ColumnType::BoundedText { max_len } => format!("nvarchar({max_len})"),
         ColumnType::BoundedBlob { max_len } => format!("varbinary({max_len})"),
     }
-}
-
-/// Whether text of this type needs `COLLATE DATABASE_DEFAULT` in a temp
-/// table: tempdb's collation may differ from the channel database's, and
-/// comparing the two in a merge fails ("Cannot resolve the collation
-/// conflict").
-pub fn is_text(ty: ColumnType) -> bool {
-    matches!(
-        ty,
-        ColumnType::Text | ColumnType::BoundedText { .. } | ColumnType::Decimal { .. }
-    )
 }
 
 /// A column as `sys.columns` describes it.
@@ -75,6 +121,8 @@ pub struct ServerColumn {
     pub has_default: bool,
     /// 1-based position in the primary key, 0 when not a key column.
     pub key_ordinal: u32,
+    /// The collation of a text column.
+    pub collation: Option<String>,
 }
 
 impl ServerColumn {
@@ -138,6 +186,26 @@ impl ServerColumn {
     fn fills_itself(&self) -> bool {
         self.has_default || self.identity || self.computed || self.type_name == "timestamp"
     }
+}
+
+/// Whether a column of this type can be read for upload: every type a
+/// package type maps to, the counters (identity, rowversion) and xml; not
+/// `sql_variant`, `datetimeoffset` or CLR types such as `geography`.
+pub fn is_uploadable(type_name: &str) -> bool {
+    let probe = ServerColumn {
+        name: String::new(),
+        type_name: type_name.to_owned(),
+        max_length: -1,
+        precision: 38,
+        scale: 0,
+        nullable: true,
+        identity: false,
+        computed: false,
+        has_default: false,
+        key_ordinal: 0,
+        collation: None,
+    };
+    probe.stored().is_some() || matches!(type_name, "timestamp" | "rowversion" | "xml")
 }
 
 fn limits(max_len: Option<u32>, decimal: Option<(u8, u8)>, int: Option<(i64, i64)>) -> Limits {

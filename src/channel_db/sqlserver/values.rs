@@ -25,9 +25,14 @@ pub fn to_column_data(ty: ColumnType, value: Value) -> Result<ColumnData<'static
         (_, Value::Integer(i)) => ColumnData::I64(Some(i)),
         (_, Value::Real(r)) => ColumnData::F64(Some(r)),
         (_, Value::Blob(b)) => ColumnData::Binary(Some(Cow::Owned(b))),
+        // Staged as datetime2 (see `types::staging_type`).
         (ColumnType::Date, Value::Text(s)) => {
             let date = parse_date(&s).ok_or_else(|| bad(&s, ty))?;
-            ColumnData::Date(Some(TdsDate::new(date.days_from_ce())))
+            let midnight = Time::new(0, 7);
+            ColumnData::DateTime2(Some(DateTime2::new(
+                TdsDate::new(date.days_from_ce()),
+                midnight,
+            )))
         }
         (ColumnType::DateTime, Value::Text(s)) => {
             let (date, time) = parse_datetime(&s).ok_or_else(|| bad(&s, ty))?;
@@ -52,14 +57,13 @@ fn bad(s: &str, ty: ColumnType) -> String {
 
 /// NULL of the staging column's type: bulk load checks the variant
 /// against the column even for NULL.
-fn null_of(ty: ColumnType) -> ColumnData<'static> {
+pub fn null_of(ty: ColumnType) -> ColumnData<'static> {
     match ty {
         ColumnType::Integer => ColumnData::I64(None),
         ColumnType::Real => ColumnData::F64(None),
         ColumnType::Boolean => ColumnData::Bit(None),
         ColumnType::Blob | ColumnType::BoundedBlob { .. } => ColumnData::Binary(None),
-        ColumnType::Date => ColumnData::Date(None),
-        ColumnType::DateTime => ColumnData::DateTime2(None),
+        ColumnType::Date | ColumnType::DateTime => ColumnData::DateTime2(None),
         ColumnType::Time => ColumnData::Time(None),
         ColumnType::Uuid => ColumnData::Guid(None),
         ColumnType::Text | ColumnType::BoundedText { .. } | ColumnType::Decimal { .. } => {

@@ -186,8 +186,8 @@ fn bad_ports_name_server_and_the_port() {
 
 #[test]
 fn unknown_duplicate_and_missing_keywords_are_named() {
-    let e = error_of(&format!("Server=h;Connect Timeout=5;{BASE}"));
-    assert!(e.contains("`Connect Timeout`"), "{e}");
+    let e = error_of(&format!("Server=h;Colour=blue;{BASE}"));
+    assert!(e.contains("`Colour`"), "{e}");
     let e = error_of(&format!("Server=h;{BASE};Data Source=g"));
     assert!(e.contains("`Server`") && e.contains("`Data Source`"), "{e}");
     let e = error_of(&format!("Server=h;{BASE};PWD=again"));
@@ -304,10 +304,25 @@ fn config_debug_hides_the_password() {
         pool_size: DEFAULT_POOL_SIZE,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         query_timeout: DEFAULT_QUERY_TIMEOUT,
+        apply_timeout: DEFAULT_APPLY_TIMEOUT,
     };
     let debug = format!("{config:?}");
     assert!(
         !debug.contains("Hunter2x") && debug.contains("Secret(***)"),
         "{debug}"
     );
+}
+
+/// Keywords common in strings copied from other clients are accepted and
+/// ignored: pooling and timeouts are the agent's own keys.
+#[test]
+fn harmless_keywords_from_other_clients_are_ignored() {
+    let parsed = parse_connection_string(
+        "Server=pos-sql;Database=pos;User Id=cdx;Password=pw;Persist Security Info=False;\
+         MultipleActiveResultSets=True;Pooling=true;Max Pool Size=100;Connect Timeout=30",
+    )
+    .unwrap();
+    assert_eq!(parsed.host, "pos-sql");
+    let err = parse_connection_string("Server=h;Colour=x;Database=d;User Id=u;Password=p");
+    assert!(err.unwrap_err().to_string().contains("Colour"));
 }

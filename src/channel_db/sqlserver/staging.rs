@@ -1,0 +1,206 @@
+//! The staging table a package's rows are bulk loaded into, and the
+//! statements that move a batch of them into the channel table.
+//!
+//! One temp table per package table: `[cdx_ord]` numbers the rows in
+//! package order, `[cdx_del]` marks a delete, and the package's columns
+//! follow as `[c0]`, `[c1]`, ... by position. Positional names because
+//! tiberius writes the column names of `INSERT BULK` unquoted, and a
+//! package may name a column `Key` or `Order`. A delete stages its key
+//! values in the key columns' places and NULL elsewhere.
+//!
+//! A key's final state depends only on its last row in the batch (an
+//! upsert writes the whole row), so a batch, however upserts and deletes
+//! interleave, moves by two statements: delete the keys whose last row is
+//! a delete, merge those whose last row is an upsert.
+
+use super::tsql::{qualified, quote, quote_all};
+use super::types::staging_type;
+use crate::package::{ColumnType, TableSchema};
+use crate::plan::InvalidIdentifier;
+
+/// Numbers the staged rows in package order.
+pub const ORDINAL: &str = "cdx_ord";
+/// 1 for a delete, 0 for an upsert.
+pub const DELETED: &str = "cdx_del";
+
+/// The staging table of the package's table number `index`: a temp table,
+/// private to the connection and gone with it.
+pub fn table(index: usize) -> String {
+    format!("#cdx_stage_{index}")
+}
+
+/// The staging column of the package's column number `i`.
+fn column(i: usize) -> String {
+    format!("[c{i}]")
+}
+
+/// A collation name as `sys.columns` gives it (`SQL_Latin1_General_CP1_CI_AS`),
+/// checked before it goes into SQL text.
+fn is_collation_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `CREATE TABLE` for the staging table of `table`. Every package column is
+/// nullable; text takes the collation of the channel table's column
+/// (`collations`, by package column; `None`: the database's default), so
+/// comparing the two does not fail with "Cannot resolve the collation
+/// conflict" when tempdb's collation differs.
+///
+/// # Errors
+/// A collation that is not a plain name.
+pub fn create(
+    stage: &str,
+    table: &TableSchema,
+    collations: &[Option<String>],
+) -> Result<String, InvalidIdentifier> {
+    let mut defs = vec![
+        format!("[{ORDINAL}] bigint NOT NULL"),
+        format!("[{DELETED}] bit NOT NULL"),
+    ];
+    for (i, c) in table.columns.iter().enumerate() {
+        let ty = staging_type(c.ty);
+        let collate = match (
+            is_staged_as_text(c.ty),
+            collations.get(i).cloned().flatten(),
+        ) {
+            (false, _) => String::new(),
+            (true, None) => " COLLATE DATABASE_DEFAULT".to_owned(),
+            (true, Some(name)) if is_collation_name(&name) => format!(" COLLATE {name}"),
+            (true, Some(name)) => return Err(InvalidIdentifier { name }),
+        };
+        defs.push(format!("{} {ty}{collate} NULL", column(i)));
+    }
+    Ok(format!("CREATE TABLE {stage} ({})", defs.join(", ")))
+}
+
+fn is_staged_as_text(ty: ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::Text | ColumnType::BoundedText { .. } | ColumnType::Decimal { .. }
+    )
+}
+
+/// Staged column `i` as the channel table's type: decimals from their
+/// text, dates from the `datetime2` they are staged as.
+fn read(table: &TableSchema, i: usize, alias: &str) -> String {
+    let c = format!("{alias}{}", column(i));
+    match table.columns[i].ty {
+        ColumnType::Decimal { precision, scale } => {
+            format!("CAST({c} AS decimal({precision},{scale}))")
+        }
+        ColumnType::Date => format!("CAST({c} AS date)"),
+        _ => c,
+    }
+}
+
+/// Positions of the key columns among the columns, in key order.
+fn key_positions(table: &TableSchema) -> Vec<usize> {
+    table
+        .key
+        .iter()
+        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+        .collect()
+}
+
+/// Inserts one row into the staging table, for a row bulk load cannot
+/// carry: `@P1` the ordinal, `@P2` deleted, then the columns in order.
+pub fn insert_row(stage: &str, columns: usize) -> String {
+    let names: Vec<String> = (0..columns).map(column).collect();
+    let params: Vec<String> = (1..=columns + 2).map(|i| format!("@P{i}")).collect();
+    format!(
+        "INSERT INTO {stage} ([{ORDINAL}], [{DELETED}], {}) VALUES ({})",
+        names.join(", "),
+        params.join(", ")
+    )
+}
+
+/// Moves a full package's staged rows into its (emptied) table.
+pub fn insert_into_table(
+    schema: &str,
+    table: &TableSchema,
+    stage: &str,
+) -> Result<String, InvalidIdentifier> {
+    let target = qualified(schema, &table.name)?;
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let sources: Vec<String> = (0..names.len()).map(|i| read(table, i, "")).collect();
+    Ok(format!(
+        "INSERT INTO {target} ({}) SELECT {} FROM {stage}",
+        quote_all(&names)?.join(", "),
+        sources.join(", ")
+    ))
+}
+
+/// The staged rows that are the last of their key in the batch, with
+/// `extra` columns of the stage.
+fn last_of_each_key(table: &TableSchema, stage: &str) -> String {
+    let partition: Vec<String> = key_positions(table).into_iter().map(column).collect();
+    format!(
+        "(SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY [{ORDINAL}] DESC) AS [cdx_last] \
+         FROM {stage}) AS d WHERE d.[cdx_last] = 1",
+        partition.join(", ")
+    )
+}
+
+/// Deletes the rows whose key's last staged row is a delete.
+pub fn delete_from_table(
+    schema: &str,
+    table: &TableSchema,
+    stage: &str,
+) -> Result<String, InvalidIdentifier> {
+    let target = qualified(schema, &table.name)?;
+    let on = key_positions(table)
+        .into_iter()
+        .map(|i| {
+            Ok(format!(
+                "t.{} = {}",
+                quote(&table.columns[i].name)?,
+                read(table, i, "d.")
+            ))
+        })
+        .collect::<Result<Vec<_>, InvalidIdentifier>>()?
+        .join(" AND ");
+    Ok(format!(
+        "DELETE t FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {} AND d.[{DELETED}] = 1 AND {on})",
+        last_of_each_key(table, stage)
+    ))
+}
+
+/// Merges the rows whose key's last staged row is an upsert: updates the
+/// row with that key, or inserts it.
+pub fn merge_into_table(
+    schema: &str,
+    table: &TableSchema,
+    stage: &str,
+) -> Result<String, InvalidIdentifier> {
+    let target = qualified(schema, &table.name)?;
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let quoted = quote_all(&names)?;
+    let sources: Vec<String> = quoted
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("{} AS {q}", read(table, i, "d.")))
+        .collect();
+    let keys = quote_all(&table.key)?;
+    let on: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+    let sets: Vec<String> = quoted
+        .iter()
+        .filter(|q| !keys.contains(q))
+        .map(|q| format!("{q} = s.{q}"))
+        .collect();
+    // A key-only row that exists already is the row itself.
+    let update = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(" WHEN MATCHED THEN UPDATE SET {}", sets.join(", "))
+    };
+    let values: Vec<String> = quoted.iter().map(|q| format!("s.{q}")).collect();
+    Ok(format!(
+        "MERGE {target} WITH (HOLDLOCK) AS t USING (SELECT {} FROM {} AND d.[{DELETED}] = 0) AS s \
+         ON {}{update} WHEN NOT MATCHED BY TARGET THEN INSERT ({}) VALUES ({});",
+        sources.join(", "),
+        last_of_each_key(table, stage),
+        on.join(" AND "),
+        quoted.join(", "),
+        values.join(", ")
+    ))
+}
