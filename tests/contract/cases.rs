@@ -105,6 +105,14 @@ pub const ALL: &[(&str, Case)] = &[
         "second_connection_sees_committed_state",
         second_connection_sees_committed_state,
     ),
+    (
+        "sql_keywords_are_names_like_any",
+        sql_keywords_are_names_like_any,
+    ),
+    (
+        "a_key_changed_far_apart_in_a_large_package",
+        a_key_changed_far_apart_in_a_large_package,
+    ),
 ];
 
 // ---------------------------------------------------------------------------
@@ -1515,5 +1523,77 @@ fn second_connection_sees_committed_state(fx: &dyn Fixture) {
             product(3, "p3", Some(3.0)),
             product(4, "four", None),
         ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Names and sizes
+// ---------------------------------------------------------------------------
+
+/// Words SQL reserves are identifiers like any other for a package: a
+/// table `Order` with columns `Key`, `User` and `Index` syncs like any.
+fn sql_keywords_are_names_like_any(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    let order = table(
+        "Order",
+        vec![
+            col("Key", ColumnType::Integer, false),
+            col("User", ColumnType::Text, false),
+            col("Index", ColumnType::Integer, true),
+        ],
+        &["Key"],
+    );
+    let row = |key: i64, user: &str, index: Option<i64>| {
+        vec![int(key), text(user), index.map_or(Value::Null, int)]
+    };
+    let full = Pkg::full(1, vec![order.clone()]).rows(
+        0,
+        vec![
+            row(1, "ana", Some(7)),
+            row(2, "ben", None),
+            row(3, "cy", None),
+        ],
+    );
+    applied(&mut *db, &full);
+    let inc = Pkg::incremental(2, vec![order]).table(
+        0,
+        vec![Op::Up(row(2, "benedict", Some(1))), Op::Del(vec![int(3)])],
+    );
+    applied(&mut *db, &inc);
+    assert_eq!(
+        fx.rows("Order", &["Key"]),
+        vec![row(1, "ana", Some(7)), row(2, "benedict", Some(1))]
+    );
+    assert_eq!(db.row_count("Order").unwrap(), 2);
+}
+
+/// A package far larger than any batch a backend writes at once: a key
+/// upserted near the start and deleted near the end, another deleted and
+/// then upserted again, tens of thousands of rows apart, end as the
+/// package's order says.
+fn a_key_changed_far_apart_in_a_large_package(fx: &dyn Fixture) {
+    const ROWS: i64 = 120_000;
+    let mut db = fx.open();
+    applied(
+        &mut *db,
+        &Pkg::full(1, vec![products()]).rows(0, products_rows(1..=ROWS)),
+    );
+    let mut ops: Vec<Op> = (1..=ROWS)
+        .map(|id| Op::Up(product(id, "changed", Some(id as f64))))
+        .collect();
+    ops.insert(1, Op::Del(vec![int(ROWS)]));
+    ops.push(Op::Del(vec![int(1)]));
+    let report = applied(
+        &mut *db,
+        &Pkg::incremental(2, vec![products()]).table(0, ops),
+    );
+    assert_eq!((report.upserts, report.deletes), (ROWS as u64, 2));
+    assert_eq!(db.row_count("products").unwrap(), ROWS as u64 - 1);
+    let rows = product_rows(fx);
+    assert_eq!(rows.first(), Some(&product(2, "changed", Some(2.0))));
+    // Deleted second, upserted again last of all: back.
+    assert_eq!(
+        rows.last(),
+        Some(&product(ROWS, "changed", Some(ROWS as f64)))
     );
 }
