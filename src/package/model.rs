@@ -75,6 +75,16 @@ pub struct TableSchema {
     pub key: Vec<String>,
 }
 
+impl TableSchema {
+    /// Positions of the key columns among the columns, in key order.
+    pub fn key_positions(&self) -> Vec<usize> {
+        self.key
+            .iter()
+            .filter_map(|k| self.columns.iter().position(|c| &c.name == k))
+            .collect()
+    }
+}
+
 /// The header at the start of every package.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PackageHeader {

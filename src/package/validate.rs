@@ -226,11 +226,7 @@ impl FrameChecker {
             .tables
             .iter()
             .map(|schema| TableRules {
-                key: schema
-                    .key
-                    .iter()
-                    .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
-                    .collect(),
+                key: schema.key_positions(),
                 schema: schema.clone(),
             })
             .collect();

@@ -93,15 +93,6 @@ fn read(table: &TableSchema, i: usize, alias: &str) -> String {
     }
 }
 
-/// Positions of the key columns among the columns, in key order.
-fn key_positions(table: &TableSchema) -> Vec<usize> {
-    table
-        .key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
-        .collect()
-}
-
 /// Inserts one row into the staging table, for a row bulk load cannot
 /// carry: `@P1` the ordinal, `@P2` deleted, then the columns in order.
 pub fn insert_row(stage: &str, columns: usize) -> String {
@@ -133,7 +124,7 @@ pub fn insert_into_table(
 /// The staged rows that are the last of their key in the batch, with
 /// `extra` columns of the stage.
 fn last_of_each_key(table: &TableSchema, stage: &str) -> String {
-    let partition: Vec<String> = key_positions(table).into_iter().map(column).collect();
+    let partition: Vec<String> = table.key_positions().into_iter().map(column).collect();
     format!(
         "(SELECT *, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY [{ORDINAL}] DESC) AS [cdx_last] \
          FROM {stage}) AS d WHERE d.[cdx_last] = 1",
@@ -148,7 +139,8 @@ pub fn delete_from_table(
     stage: &str,
 ) -> Result<String, InvalidIdentifier> {
     let target = qualified(schema, &table.name)?;
-    let on = key_positions(table)
+    let on = table
+        .key_positions()
         .into_iter()
         .map(|i| {
             Ok(format!(

@@ -226,11 +226,7 @@ impl<'p> Applying<'p> {
                 .iter()
                 .map(|c| have(&c.name).and_then(|h| h.collation.clone()))
                 .collect(),
-            key: schema
-                .key
-                .iter()
-                .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
-                .collect(),
+            key: schema.key_positions(),
             schema: schema.clone(),
             stage: staging::table(index),
             staged: false,
