@@ -140,6 +140,9 @@ pub fn value_mismatch(ty: ColumnType, value: &Value) -> Option<String> {
         )),
     };
     match (ty, value) {
+        (ColumnType::Real, Value::Real(r)) if !r.is_finite() => {
+            Some(format!("{r} is not a finite number"))
+        }
         (ColumnType::Integer, Value::Integer(_))
         | (ColumnType::Real, Value::Real(_) | Value::Integer(_))
         | (ColumnType::Text, Value::Text(_))

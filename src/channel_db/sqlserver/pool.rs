@@ -34,6 +34,12 @@ const FIRST_PAUSE: Duration = Duration::from_millis(200);
 /// request timeout, and Azure SQL's "busy, try again" family.
 const TRANSIENT_CODES: &[u32] = &[1205, 1222, 40197, 40501, 40613, 49918, 49919, 49920];
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    IfOk,
+    Never,
+}
+
 /// A pool of connections to one channel database. Cheap to clone.
 #[derive(Clone)]
 pub struct SqlServerPool {
@@ -138,6 +144,24 @@ impl SqlServerPool {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, ChannelDbError>,
     ) -> Result<T, ChannelDbError> {
+        self.run(work, Reuse::IfOk)
+    }
+
+    /// [`with_connection`](Self::with_connection) for SQL the backend did
+    /// not write: the connection is closed after, whatever state (an open
+    /// transaction, a session setting) the SQL left it in.
+    pub(super) fn with_throwaway_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, ChannelDbError>,
+    ) -> Result<T, ChannelDbError> {
+        self.run(work, Reuse::Never)
+    }
+
+    fn run<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, ChannelDbError>,
+        reuse: Reuse,
+    ) -> Result<T, ChannelDbError> {
         let _permit =
             self.block_on(self.inner.permits.acquire())
                 .map_err(|_| ChannelDbError::Connect {
@@ -158,7 +182,8 @@ impl SqlServerPool {
         let result = work(&mut connection);
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
-            Ok(_) => idle.push(connection),
+            Ok(_) if reuse == Reuse::IfOk => idle.push(connection),
+            Ok(_) => {}
             // The server restarted, or the network failed: every idle
             // connection is as suspect as this one.
             Err(e) if lost_connection(e) => idle.clear(),
@@ -340,12 +365,12 @@ pub(super) fn is_transient_code(code: u32) -> bool {
     TRANSIENT_CODES.contains(&code)
 }
 
-/// Whether `e` says the connection itself failed, not the statement.
+/// Whether `e` says the connection itself failed, not the statement (a
+/// timeout says only that one statement was slow).
 fn lost_connection(e: &ChannelDbError) -> bool {
     matches!(
         e,
         ChannelDbError::Connect { .. }
-            | ChannelDbError::SqlServerTimeout { .. }
             | ChannelDbError::SqlServer {
                 source: tiberius::error::Error::Io { .. },
                 ..

@@ -243,7 +243,7 @@ pub(super) fn query_batch(
     sql: &str,
 ) -> Result<Vec<Vec<crate::package::Value>>, ChannelDbError> {
     let context = || format!("run {}", sql.chars().take(80).collect::<String>());
-    let rows = pool.with_connection(|c| {
+    let rows = pool.with_throwaway_connection(|c| {
         pool.block_on(pool.timed(context, async {
             c.simple_query(sql).await?.into_first_result().await
         }))

@@ -3,10 +3,11 @@
 use tiberius::time::{Date as TdsDate, DateTime, DateTime2, SmallDateTime, Time};
 use tiberius::ColumnData;
 
+use super::pool;
+use super::staging::{self, Layout};
 use super::tsql::{self, ReadAs};
 use super::types::{self, ServerColumn};
 use super::values::{from_column_data, to_column_data};
-use super::{pool, staging};
 use crate::package::{Column, ColumnType, TableSchema, Value};
 use crate::plan::{self, Family, TableAction};
 
@@ -71,10 +72,20 @@ fn identifiers_are_bracketed_and_anything_else_refused() {
     let mut t = prices();
     t.columns[3].name = "note]; DROP TABLE prices --".into();
     assert!(tsql::create_table("dbo", &t).is_err());
-    assert!(staging::merge_into_table("dbo", &t, "#cdx_stage_0").is_err());
-    assert!(staging::insert_into_table("dbo", &t, "#cdx_stage_0").is_err());
+    assert!(new_table(&t)
+        .merge_into_table("dbo", "#cdx_stage_0")
+        .is_err());
+    assert!(new_table(&t)
+        .insert_into_table("dbo", "#cdx_stage_0")
+        .is_err());
     let collations = [Some("Latin1_General; DROP TABLE x".to_owned())];
-    assert!(staging::create("#cdx_stage_0", &prices(), &collations).is_err());
+    let p = prices();
+    let layout = Layout {
+        table: &p,
+        stored: &[],
+        collations: &collations,
+    };
+    assert!(layout.create("#cdx_stage_0").is_err());
 }
 
 #[test]
@@ -117,7 +128,7 @@ fn package_types_map_to_sql_server_types() {
                 precision: 38,
                 scale: 38,
             },
-            "nvarchar(48)",
+            "nvarchar(max)",
         ),
         (ColumnType::Date, "datetime2(7)"),
         (ColumnType::Time, "time(7)"),
@@ -306,6 +317,16 @@ fn create_table_declares_types_nullability_and_key() {
     );
 }
 
+/// The staging layout of a table the package is about to create: no
+/// declared types or collations known yet.
+fn new_table(t: &TableSchema) -> Layout<'_> {
+    Layout {
+        table: t,
+        stored: &[],
+        collations: &[],
+    }
+}
+
 #[test]
 fn the_staging_table_numbers_columns_by_position_in_the_tables_collation() {
     let t = prices();
@@ -316,41 +337,51 @@ fn the_staging_table_numbers_columns_by_position_in_the_tables_collation() {
         None,
         Some("SQL_Latin1_General_CP1_CI_AS".to_owned()),
     ];
-    let sql = staging::create("#cdx_stage_3", &t, &collations).unwrap();
+    let layout = Layout {
+        table: &t,
+        stored: &[],
+        collations: &collations,
+    };
     assert_eq!(
-        sql,
+        layout.create("#cdx_stage_3").unwrap(),
         "CREATE TABLE #cdx_stage_3 ([cdx_ord] bigint NOT NULL, [cdx_del] bit NOT NULL, \
          [c0] nvarchar(max) COLLATE DATABASE_DEFAULT NULL, [c1] bigint NULL, \
-         [c2] nvarchar(48) COLLATE DATABASE_DEFAULT NULL, \
+         [c2] nvarchar(max) COLLATE DATABASE_DEFAULT NULL, \
          [c3] nvarchar(max) COLLATE SQL_Latin1_General_CP1_CI_AS NULL)"
     );
 }
 
 #[test]
 fn a_batch_merges_the_keys_whose_last_row_is_an_upsert() {
-    let sql = staging::merge_into_table("ax", &prices(), "#cdx_stage_0").unwrap();
+    let t = prices();
     assert_eq!(
-        sql,
+        new_table(&t)
+            .merge_into_table("ax", "#cdx_stage_0")
+            .unwrap(),
         "MERGE [ax].[prices] WITH (HOLDLOCK) AS t USING (SELECT d.[c0] AS [item_id], \
          d.[c1] AS [store], CAST(d.[c2] AS decimal(32,6)) AS [amount], d.[c3] AS [note] \
-         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY [c0], [c1] ORDER BY [cdx_ord] DESC) \
-         AS [cdx_last] FROM #cdx_stage_0) AS d WHERE d.[cdx_last] = 1 AND d.[cdx_del] = 0) AS s \
-         ON t.[item_id] = s.[item_id] AND t.[store] = s.[store] \
+         FROM (SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY [c0], [c1] ORDER BY \
+         [cdx_ord] DESC) AS [cdx_last] FROM #cdx_stage_0) AS l WHERE l.[cdx_last] = 1 AND \
+         l.[cdx_del] = 0) AS d) AS s ON t.[item_id] = s.[item_id] AND t.[store] = s.[store] \
          WHEN MATCHED THEN UPDATE SET [amount] = s.[amount], [note] = s.[note] \
          WHEN NOT MATCHED BY TARGET THEN INSERT ([item_id], [store], [amount], [note]) \
          VALUES (s.[item_id], s.[store], s.[amount], s.[note]);"
     );
     let mut key_only = prices();
     key_only.columns.truncate(2);
-    let sql = staging::merge_into_table("ax", &key_only, "#cdx_stage_0").unwrap();
+    let sql = new_table(&key_only)
+        .merge_into_table("ax", "#cdx_stage_0")
+        .unwrap();
     assert!(!sql.contains("WHEN MATCHED"), "{sql}");
 }
 
 #[test]
 fn a_full_package_inserts_its_staged_rows() {
-    let sql = staging::insert_into_table("dbo", &prices(), "#cdx_stage_1").unwrap();
+    let t = prices();
     assert_eq!(
-        sql,
+        new_table(&t)
+            .insert_into_table("dbo", "#cdx_stage_1")
+            .unwrap(),
         "INSERT INTO [dbo].[prices] ([item_id], [store], [amount], [note]) SELECT [c0], [c1], \
          CAST([c2] AS decimal(32,6)), [c3] FROM #cdx_stage_1"
     );
@@ -362,15 +393,47 @@ fn a_batch_deletes_the_keys_whose_last_row_is_a_delete() {
     t.key = vec!["item_id".into(), "amount".into()];
     t.columns.push(col("day", ColumnType::Date, false));
     t.key.push("day".into());
-    let sql = staging::delete_from_table("dbo", &t, "#cdx_stage_0").unwrap();
     assert_eq!(
-        sql,
-        "DELETE t FROM [dbo].[prices] AS t WHERE EXISTS (SELECT 1 FROM (SELECT *, ROW_NUMBER() \
-         OVER (PARTITION BY [c0], [c2], [c4] ORDER BY [cdx_ord] DESC) AS [cdx_last] FROM \
-         #cdx_stage_0) AS d WHERE d.[cdx_last] = 1 AND d.[cdx_del] = 1 AND \
-         t.[item_id] = d.[c0] AND t.[amount] = CAST(d.[c2] AS decimal(32,6)) AND \
-         t.[day] = CAST(d.[c4] AS date))"
+        new_table(&t)
+            .delete_from_table("dbo", "#cdx_stage_0")
+            .unwrap(),
+        "DELETE t FROM [dbo].[prices] AS t JOIN (SELECT * FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY [c0], CAST([c2] AS decimal(32,6)), CAST([c4] AS date) ORDER BY [cdx_ord] \
+         DESC) AS [cdx_last] FROM #cdx_stage_0) AS l WHERE l.[cdx_last] = 1 AND l.[cdx_del] = 1) \
+         AS d ON t.[item_id] = d.[c0] AND t.[amount] = CAST(d.[c2] AS decimal(32,6)) AND \
+         t.[day] = CAST(d.[c4] AS date)"
     );
+}
+
+/// Against an existing table, staged values are read as the table stores
+/// them: keys partition and compare as `varchar(10)` and `datetime`.
+#[test]
+fn staged_values_are_read_as_the_existing_columns_types() {
+    let mut t = prices();
+    t.columns[1] = col("sold", ColumnType::DateTime, false);
+    t.key = vec!["item_id".into(), "sold".into()];
+    let stored = [
+        Some("varchar(10)".to_owned()),
+        Some("datetime".to_owned()),
+        Some("numeric(32,16)".to_owned()),
+        Some("bigint IDENTITY".to_owned()),
+    ];
+    let layout = Layout {
+        table: &t,
+        stored: &stored,
+        collations: &[],
+    };
+    let sql = layout.merge_into_table("ax", "#cdx_stage_0").unwrap();
+    assert!(
+        sql.contains("PARTITION BY CAST([c0] AS varchar(10)), CAST([c1] AS datetime)"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("CAST(d.[c2] AS numeric(32,16)) AS [amount]"),
+        "{sql}"
+    );
+    // Not a type to cast to: read as the package type.
+    assert!(sql.contains("d.[c3] AS [note]"), "{sql}");
 }
 
 #[test]
@@ -572,10 +635,10 @@ fn generated_statements_parse_as_tsql() {
     ];
     let mut statements = vec![
         tsql::create_table("ax", &t).unwrap(),
-        staging::create(stage, &t, &[]).unwrap(),
-        staging::insert_into_table("ax", &t, stage).unwrap(),
-        staging::merge_into_table("ax", &t, stage).unwrap(),
-        staging::delete_from_table("ax", &t, stage).unwrap(),
+        new_table(&t).create(stage).unwrap(),
+        new_table(&t).insert_into_table("ax", stage).unwrap(),
+        new_table(&t).merge_into_table("ax", stage).unwrap(),
+        new_table(&t).delete_from_table("ax", stage).unwrap(),
         staging::insert_row(stage, 4),
         tsql::select_upload_rows("ax", "sales", &read, "id").unwrap(),
         tsql::select_upload_rows("ax", "sales", &read, "rv").unwrap(),

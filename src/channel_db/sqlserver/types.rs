@@ -74,14 +74,15 @@ fn fixed_key_bytes(ty: ColumnType) -> Option<u32> {
 ///   sent): tiberius declares an `nvarchar(n)` above 2000 characters as
 ///   `nvarchar(max)` in `INSERT BULK` yet sends it as `nvarchar(n)`.
 /// - Decimals: their canonical text, cast by the merge: tiberius panics on
-///   a `Numeric` whose scale differs from the column's.
+///   a `Numeric` whose scale differs from the column's. As `max` too: for
+///   `nvarchar(n)` tiberius's `INSERT BULK` declares n bytes as n characters.
 /// - Dates: `datetime2(7)`, cast by the merge: tiberius 0.12.3 describes a
 ///   `date` column to bulk load with a length byte too many (tiberius#373).
 pub fn staging_type(ty: ColumnType) -> String {
     match ty {
         ColumnType::Text | ColumnType::BoundedText { .. } => "nvarchar(max)".into(),
         ColumnType::Blob | ColumnType::BoundedBlob { .. } => "varbinary(max)".into(),
-        ColumnType::Decimal { .. } => "nvarchar(48)".into(),
+        ColumnType::Decimal { .. } => "nvarchar(max)".into(),
         ColumnType::Date => "datetime2(7)".into(),
         ty => sql_type(ty),
     }

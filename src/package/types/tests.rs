@@ -171,3 +171,12 @@ fn booleans_and_uuids_have_one_form() {
     assert!(value_mismatch(ColumnType::Uuid, &Value::Text(id.to_uppercase())).is_some());
     assert!(value_mismatch(ColumnType::Uuid, &Value::Text(id.replace('-', ""))).is_some());
 }
+
+#[test]
+fn reals_are_finite() {
+    assert_eq!(value_mismatch(ColumnType::Real, &Value::Real(-0.5)), None);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let why = value_mismatch(ColumnType::Real, &Value::Real(bad)).unwrap();
+        assert!(why.contains("not a finite number"), "{why}");
+    }
+}

@@ -138,7 +138,7 @@ impl Applying<'_> {
         if target.staged {
             return Ok(());
         }
-        let sql = staging::create(&target.stage, &target.schema, &target.collations)?;
+        let sql = target.layout().create(&target.stage)?;
         let context = || format!("create {} for table {}", target.stage, target.schema.name);
         batch(self.pool, connection, context, &sql).await?;
         target.staged = true;
@@ -287,26 +287,21 @@ impl Applying<'_> {
         target: &Target,
         staged: &Staged,
     ) -> Result<(), ChannelDbError> {
-        let (schema, table, stage) = (&self.schema, &target.schema, &target.stage);
+        let (schema, layout, stage) = (&self.schema, target.layout(), &target.stage);
         let mut sql = Vec::new();
         if self.header.kind == PackageKind::Full {
-            sql.push(staging::insert_into_table(schema, table, stage)?);
+            sql.push(layout.insert_into_table(schema, stage)?);
         } else {
             if staged.deletes > 0 {
-                sql.push(staging::delete_from_table(schema, table, stage)?);
+                sql.push(layout.delete_from_table(schema, stage)?);
             }
             if staged.upserts > 0 {
-                sql.push(staging::merge_into_table(schema, table, stage)?);
+                sql.push(layout.merge_into_table(schema, stage)?);
             }
         }
         sql.push(format!("TRUNCATE TABLE {stage}"));
-        let context = || {
-            format!(
-                "write a batch of {} rows into {}",
-                staged.rows(),
-                table.name
-            )
-        };
+        let table = &target.schema.name;
+        let context = || format!("write a batch of {} rows into {table}", staged.rows());
         batch(self.pool, connection, context, &sql.join("; ")).await
     }
 }

@@ -86,10 +86,22 @@ struct Target {
     staged: bool,
     /// Columns narrower in the database than in the package.
     checks: Vec<(usize, Limits)>,
+    /// The type, as declared, of each package column's column in the database.
+    stored: Vec<Option<String>>,
     /// The collation of each package column's column in the database.
     collations: Vec<Option<String>>,
     /// Key columns' positions among the columns, in key order.
     key: Vec<usize>,
+}
+
+impl Target {
+    fn layout(&self) -> staging::Layout<'_> {
+        staging::Layout {
+            table: &self.schema,
+            stored: &self.stored,
+            collations: &self.collations,
+        }
+    }
 }
 
 struct Applying<'p> {
@@ -221,6 +233,11 @@ impl<'p> Applying<'p> {
         let have = |column: &str| columns.iter().find(|h| h.name.eq_ignore_ascii_case(column));
         Ok(Target {
             checks: plan::narrower_columns(&existing_table(name, &columns), schema),
+            stored: schema
+                .columns
+                .iter()
+                .map(|c| have(&c.name).map(|h| h.declared()))
+                .collect(),
             collations: schema
                 .columns
                 .iter()
