@@ -66,6 +66,25 @@ fn is_cast_target(declared: &str) -> bool {
     plain && !matches!(base, "text" | "ntext" | "image" | "xml" | "")
 }
 
+fn is_staged_as_text(ty: ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::Text | ColumnType::BoundedText { .. } | ColumnType::Decimal { .. }
+    )
+}
+
+/// Inserts one row into the staging table, for a row bulk load cannot
+/// carry: `@P1` the ordinal, `@P2` deleted, then the columns in order.
+pub fn insert_row(stage: &str, columns: usize) -> String {
+    let names: Vec<String> = (0..columns).map(column).collect();
+    let params: Vec<String> = (1..=columns + 2).map(|i| format!("@P{i}")).collect();
+    format!(
+        "INSERT INTO {stage} ([{ORDINAL}], [{DELETED}], {}) VALUES ({})",
+        names.join(", "),
+        params.join(", ")
+    )
+}
+
 impl Layout<'_> {
     /// `CREATE TABLE` for the staging table. Every package column is
     /// nullable; text takes the collation of the channel table's column (or
@@ -113,28 +132,7 @@ impl Layout<'_> {
             _ => c,
         }
     }
-}
 
-fn is_staged_as_text(ty: ColumnType) -> bool {
-    matches!(
-        ty,
-        ColumnType::Text | ColumnType::BoundedText { .. } | ColumnType::Decimal { .. }
-    )
-}
-
-/// Inserts one row into the staging table, for a row bulk load cannot
-/// carry: `@P1` the ordinal, `@P2` deleted, then the columns in order.
-pub fn insert_row(stage: &str, columns: usize) -> String {
-    let names: Vec<String> = (0..columns).map(column).collect();
-    let params: Vec<String> = (1..=columns + 2).map(|i| format!("@P{i}")).collect();
-    format!(
-        "INSERT INTO {stage} ([{ORDINAL}], [{DELETED}], {}) VALUES ({})",
-        names.join(", "),
-        params.join(", ")
-    )
-}
-
-impl Layout<'_> {
     /// Moves a full package's staged rows into its (emptied) table.
     pub fn insert_into_table(
         &self,
