@@ -418,24 +418,8 @@ mod raw {
             }
             let secret = match (self.secret, self.secret_file, self.secret_env) {
                 (Some(s), None, None) => s,
-                (None, Some(file), None) => {
-                    let path = base.join(file);
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| {
-                            invalid(
-                                "server.secret_file",
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })?
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string()
-                }
-                (None, None, Some(var)) => env(&var).ok_or_else(|| {
-                    invalid(
-                        "server.secret_env",
-                        format!("environment variable `{var}` is not set"),
-                    )
-                })?,
+                (None, Some(file), None) => secret_from_file("server.secret_file", base, &file)?,
+                (None, None, Some(var)) => secret_from_env("server.secret_env", env, &var)?,
                 _ => {
                     return Err(invalid(
                         "server.secret",
@@ -591,6 +575,29 @@ mod raw {
         }
     }
 
+    /// The secret in the file `file` (relative to `base`), trailing newlines
+    /// removed; an unreadable file is an error naming `key`.
+    fn secret_from_file(
+        key: &'static str,
+        base: &Path,
+        file: &Path,
+    ) -> Result<String, ConfigError> {
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    /// The secret in the environment variable `var`; unset is an error
+    /// naming `key`.
+    fn secret_from_env(
+        key: &'static str,
+        env: &dyn Fn(&str) -> Option<String>,
+        var: &str,
+    ) -> Result<String, ConfigError> {
+        env(var).ok_or_else(|| invalid(key, format!("environment variable `{var}` is not set")))
+    }
+
     /// The SQL Server password from exactly one of `Password=` in the
     /// connection string, `password_env` or `password_file`.
     fn sqlserver_password(
@@ -605,27 +612,13 @@ mod raw {
              `channel_db.password_file`";
         let (key, password) = match (in_string, var, file) {
             (Some(p), None, None) => return Ok(p),
-            (None, Some(var), None) => (
-                "channel_db.password_env",
-                env(&var).ok_or_else(|| {
-                    invalid(
-                        "channel_db.password_env",
-                        format!("environment variable `{var}` is not set"),
-                    )
-                })?,
-            ),
+            (None, Some(var), None) => {
+                let key = "channel_db.password_env";
+                (key, secret_from_env(key, env, &var)?)
+            }
             (None, None, Some(file)) => {
-                let path = base.join(file);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid(
-                        "channel_db.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                (
-                    "channel_db.password_file",
-                    text.trim_end_matches(['\r', '\n']).to_string(),
-                )
+                let key = "channel_db.password_file";
+                (key, secret_from_file(key, base, &file)?)
             }
             (None, None, None) => {
                 return Err(invalid(

@@ -124,9 +124,14 @@ fn applied_package(row: &Row) -> Option<AppliedPackage> {
 
 /// A row of unexpected shape from a statement of ours.
 fn corrupt_bookkeeping(context: String) -> ChannelDbError {
+    unexpected(context, "a row of unexpected shape".into())
+}
+
+/// A value the statement of `context` returned that cdx cannot use.
+fn unexpected(context: String, why: String) -> ChannelDbError {
     ChannelDbError::SqlServer {
         context,
-        source: tiberius::error::Error::Conversion("a row of unexpected shape".into()),
+        source: tiberius::error::Error::Conversion(why.into()),
         transient: false,
     }
 }
@@ -231,11 +236,7 @@ async fn read_batch(
 }
 
 fn corrupt_value(table: &str, why: String) -> ChannelDbError {
-    ChannelDbError::SqlServer {
-        context: format!("read upload rows of {table}"),
-        source: tiberius::error::Error::Conversion(why.into()),
-        transient: false,
-    }
+    unexpected(format!("read upload rows of {table}"), why)
 }
 
 pub(super) fn query_batch(
@@ -255,11 +256,7 @@ pub(super) fn query_batch(
                 .collect::<Result<Vec<_>, _>>()
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|why| ChannelDbError::SqlServer {
-            context: context(),
-            source: tiberius::error::Error::Conversion(why.into()),
-            transient: false,
-        })
+        .map_err(|why| unexpected(context(), why))
 }
 
 pub(super) fn watermark(pool: &SqlServerPool, table: &str) -> Result<i64, ChannelDbError> {
