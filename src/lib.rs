@@ -13,6 +13,8 @@
 //!   embedded default.
 //! - [`protocol`]: the JSON bodies and routes shared by agent and server.
 //! - [`config`]: the agent's TOML configuration, validated.
+//! - [`failure`]: which failures are transient (retried, not counted) and
+//!   which permanent (counted against the try count).
 //! - [`retry`]: the retry policy (try count, exponential backoff with jitter).
 //! - [`status`]: the session status models of the original Async Client.
 //! - [`server`]: the reference Async Server (`cdx-server`).
@@ -20,6 +22,7 @@
 
 pub mod channel_db;
 pub mod config;
+pub mod failure;
 pub mod package;
 pub mod plan;
 pub mod protocol;

@@ -1,9 +1,12 @@
 //! The retry policy: a bounded try count and exponential backoff with jitter.
 //!
 //! Pure: the caller owns the clock and the random source, so the policy is
-//! tested without sleeping.
+//! tested without sleeping. Only permanent failures count against the try
+//! count ([`crate::failure`]); transient ones back off and go on.
 
 use std::time::Duration;
+
+use crate::failure::FailureClass;
 
 /// How often and how patiently a failed stage is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +38,10 @@ impl RetryPolicy {
         RetryDecision::RetryAfter(self.backoff(failed_tries, jitter))
     }
 
-    fn backoff(&self, failed_tries: u32, jitter: f64) -> Duration {
+    /// The delay after `failed_tries` failures in a row (1 after the first):
+    /// doubling from `initial_backoff`, capped at `max_backoff`, scaled by
+    /// `jitter` into `[delay/2, delay]`.
+    pub fn backoff(&self, failed_tries: u32, jitter: f64) -> Duration {
         let doublings = failed_tries.saturating_sub(1).min(32);
         let full = self
             .initial_backoff
@@ -43,6 +49,44 @@ impl RetryPolicy {
             .min(self.max_backoff);
         let scale = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
         full.mul_f64(scale)
+    }
+}
+
+/// The failed tries of one stage (a download, an apply, an upload batch),
+/// by class: permanent ones count against the try count, transient ones only
+/// lengthen the backoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tries {
+    /// Permanent failures so far; what the try count limits.
+    pub permanent: u32,
+    /// Transient failures since the last success or permanent failure.
+    pub transient_streak: u32,
+}
+
+impl Tries {
+    /// Records a failure of `class` and says what to do next.
+    pub fn failed(
+        &mut self,
+        policy: &RetryPolicy,
+        class: FailureClass,
+        jitter: f64,
+    ) -> RetryDecision {
+        match class {
+            FailureClass::Transient => {
+                self.transient_streak = self.transient_streak.saturating_add(1);
+                RetryDecision::RetryAfter(policy.backoff(self.transient_streak, jitter))
+            }
+            FailureClass::Permanent => {
+                self.permanent = self.permanent.saturating_add(1);
+                self.transient_streak = 0;
+                policy.after_failure(self.permanent, jitter)
+            }
+        }
+    }
+
+    /// The stage moved on: its next failure starts a new count.
+    pub fn reset(&mut self) {
+        *self = Tries::default();
     }
 }
 
@@ -107,5 +151,45 @@ mod tests {
         assert_eq!(at(0.0), Duration::from_secs(2));
         assert_eq!(at(1.0), Duration::from_secs(4));
         assert_eq!(at(7.0), Duration::from_secs(4));
+    }
+
+    /// Transient failures never give up, however many, and back off up to
+    /// the maximum; permanent ones give up at the try count.
+    #[test]
+    fn only_permanent_failures_spend_the_try_count() {
+        let p = policy(1);
+        let mut tries = Tries::default();
+        for n in 1..=1000 {
+            match tries.failed(&p, FailureClass::Transient, 1.0) {
+                RetryDecision::RetryAfter(d) => assert!(d <= p.max_backoff, "try {n}: {d:?}"),
+                RetryDecision::GiveUp => panic!("gave up after {n} transient failures"),
+            }
+        }
+        assert_eq!(tries.permanent, 0);
+        assert_eq!(
+            tries.failed(&p, FailureClass::Transient, 1.0),
+            RetryDecision::RetryAfter(Duration::from_secs(60))
+        );
+        assert_eq!(
+            tries.failed(&p, FailureClass::Permanent, 1.0),
+            RetryDecision::GiveUp
+        );
+    }
+
+    /// A permanent failure restarts the transient backoff; a reset forgets all.
+    #[test]
+    fn permanent_failure_restarts_the_transient_backoff() {
+        let p = policy(3);
+        let mut tries = Tries::default();
+        for _ in 0..5 {
+            tries.failed(&p, FailureClass::Transient, 1.0);
+        }
+        tries.failed(&p, FailureClass::Permanent, 1.0);
+        assert_eq!(
+            tries.failed(&p, FailureClass::Transient, 1.0),
+            RetryDecision::RetryAfter(Duration::from_secs(1))
+        );
+        tries.reset();
+        assert_eq!(tries, Tries::default());
     }
 }

@@ -97,7 +97,9 @@ impl Handler<Fetch> for Downloader {
                 progress: &mut progress,
             };
             let started = std::time::Instant::now();
-            let done = transfer::download(&mut ctx, &package).await?;
+            let done = transfer::download(&mut ctx, &package).await;
+            status.do_send(StatusEvent::DownloadEnded);
+            let done = done?;
             tracing::info!(package = %id, bytes = done.bytes, resumed_from = done.resumed_from,
                 elapsed_ms = started.elapsed().as_millis() as u64, mode = ?config.mode, "package downloaded");
             Ok(done)

@@ -1,6 +1,7 @@
 //! The actor layer's error: what a stage of a session failed with.
 
 use cdx::channel_db::ChannelDbError;
+use cdx::failure::FailureClass;
 use thiserror::Error;
 
 use crate::hq::HqError;
@@ -34,11 +35,36 @@ pub enum ActorError {
 }
 
 impl ActorError {
-    /// Whether the failed try still moved its stage forward (a reliable
-    /// download that confirmed more chunks): it does not count against the
-    /// try count, so a flaky link cannot cancel a download that progresses.
-    pub fn made_progress(&self) -> bool {
-        matches!(self, Self::Transfer(t) if t.made_progress())
+    /// Whether trying again later can help without anything changing in
+    /// the package ([`cdx::failure`]): only permanent failures count
+    /// against the try count.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            // A panic may come from the package's data: count it, so a
+            // package that always crashes the applier ends up suspended.
+            Self::Panicked { .. } => FailureClass::Permanent,
+            Self::Unavailable(_) | Self::ShuttingDown | Self::SequenceGap { .. } => {
+                FailureClass::Transient
+            }
+            Self::Journal(_) => FailureClass::Transient,
+            Self::Hq(e) => e.class(),
+            Self::Transfer(e) => e.class(),
+            Self::ChannelDb(e) => e.class(),
+        }
+    }
+
+    /// Which part of the store failed, for `/health`: the message database,
+    /// the channel database, the working folder's disk, or headquarters.
+    pub fn component(&self) -> &'static str {
+        match self {
+            Self::Journal(_) => "message database",
+            Self::ChannelDb(e) if e.class().is_transient() => "channel database",
+            Self::Transfer(TransferError::Io { .. } | TransferError::NoSpace { .. }) => {
+                "working folder"
+            }
+            Self::Hq(_) | Self::Transfer(_) if self.class().is_transient() => "headquarters",
+            _ => "package",
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use cdx::config::{Secret, ServerConfig};
+use cdx::failure::FailureClass;
 use cdx::protocol::{
     self, ErrorBody, HighWater, PackageList, Ping, StatusReport, UploadAck, UploadBatch,
 };
@@ -34,6 +35,18 @@ pub enum HqError {
 }
 
 impl HqError {
+    /// Unreachable, slow, overloaded or refusing the credentials: transient.
+    /// A 4xx other than 401, 403, 408 and 429 says the request is wrong.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Status { status, .. } => cdx::failure::http_status(*status),
+            Self::Connect { .. }
+            | Self::Timeout { .. }
+            | Self::Unauthorized { .. }
+            | Self::Transport { .. } => FailureClass::Transient,
+        }
+    }
+
     fn from_reqwest(url: &str, source: reqwest::Error) -> Self {
         let url = url.to_string();
         if source.is_timeout() {
@@ -158,9 +171,12 @@ async fn check(url: &str, resp: Response) -> Result<Response, HqError> {
         return Ok(resp);
     }
     let body = resp.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<ErrorBody>(&body)
-        .map(|b| b.error)
-        .unwrap_or(body);
+    // The server's words go into logs and status documents: escaped.
+    let message = protocol::printable(
+        &serde_json::from_str::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or(body),
+    );
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(HqError::Unauthorized { message });
     }

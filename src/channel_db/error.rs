@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::failure::FailureClass;
 use crate::package::PackageError;
 use crate::plan::{InvalidIdentifier, SchemaConflict};
 
@@ -106,6 +107,27 @@ pub enum ChannelDbError {
     #[error("`{name}` is not a valid table or column name")]
     InvalidIdentifier { name: String },
 
+    /// The package's header contradicts the listing it was downloaded by:
+    /// it is not the package the server listed, and nothing of it is applied.
+    #[error(
+        "package {package_id}: its header says {field} {header}, but the server listed {listed}; \
+         nothing of it was applied"
+    )]
+    NotAsListed {
+        package_id: Uuid,
+        field: &'static str,
+        listed: String,
+        header: String,
+    },
+
+    /// A package writes a table whose rows the store uploads
+    /// (`[[upload.tables]]`): applying it would replace the store's sales.
+    #[error(
+        "package {package_id} writes to table `{table}`, which this store uploads to \
+         headquarters ([[upload.tables]]); nothing of it was applied"
+    )]
+    UploadTable { package_id: Uuid, table: String },
+
     /// A package names a table of SQLite or of cdx's bookkeeping.
     #[error("package {package_id} writes to table `{table}`, which is reserved")]
     ReservedTable { package_id: Uuid, table: String },
@@ -130,18 +152,40 @@ impl From<InvalidIdentifier> for ChannelDbError {
 
 impl ChannelDbError {
     /// Whether the same call may succeed if tried again: the database was
-    /// unreachable or busy, not the package or the call wrong.
-    pub fn is_transient(&self) -> bool {
-        match self {
+    /// unreachable, busy, locked or out of disk, or the package file could
+    /// not be read; not the package or the call wrong.
+    pub fn class(&self) -> FailureClass {
+        use rusqlite::ErrorCode as Code;
+        let transient = match self {
             ChannelDbError::SqlServer { transient, .. }
             | ChannelDbError::Connect { transient, .. } => *transient,
-            ChannelDbError::SqlServerTimeout { .. } => true,
+            ChannelDbError::SqlServerTimeout { .. } | ChannelDbError::Open { .. } => true,
+            ChannelDbError::Package {
+                source: PackageError::Io(_),
+                ..
+            } => true,
             ChannelDbError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                Some(
+                    Code::DatabaseBusy
+                        | Code::DatabaseLocked
+                        | Code::DiskFull
+                        | Code::SystemIoFailure
+                        | Code::CannotOpen
+                        | Code::OutOfMemory
+                )
             ),
             _ => false,
+        };
+        if transient {
+            FailureClass::Transient
+        } else {
+            FailureClass::Permanent
         }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
     }
 
     /// A package error for the package `package_id`.

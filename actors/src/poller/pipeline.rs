@@ -7,7 +7,7 @@ use actix::Addr;
 use cdx::channel_db::ApplyOutcome;
 use cdx::config::DownloadConfig;
 use cdx::protocol::PackageInfo;
-use cdx::retry::{RetryDecision, RetryPolicy};
+use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::DownloadStatus;
 use uuid::Uuid;
 
@@ -62,8 +62,11 @@ impl Pipeline {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed; retrying at the next interval");
-                self.status.do_send(StatusEvent::PollFailed {
+                self.status.do_send(StatusEvent::Failing {
+                    stage: "poll",
+                    component: e.component(),
                     error: e.to_string(),
+                    class: e.class(),
                 });
                 PassOutcome::Failed
             }
@@ -148,6 +151,8 @@ impl Pipeline {
                 Some("recovered: the channel database had applied it".into()),
             );
             self.save(s, false).await?;
+            let path = crate::transfer::package_path(&self.downloads_dir, s.package.id);
+            let _ = tokio::fs::remove_file(path).await;
         }
         open.retain(|s| s.package.sequence > last_applied);
         Ok(open)
@@ -160,36 +165,44 @@ impl Pipeline {
         Ok(s)
     }
 
-    /// Downloads and applies one package, retrying each stage per policy.
+    /// Downloads and applies one package, retrying each stage per policy:
+    /// transient failures for as long as they last, permanent ones until
+    /// the try count is spent.
     async fn carry(&self, mut session: DownloadSession) -> Result<Carried, ActorError> {
-        let mut failures = 0u32;
+        let mut tries = Tries::default();
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(Carried::Stopped);
             }
-            let step = match session.status {
+            let (stage, step) = match session.status {
                 DownloadStatus::Downloaded | DownloadStatus::ApplyFailed => {
-                    self.apply(&mut session).await
+                    ("apply", self.apply(&mut session).await)
                 }
                 DownloadStatus::Applied => return Ok(Carried::Applied),
-                _ => self.download(&mut session).await,
+                _ => ("download", self.download(&mut session).await),
             };
-            let Err(e) = step else {
-                // Each stage has its own tries.
-                failures = 0;
-                continue;
+            let e = match step {
+                Ok(()) => {
+                    // Each stage has its own tries.
+                    tries.reset();
+                    self.status.do_send(StatusEvent::Recovered { stage });
+                    continue;
+                }
+                Err(ActorError::ShuttingDown) => return Ok(Carried::Stopped),
+                Err(e) => e,
             };
-            if matches!(e, ActorError::ShuttingDown) {
-                return Ok(Carried::Stopped);
-            }
-            if e.made_progress() {
-                failures = 0;
-            }
-            failures += 1;
-            match self.retry.after_failure(failures, rand::random()) {
+            let class = e.class();
+            self.status.do_send(StatusEvent::Failing {
+                stage,
+                component: e.component(),
+                error: e.to_string(),
+                class,
+            });
+            match tries.failed(&self.retry, class, rand::random()) {
                 RetryDecision::RetryAfter(delay) => {
-                    tracing::warn!(package = %session.package.id, error = %e,
-                        retry_in_ms = delay.as_millis() as u64, "stage failed; will retry");
+                    tracing::warn!(package = %session.package.id, error = %e, ?class,
+                        permanent_failures = tries.permanent,
+                        retry_in_ms = delay.as_millis() as u64, "{stage} failed; will retry");
                     if !self.shutdown.sleep(delay).await {
                         return Ok(Carried::Stopped);
                     }

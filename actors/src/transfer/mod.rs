@@ -1,19 +1,24 @@
 //! Moving a package from the server into the working folder, in either
 //! transfer mode, and verifying it. Plain async functions over an
-//! [`HqClient`]; the downloader actor decides when to call them again.
+//! [`HqClient`]; the poller decides when to call them again.
 //!
 //! A package is written to `<id>.cdxpkg.part`, checked against the size
 //! and SHA-256 the server listed, made durable, and only then renamed to
 //! `<id>.cdxpkg`: a file with the final name is always complete.
+//!
+//! Both modes keep every byte received: a try that fails resumes after the
+//! last byte on disk with an HTTP Range request. They differ in how much
+//! one request asks for: reliable mode `chunk_bytes` at a time, each
+//! checked before the next; streaming mode the whole rest in one GET.
 
+mod fetch;
 mod part;
-mod reliable;
-mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cdx::config::TransferMode;
+use cdx::failure::FailureClass;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
@@ -51,12 +56,19 @@ pub enum TransferError {
     },
     #[error("package {package_id}: the server answered a range request with {detail}")]
     Range { package_id: Uuid, detail: String },
-    /// A reliable transfer failed after it got more bytes: the next try
-    /// resumes from there.
-    #[error("{source} (with {bytes} bytes on disk; the next try resumes there)")]
-    Partial {
-        bytes: u64,
-        source: Box<TransferError>,
+    /// The working folder's disk cannot take the package (and a margin):
+    /// checked before a byte is downloaded, so the message database on the
+    /// same disk keeps room to write.
+    #[error(
+        "package {package_id}: not enough free space in {}: the download needs {needed} \
+         bytes, {available} are free",
+        path.display()
+    )]
+    NoSpace {
+        package_id: Uuid,
+        path: PathBuf,
+        needed: u64,
+        available: u64,
     },
     #[error(
         "package {package_id}: download interrupted by shutdown at {bytes} bytes (kept to resume)"
@@ -65,9 +77,19 @@ pub enum TransferError {
 }
 
 impl TransferError {
-    /// Whether the failed try still moved the download forward.
-    pub fn made_progress(&self) -> bool {
-        matches!(self, Self::Partial { .. })
+    /// The network, the server's state and the local disk are transient; a
+    /// file that is not what was listed, or a server that answers a range
+    /// with something else, is permanent.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Hq { source, .. } => source.class(),
+            Self::Io { .. } | Self::NoSpace { .. } | Self::Interrupted { .. } => {
+                FailureClass::Transient
+            }
+            Self::Size { .. } | Self::Checksum { .. } | Self::Range { .. } => {
+                FailureClass::Permanent
+            }
+        }
     }
 }
 
@@ -94,6 +116,7 @@ pub struct TransferContext<'a> {
     pub hq: &'a HqClient,
     pub dir: &'a Path,
     pub mode: TransferMode,
+    /// Bytes one request asks for in reliable mode.
     pub chunk_bytes: u64,
     /// Set at shutdown: a reliable transfer stops after the chunk in hand.
     pub stop: &'a AtomicBool,
@@ -126,10 +149,8 @@ pub async fn download(
         });
     }
     let part = part_path(ctx.dir, package.id);
-    let (hasher, resumed_from) = match ctx.mode {
-        TransferMode::Streaming => (streaming::fetch(ctx, package, &part).await?, 0),
-        TransferMode::Reliable => reliable::fetch(ctx, package, &part).await?,
-    };
+    check_free_space(ctx.dir, package, &part)?;
+    let (hasher, resumed_from) = fetch::fetch(ctx, package, &part).await?;
     let actual = hex::encode(hasher.finalize());
     if actual != package.sha256 {
         let _ = tokio::fs::remove_file(&part).await;
@@ -172,6 +193,37 @@ async fn hash_file(path: &Path, limit: u64) -> std::io::Result<(Sha256, u64)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
+}
+
+/// Room kept free beyond a package, for the message database and the logs
+/// on the same disk.
+const FREE_SPACE_MARGIN: u64 = 16 * 1024 * 1024;
+
+/// Refuses to start a download that the disk cannot hold with a margin:
+/// filling the disk would fail the message database too.
+fn check_free_space(dir: &Path, package: &PackageInfo, part: &Path) -> Result<(), TransferError> {
+    let have = std::fs::metadata(part).map_or(0, |m| m.len().min(package.bytes));
+    let needed = package.bytes - have + FREE_SPACE_MARGIN;
+    match free_space(dir) {
+        Ok(available) if available < needed => Err(TransferError::NoSpace {
+            package_id: package.id,
+            path: dir.to_owned(),
+            needed,
+            available,
+        }),
+        Ok(_) => Ok(()),
+        Err(source) => Err(TransferError::Io {
+            package_id: package.id,
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Bytes an unprivileged process may still write on the disk of `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// The rename is durable only once the folder is synced.

@@ -6,7 +6,7 @@ use actix::Addr;
 use cdx::channel_db::{ChannelDb, ChannelDbError, RowBatch, UploadTable};
 use cdx::config::UploadConfig;
 use cdx::protocol::{json_value, UploadBatch};
-use cdx::retry::{RetryDecision, RetryPolicy};
+use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::UploadStatus;
 
 use crate::applier::ChannelDbFactory;
@@ -36,11 +36,30 @@ pub struct UploadPass {
 impl UploadPass {
     pub async fn run(&self) {
         for table in &self.config.tables {
-            if let Err(e) = self.drain(table).await {
-                tracing::warn!(table = %table.name, error = %e, "upload stopped; retrying at the next interval");
-                return;
+            match self.drain(table).await {
+                Ok(()) => {}
+                Err(ActorError::ShuttingDown) => return,
+                Err(e) => {
+                    tracing::warn!(table = %table.name, error = %e,
+                        "upload stopped; retrying at the next interval");
+                    self.failing(&e);
+                    return;
+                }
             }
         }
+        if !self.shutdown.is_triggered() {
+            self.status
+                .do_send(StatusEvent::Recovered { stage: "upload" });
+        }
+    }
+
+    fn failing(&self, e: &ActorError) {
+        self.status.do_send(StatusEvent::Failing {
+            stage: "upload",
+            component: e.component(),
+            error: e.to_string(),
+            class: e.class(),
+        });
     }
 
     /// Uploads batches of `table` until none is left.
@@ -146,7 +165,7 @@ impl UploadPass {
             first_counter: session.first_counter,
             last_counter: session.last_counter,
         };
-        let mut failures = 0;
+        let mut tries = Tries::default();
         let ack = loop {
             match self.hq.upload(&batch).await {
                 Ok((ack, bytes)) => {
@@ -154,10 +173,13 @@ impl UploadPass {
                     break ack;
                 }
                 Err(e) => {
-                    failures += 1;
+                    let e = ActorError::Hq(e);
                     session.transition(UploadStatus::UploadFailed, Some(e.to_string()));
+                    self.failing(&e);
                     self.save(&session, false).await?;
-                    match self.retry.after_failure(failures, rand::random()) {
+                    // Only a batch the server refuses counts against the try
+                    // count; an unreachable server is waited out.
+                    match tries.failed(&self.retry, e.class(), rand::random()) {
                         RetryDecision::RetryAfter(d) => {
                             if !self.shutdown.sleep(d).await {
                                 return Err(ActorError::ShuttingDown);
@@ -167,7 +189,7 @@ impl UploadPass {
                             let why = format!("tried too many times: {e}");
                             session.transition(UploadStatus::Canceled, Some(why));
                             self.save(&session, true).await?;
-                            return Err(e.into());
+                            return Err(e);
                         }
                     }
                 }

@@ -1,9 +1,17 @@
-//! Reliable mode: the package moves in HTTP Range chunks. Each chunk is
-//! confirmed (its position and length checked, its bytes hashed and handed
-//! to the OS) before the next is asked for, so a dropped connection or a
-//! killed agent costs at most one chunk: the next try resumes from the last
-//! confirmed byte. Plain Range requests
-//! work with any HTTP server or CDN, not only `cdx-server`.
+//! Fetching a package's bytes with plain HTTP GETs and Range requests, so
+//! any HTTP server or CDN can serve packages, not only `cdx-server`.
+//!
+//! Every byte received goes to the `.part` file in order, so after a drop
+//! or a killed agent the file's length is where the next try resumes
+//! (`Range: bytes=N-`, with `If-Range` once an `ETag` is known). Reliable
+//! mode asks for `chunk_bytes` at a time and confirms each chunk (its
+//! position and length) before the next; streaming mode asks for the whole
+//! rest at once: one GET per try, the fast path.
+//!
+//! A server that answers a range with other bytes (a 200 with the whole
+//! file after the first byte, a wrong `Content-Range`, more bytes than
+//! asked) fails the try as a permanent failure, and the `.part` file is
+//! emptied so that the next try starts over: it is never fed a wrong byte.
 
 use std::path::Path;
 
@@ -15,6 +23,7 @@ use std::io::Seek;
 use super::part::{io_error, PartFile};
 use super::{hash_file, stopping, TransferContext, TransferError};
 use crate::hq::{HqClient, HqError};
+use cdx::config::TransferMode;
 use cdx::protocol::PackageInfo;
 
 /// Returns the hash of the whole file and where this try resumed from.
@@ -24,6 +33,10 @@ pub(super) async fn fetch(
     part: &Path,
 ) -> Result<(Sha256, u64), TransferError> {
     let (mut file, resumed_from) = open_confirmed_prefix(part, package).await?;
+    let chunk_bytes = match ctx.mode {
+        TransferMode::Reliable => ctx.chunk_bytes,
+        TransferMode::Streaming => u64::MAX,
+    };
     let mut etag: Option<String> = None;
     while file.written < package.bytes {
         if stopping(ctx.stop) {
@@ -32,25 +45,17 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
-        match fetch_chunk(ctx, package, &mut file, &mut etag).await {
-            Ok(()) => {}
-            // Every byte received is on its way to disk, in order: the
-            // next try resumes after the last of them.
-            Err(source) if file.written > resumed_from => {
-                return Err(TransferError::Partial {
-                    bytes: file.written,
-                    source: Box::new(source),
-                })
-            }
-            Err(e) => return Err(e),
-        }
+        let fetched = fetch_range(ctx, package, &mut file, &mut etag, chunk_bytes).await;
+        // What reached the file is handed to the OS even when the try
+        // failed: a killed agent resumes after it.
         file.flush().await?;
+        fetched?;
         (ctx.progress)(file.written);
     }
     Ok((file.finish().await?, resumed_from))
 }
 
-/// Opens the `.part` file, keeping what earlier tries confirmed.
+/// Opens the `.part` file, keeping what earlier tries received.
 async fn open_confirmed_prefix<'a>(
     part: &'a Path,
     package: &'a PackageInfo,
@@ -78,28 +83,33 @@ async fn open_confirmed_prefix<'a>(
     Ok((PartFile::over(f, hasher, hashed, part, package), hashed))
 }
 
-/// Fetches the next chunk into `file`. When the server sends the whole
-/// file instead (it ignores ranges, or the file changed), starts over and
-/// takes the whole file.
-async fn fetch_chunk(
+/// Fetches up to `chunk_bytes` from where `file` ends. From the first byte,
+/// a request for the whole file is a plain GET; any other asks for a range.
+async fn fetch_range(
     ctx: &mut TransferContext<'_>,
     package: &PackageInfo,
     file: &mut PartFile<'_>,
     etag: &mut Option<String>,
+    chunk_bytes: u64,
 ) -> Result<(), TransferError> {
     let start = file.written;
-    let end = (start + ctx.chunk_bytes).min(package.bytes) - 1;
+    let end = start.saturating_add(chunk_bytes).min(package.bytes) - 1;
+    let whole_file = start == 0 && end + 1 == package.bytes;
     let path = HqClient::content_path(package.id);
-    let mut req = ctx
-        .hq
-        .request(reqwest::Method::GET, &path)
-        .header(RANGE, format!("bytes={start}-{end}"));
-    if let Some(tag) = etag.as_deref() {
-        req = req.header(IF_RANGE, tag);
+    let mut req = ctx.hq.request(reqwest::Method::GET, &path);
+    if !(whole_file && ctx.mode == TransferMode::Streaming) {
+        req = req.header(RANGE, format!("bytes={start}-{end}"));
+        if let Some(tag) = etag.as_deref() {
+            req = req.header(IF_RANGE, tag);
+        }
     }
     let hq_err = |source: HqError| TransferError::Hq {
         package_id: package.id,
         source,
+    };
+    let range_err = |detail: String| TransferError::Range {
+        package_id: package.id,
+        detail,
     };
     let mut resp = ctx.hq.send(&path, req).await.map_err(hq_err)?;
     if etag.is_none() {
@@ -109,41 +119,44 @@ async fn fetch_chunk(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
-    let target_end = match resp.status() {
-        StatusCode::PARTIAL_CONTENT => {
-            check_content_range(package, &resp, start, end)?;
-            end + 1
-        }
-        // A server may answer a range with the whole file (some do when
-        // the range covers it all); from offset 0 that is just the file.
+    match resp.status() {
+        StatusCode::PARTIAL_CONTENT => check_content_range(package, &resp, start, end)?,
+        // The whole file, asked for or as the answer to a range covering it.
+        StatusCode::OK if start == 0 => {}
         StatusCode::OK => {
-            if start > 0 {
-                tracing::warn!(package = %package.id, "server sent the whole file; starting over");
-                file.reset().await?;
-            }
-            package.bytes
+            // The server ignored the range, or the file changed: nothing on
+            // disk can be trusted to continue. Start over on the next try.
+            file.reset().await?;
+            return Err(range_err(format!(
+                "HTTP 200 and the whole file to a request for bytes {start}-{end}; \
+                 the download starts over"
+            )));
         }
-        other => {
-            return Err(TransferError::Range {
-                package_id: package.id,
-                detail: format!("HTTP {other}"),
-            })
-        }
+        other => return Err(range_err(format!("HTTP {other}"))),
+    }
+    let target_end = if resp.status() == StatusCode::OK {
+        package.bytes
+    } else {
+        end + 1
     };
     let url = ctx.hq.url(&path);
-    while let Some(bytes) = resp.chunk().await.map_err(|e| {
+    while let Some(mut bytes) = resp.chunk().await.map_err(|e| {
         hq_err(HqError::Transport {
             url: url.clone(),
             source: e,
         })
     })? {
-        file.write(bytes).await?;
-        if file.written > target_end {
-            return Err(TransferError::Range {
-                package_id: package.id,
-                detail: format!("more bytes than the {} asked for", target_end - start),
-            });
+        let room = target_end - file.written;
+        if bytes.len() as u64 > room {
+            // Keep what was asked for, never a byte more.
+            bytes.truncate(room as usize);
+            file.write(bytes).await?;
+            return Err(range_err(format!(
+                "more than the {} bytes asked for",
+                target_end - start
+            )));
         }
+        file.write(bytes).await?;
     }
     if file.written != target_end {
         return Err(TransferError::Size {
