@@ -39,6 +39,14 @@ const DEFAULT_BATCH_ROWS: usize = 1000;
 const DEFAULT_TRY_COUNT: u32 = 3;
 const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8090";
 const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Five quiet minutes are far beyond a long poll (25 s) and the upload
+/// interval (1 min), and well inside what a store notices at the till.
+/// Longer intervals raise it to twice the slowest.
+const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(5 * 60);
+/// Inside the working folder, written at start, readable by the agent's user only.
+const DEFAULT_CONTROL_TOKEN_FILE: &str = "control-token";
+/// The log levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -115,8 +123,24 @@ pub struct Config {
     pub upload: UploadConfig,
     pub retry: RetryPolicy,
     pub status_listen: Option<SocketAddr>,
+    /// How long a stage may fail, or the agent go without progress, before
+    /// `/health` answers 503.
+    pub stall_after: Duration,
+    pub control: ControlConfig,
     pub log_level: String,
     pub log_format: LogFormat,
+}
+
+/// Who may steer the agent through its status endpoint.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// A token set in the configuration; else one is generated at start.
+    pub token: Option<Secret>,
+    /// Where the agent writes the token (mode 0600) for `cdx-client` and
+    /// operators to read.
+    pub token_file: PathBuf,
+    /// `Host` names the endpoint answers for besides the loopback ones.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +306,11 @@ mod raw {
     struct Status {
         enabled: bool,
         listen: String,
+        #[serde(with = "humantime_serde")]
+        stall_after: Option<Duration>,
+        control_token: Option<String>,
+        control_token_file: Option<PathBuf>,
+        allowed_hosts: Vec<String>,
     }
 
     #[derive(Deserialize)]
@@ -362,6 +391,10 @@ mod raw {
             Self {
                 enabled: true,
                 listen: DEFAULT_STATUS_LISTEN.into(),
+                stall_after: None,
+                control_token: None,
+                control_token_file: None,
+                allowed_hosts: Vec::new(),
             }
         }
     }
@@ -385,20 +418,76 @@ mod raw {
                 Some(p) => base.join(p),
                 None => working_folder.join("message-db"),
             };
+            let download = self.download.validate()?;
+            let upload = self.upload.validate()?;
+            let slowest = [download.interval, download.long_poll, upload.interval]
+                .into_iter()
+                .max()
+                .unwrap_or_default();
+            // Unless given, twice the slowest interval, and at least the default.
+            let stall_after = self
+                .status
+                .stall_after
+                .unwrap_or_else(|| DEFAULT_STALL_AFTER.max(slowest * 2));
+            if stall_after <= slowest {
+                return Err(invalid(
+                    "status.stall_after",
+                    format!(
+                        "must be longer than download.interval, download.long_poll and \
+                         upload.interval ({}), or a healthy agent would look stalled",
+                        humantime::format_duration(slowest)
+                    ),
+                ));
+            }
+            let control = ControlConfig {
+                token: self.status.control_token.clone().map(Secret),
+                token_file: match &self.status.control_token_file {
+                    Some(p) => base.join(p),
+                    None => working_folder.join(DEFAULT_CONTROL_TOKEN_FILE),
+                },
+                allowed_hosts: self.status.allowed_hosts.clone(),
+            };
+            if control.token.as_ref().is_some_and(|t| t.0.len() < 16) {
+                return Err(invalid(
+                    "status.control_token",
+                    "must be at least 16 characters",
+                ));
+            }
             Ok(Config {
                 server: self.server.validate(base, env)?,
                 message_db,
                 working_folder,
                 journal_retention: self.storage.journal_retention,
                 channel_db: self.channel_db.validate(base, env)?,
-                download: self.download.validate()?,
-                upload: self.upload.validate()?,
+                download,
+                upload,
                 retry: self.retry.validate()?,
+                stall_after,
+                control,
                 status_listen: self.status.validate()?,
-                log_level: self.log.level,
+                log_level: validate_log_level(self.log.level)?,
                 log_format: self.log.format,
             })
         }
+    }
+
+    /// A tracing filter whose every directive names a level: `info`, or
+    /// `target=level`. A bare word would be read as a target and silence
+    /// every other log line.
+    fn validate_log_level(level: String) -> Result<String, ConfigError> {
+        for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let named = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+            if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(named)) {
+                return Err(invalid(
+                    "log.level",
+                    format!(
+                        "`{directive}` names no level; use one of {} or `target=level`",
+                        LOG_LEVELS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(level)
     }
 
     impl Server {
@@ -411,6 +500,17 @@ mod raw {
                 return Err(invalid(
                     "server.url",
                     format!("`{}` is not an http:// or https:// URL", self.url),
+                ));
+            }
+            let authority = self.url.split_once("://").map_or("", |(_, rest)| {
+                rest.split(['/', '?', '#']).next().unwrap_or("")
+            });
+            if authority.contains('@') {
+                return Err(invalid(
+                    "server.url",
+                    "must not hold a user name or password (`user:pass@`): the channel's \
+                     credentials are `server.channel_id` and one of `secret`, `secret_file` \
+                     or `secret_env`",
                 ));
             }
             if self.channel_id.trim().is_empty() {

@@ -7,9 +7,11 @@
 
 use thiserror::Error;
 
+use crate::channel_db::{ChannelDbError, UploadTable};
 use crate::package::{
-    is_identifier, is_reserved, parse_decimal, text_len, ColumnType, TableSchema, Value,
+    is_identifier, parse_decimal, text_len, ColumnType, PackageHeader, TableSchema, Value,
 };
+use crate::protocol::PackageInfo;
 
 /// A table as the channel database has it (`PRAGMA table_info`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,15 +423,74 @@ pub fn quote_ident(name: &str) -> Result<String, InvalidIdentifier> {
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
 }
 
-/// Whether a package must not write to a table of this name: the tables of
-/// cdx's bookkeeping (`cdx_*`, see `package::is_reserved`) and of SQLite
-/// itself (`sqlite_*`), compared case-insensitively.
-pub fn is_reserved_table(name: &str) -> bool {
-    is_reserved(name)
-        || name
-            .as_bytes()
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case(b"sqlite_"))
+pub use crate::package::is_reserved_table;
+
+/// Checks, before a single row is written, that a package is the one the
+/// server listed (id, data group, sequence, kind and job) and that it
+/// writes none of the store's upload tables (`upload_tables`, compared as
+/// SQL compares names, ignoring ASCII case).
+///
+/// # Errors
+/// [`ChannelDbError::NotAsListed`] naming the field and both values, or
+/// [`ChannelDbError::UploadTable`]: permanent failures.
+pub fn check_listed(
+    header: &PackageHeader,
+    listed: &PackageInfo,
+    upload_tables: &[UploadTable],
+) -> Result<(), ChannelDbError> {
+    let fields: [(&'static str, String, String); 5] = [
+        (
+            "package id",
+            listed.id.to_string(),
+            header.package_id.to_string(),
+        ),
+        (
+            "data group",
+            listed.data_group.clone(),
+            header.data_group.clone(),
+        ),
+        (
+            "sequence",
+            listed.sequence.to_string(),
+            header.sequence.to_string(),
+        ),
+        (
+            "kind",
+            format!("{:?}", listed.kind),
+            format!("{:?}", header.kind),
+        ),
+        ("job", listed.job.clone(), header.job.clone()),
+    ];
+    for (field, want, got) in fields {
+        if want != got {
+            return Err(ChannelDbError::NotAsListed {
+                package_id: listed.id,
+                field,
+                listed: shown(&want),
+                header: shown(&got),
+            });
+        }
+    }
+    if let Some(table) = header.tables.iter().find(|t| {
+        upload_tables
+            .iter()
+            .any(|u| u.name.eq_ignore_ascii_case(&t.name))
+    }) {
+        return Err(ChannelDbError::UploadTable {
+            package_id: listed.id,
+            table: table.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// A header or listing value as a message shows it: quoted, and cut short.
+fn shown(value: &str) -> String {
+    let mut s: String = value.chars().take(100).collect();
+    if s.len() < value.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
 }
 
 /// `CREATE TABLE` for `schema`: columns in order with their SQL types,

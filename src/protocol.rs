@@ -53,6 +53,11 @@ pub struct PackageInfo {
     /// Row frames in the package (upserts plus deletes).
     pub rows: u64,
     pub created_at_ms: i64,
+    /// Uncompressed size of the package body (frames and checksum). The
+    /// agent refuses a package that expands beyond it. `None` from a server
+    /// that does not say (then the free disk space is the bound).
+    #[serde(default)]
+    pub content_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,4 +180,45 @@ pub struct SessionInfo {
 pub struct SessionList {
     pub download: Vec<SessionInfo>,
     pub upload: Vec<SessionInfo>,
+}
+
+/// Characters of the other side's text kept in a log line or a status
+/// document; the rest is cut.
+const PRINTABLE_CHARS: usize = 1000;
+
+/// Text from the other side (a server's error message) as it may go into a
+/// log line or a status document: control characters escaped (`\n`,
+/// `\u{1b}`), so a newline or an escape code cannot forge a log line or
+/// colour a terminal, and cut after 1,000 characters.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(PRINTABLE_CHARS));
+    for (i, c) in text.chars().enumerate() {
+        if i == PRINTABLE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    /// Newlines and escape codes are escaped, long text is cut.
+    #[test]
+    fn control_characters_are_escaped_and_long_text_cut() {
+        assert_eq!(
+            printable("bad\nINFO forged line \u{1b}[31mred"),
+            "bad\\nINFO forged line \\u{1b}[31mred"
+        );
+        assert_eq!(printable("plain, ünïcode"), "plain, ünïcode");
+        let long = "x".repeat(5000);
+        assert_eq!(printable(&long).chars().count(), 1001);
+    }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use cdx::channel_db::{SqlServerChannelDb, SqlServerPool, SqliteChannelDb};
-use cdx::config::{ChannelDbConfig, Config, SqlServerConfig};
+use cdx::config::{ChannelDbConfig, Config, Secret, SqlServerConfig};
+use std::path::Path;
 use thiserror::Error;
 
 use crate::applier::{Applier, ChannelDbFactory};
@@ -36,9 +37,24 @@ pub enum StartError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Hq(#[from] HqError),
-    #[error("cannot listen for the status endpoint on {addr}: {source}")]
+    #[error("cannot listen for the status endpoint on {addr} (status.listen): {source}")]
     StatusListen {
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("another agent is already running on the message database {} (pid {pid})", path.display())]
+    AlreadyRunning {
+        path: std::path::PathBuf,
+        pid: String,
+    },
+    #[error("cannot lock the message database {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the control token file {} (status.control_token_file): {source}", path.display())]
+    ControlToken {
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
 }
@@ -52,6 +68,8 @@ pub struct Agent {
     journal: Addr<Journal>,
     actors: Actors,
     status_server: Option<actix_web::dev::ServerHandle>,
+    /// Held while the agent runs: one agent per message database.
+    _lock: std::fs::File,
 }
 
 /// Held so that the supervised actors live as long as the agent.
@@ -101,10 +119,30 @@ impl Agent {
             path: downloads_dir.clone(),
             source,
         })?;
+        // Everything that can refuse to start does so before any actor runs.
+        let lock = lock_message_db(&config.message_db)?;
+        let status_listener = match config.status_listen {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .map_err(|source| StartError::StatusListen { addr, source })?;
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(listen = %addr,
+                        "the status endpoint listens beyond this machine; \
+                         keep it behind a firewall (control calls still need the token)");
+                }
+                Some(listener)
+            }
+            None => None,
+        };
+        let access = status::ControlAccess {
+            token: control_token(&config)?,
+            allowed_hosts: config.control.allowed_hosts.clone(),
+        };
         let supervision = Supervision::default();
         let shutdown = Shutdown::default();
         let hq = HqClient::new(&config.server)?;
         let (store, _) = JournalStore::open(&config.message_db)?;
+        clean_working_folder(&downloads_dir, &store);
 
         let reporter = Reporter::start(hq.clone(), &supervision);
         supervision.watch("reporter", watch(&reporter));
@@ -120,7 +158,7 @@ impl Agent {
             &supervision,
         );
         supervision.watch("downloader", watch(&downloader));
-        let applier = Applier::start(open_db.clone(), &supervision);
+        let applier = Applier::start(open_db.clone(), config.upload.tables.clone(), &supervision);
         let poller = Poller::start(
             Pipeline {
                 hq: hq.clone(),
@@ -162,18 +200,12 @@ impl Agent {
         .start();
         supervision.watch("scheduler", watch(&scheduler));
 
-        let (status_addr, status_server) = match config.status_listen {
-            Some(addr) => {
-                let listener = std::net::TcpListener::bind(addr)
-                    .map_err(|source| StartError::StatusListen { addr, source })?;
+        let (status_addr, status_server) = match status_listener {
+            Some(listener) => {
                 let bound = listener.local_addr().ok();
-                let server = status::serve(
-                    listener,
-                    status.clone(),
-                    poller.clone(),
-                    supervision.clone(),
-                )
-                .map_err(|source| StartError::StatusListen { addr, source })?;
+                let addr = bound.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+                let server = status::serve(listener, status.clone(), poller.clone(), access)
+                    .map_err(|source| StartError::StatusListen { addr, source })?;
                 let handle = server.handle();
                 actix_rt::spawn(server);
                 (bound, Some(handle))
@@ -194,6 +226,7 @@ impl Agent {
                 _status: status,
             },
             status_server,
+            _lock: lock,
         })
     }
 
@@ -229,6 +262,115 @@ fn identity(config: &Config) -> Identity {
         channel_id: config.server.channel_id.clone(),
         server_url: config.server.url.clone(),
         transfer_mode: format!("{:?}", config.download.mode).to_lowercase(),
+        stall_after: config.stall_after,
+    }
+}
+
+/// Takes the message database's lock file (`<message_db>.lock`, holding
+/// the pid): a second agent on the same configuration refuses to start and
+/// touches nothing.
+fn lock_message_db(message_db: &Path) -> Result<std::fs::File, StartError> {
+    let mut name = message_db.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = message_db.with_file_name(name);
+    let lock_err = |source| StartError::Lock {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(lock_err)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(StartError::AlreadyRunning {
+                path: message_db.to_owned(),
+                pid: pid.trim().to_string(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    use std::io::Write as _;
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(lock_err)?;
+    Ok(file)
+}
+
+/// The control token: the configured one, or a new random one. Either is
+/// written to the token file, readable by the agent's user only.
+fn control_token(config: &Config) -> Result<Secret, StartError> {
+    let token = config.control.token.clone().unwrap_or_else(|| {
+        Secret::new(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ))
+    });
+    let path = &config.control.token_file;
+    write_private(path, token.expose()).map_err(|source| StartError::ControlToken {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(token)
+}
+
+/// Writes `text` to `path` with mode 0600, replacing what was there.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+/// Removes package files the journal no longer needs: packages applied or
+/// canceled (the agent was killed between the commit and the clean-up), and
+/// partial downloads of sessions it does not know. Other files are left.
+fn clean_working_folder(dir: &Path, store: &JournalStore) {
+    let open: std::collections::HashSet<uuid::Uuid> = store
+        .downloads()
+        .filter_map(Result::ok)
+        .filter(|s| !s.status.is_final())
+        .map(|s| s.package.id)
+        .collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.split('.').next())
+            .and_then(|n| uuid::Uuid::parse_str(n).ok())
+        else {
+            continue;
+        };
+        let is_package = name.to_str().is_some_and(|n| n.contains(".cdxpkg"));
+        if is_package && !open.contains(&id) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %entry.path().display(),
+                    "removed a package file no open session needs"),
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                    "cannot remove a package file no open session needs"),
+            }
+        }
     }
 }
 

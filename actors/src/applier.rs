@@ -10,19 +10,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use cdx::channel_db::{ApplyOutcome, ChannelDb, ChannelDbError, PackageSource};
-use cdx::package::PackageReader;
+use cdx::channel_db::{ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, UploadTable};
+use cdx::package::{Declared, PackageReader};
+use cdx::plan;
 
 use crate::error::ActorError;
 use crate::supervisor::{guard, Supervision};
 use cdx::protocol::PackageInfo;
 
 const NAME: &str = "applier";
-/// Tries again after a deadlock, a lock timeout or a lost connection (not
-/// the package's fault, so not counted against its try count), pausing
-/// `FIRST_PAUSE`, then twice as long each time.
-const TRANSIENT_RETRIES: u32 = 3;
-const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Opens a connection to the channel database.
 pub type ChannelDbFactory =
@@ -45,15 +41,23 @@ pub struct LastApplied {
 pub struct Applier {
     open: ChannelDbFactory,
     db: Option<Box<dyn ChannelDb>>,
+    /// The store's upload tables: no package may write them.
+    upload_tables: Arc<[UploadTable]>,
     supervision: Supervision,
 }
 
 impl Applier {
-    pub fn start(open: ChannelDbFactory, supervision: &Supervision) -> Addr<Self> {
+    pub fn start(
+        open: ChannelDbFactory,
+        upload_tables: Vec<UploadTable>,
+        supervision: &Supervision,
+    ) -> Addr<Self> {
         let sup = supervision.clone();
+        let upload_tables: Arc<[UploadTable]> = upload_tables.into();
         let factory = supervision.counting_factory(NAME, move || Applier {
             open: open.clone(),
             db: None,
+            upload_tables: upload_tables.clone(),
             supervision: sup.clone(),
         });
         let addr = SyncArbiter::start(1, factory);
@@ -82,20 +86,9 @@ impl Handler<Apply> for Applier {
         let supervision = self.supervision.clone();
         guard(ctx, &supervision, NAME, || {
             let started = std::time::Instant::now();
-            let mut pause = FIRST_PAUSE;
-            let mut tries = 0;
-            let outcome = loop {
-                match self.apply_once(&msg) {
-                    Err(e) if e.is_transient() && tries < TRANSIENT_RETRIES => {
-                        tries += 1;
-                        tracing::warn!(package = %msg.package.id, error = %e, try_number = tries,
-                            "channel database busy or unreachable; applying again");
-                        std::thread::sleep(pause);
-                        pause *= 2;
-                    }
-                    outcome => break outcome?,
-                }
-            };
+            // A busy or unreachable database is retried by the poller, as
+            // a transient failure that costs no try.
+            let outcome = self.apply_once(&msg)?;
             tracing::info!(package = %msg.package.id, sequence = msg.package.sequence,
                 job = %msg.package.job, outcome = ?outcome,
                 elapsed_ms = started.elapsed().as_millis() as u64, "package applied");
@@ -105,16 +98,25 @@ impl Handler<Apply> for Applier {
 }
 
 impl Applier {
-    /// One try: the package file read from the start, in one transaction.
+    /// One try: the package file read from the start, checked against its
+    /// listing before a row is written, applied in one transaction.
     fn apply_once(&mut self, msg: &Apply) -> Result<ApplyOutcome, ChannelDbError> {
+        let listed = &msg.package;
         let package_err = |source| ChannelDbError::Package {
-            package_id: Some(msg.package.id),
+            package_id: Some(listed.id),
             source,
         };
         let file = std::fs::File::open(&msg.path).map_err(|e| package_err(e.into()))?;
         let input: Box<dyn std::io::Read + Send> =
             Box::new(BufReader::with_capacity(1 << 20, file));
-        let source: PackageSource<'_> = PackageReader::open(input).map_err(package_err)?;
+        let source: PackageSource<'_> =
+            PackageReader::open(input)
+                .map_err(package_err)?
+                .expect(Declared {
+                    rows: listed.rows,
+                    content_bytes: listed.content_bytes,
+                });
+        plan::check_listed(source.header(), listed, &self.upload_tables)?;
         let outcome = self.db()?.apply_package(source);
         if outcome.is_err() {
             // A failed transaction may leave the connection in any state.

@@ -13,7 +13,7 @@ pub enum PackageError {
     BadMagic,
 
     /// The preamble names a format version this build does not read.
-    #[error("unsupported package format version {found} (this build reads version 1 only)")]
+    #[error("unsupported package format version {found} (this build reads versions 1 and 2)")]
     UnsupportedVersion { found: u16 },
 
     /// The header (as the preamble declares or as encoded) exceeds the limit.
@@ -75,6 +75,17 @@ pub enum PackageError {
         /// The table whose section the frame is in, when one is open.
         table: Option<String>,
         detail: String,
+    },
+
+    /// The package holds more (or other) rows or content bytes than the
+    /// listing it was downloaded by declares: a decompression bomb or a
+    /// package that is not the one listed. Reading stops at the declared
+    /// amount, before it fills memory or disk.
+    #[error("package {what}: the listing declares {declared}, the package has {found}")]
+    NotAsDeclared {
+        what: &'static str,
+        declared: u64,
+        found: String,
     },
 
     /// The reader or writer failed before; its stream is in an unknown state.

@@ -5,7 +5,7 @@
 //! time, with a size limit on every length field, so memory stays bounded
 //! whatever the package size and hostile input gets an error, never an abort.
 
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod model;
 mod reader;
@@ -19,14 +19,14 @@ pub use model::{
     Column, ColumnType, Frame, PackageHeader, PackageKind, TableSchema, Value, FORMAT_VERSION,
     OLDEST_FORMAT_VERSION,
 };
-pub use reader::{PackageReader, PackageSummary};
+pub use reader::{Declared, PackageReader, PackageSummary};
 pub use types::{
     check_type, format_decimal, is_canonical_uuid, parse_date, parse_datetime, parse_decimal,
     parse_time, text_len, value_mismatch, Date, Decimal, TimeOfDay, MAX_BLOB_LEN, MAX_PRECISION,
     MAX_TEXT_LEN, TICKS_PER_SECOND,
 };
 pub use validate::{
-    is_identifier, is_reserved, MAX_COLUMNS, MAX_IDENTIFIER, MAX_LABEL_CHARS, MAX_TABLES,
-    RESERVED_PREFIX,
+    is_identifier, is_reserved, is_reserved_table, MAX_COLUMNS, MAX_IDENTIFIER, MAX_LABEL_CHARS,
+    MAX_TABLES, RESERVED_PREFIX,
 };
 pub use writer::{PackageWriter, WrittenPackage};

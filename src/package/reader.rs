@@ -44,6 +44,19 @@ pub struct PackageReader<R: Read> {
     /// The current frame's bytes; reused.
     buf: Vec<u8>,
     state: State,
+    /// Uncompressed body bytes read so far (frames with their length prefixes).
+    content_read: u64,
+    /// What the listing declares, when the caller said ([`Self::expect`]).
+    declared: Option<Declared>,
+}
+
+/// A package's size as its listing declares it, enforced while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    /// Row frames (upserts plus deletes).
+    pub rows: u64,
+    /// Uncompressed body bytes (frames and checksum), when the listing says.
+    pub content_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +116,26 @@ impl<R: Read> PackageReader<R> {
             content,
             buf: Vec::new(),
             state: State::Frames,
+            content_read: 0,
+            declared: None,
         })
     }
 
     pub fn header(&self) -> &PackageHeader {
         &self.header
+    }
+
+    /// Makes the reader hold the package to what its listing declares: it
+    /// fails as soon as a row or a byte more than declared comes (before the
+    /// frame is allocated), and at the end unless both match exactly.
+    pub fn expect(mut self, declared: Declared) -> Self {
+        self.declared = Some(declared);
+        self
+    }
+
+    /// Uncompressed body bytes read so far; grows by each frame's size.
+    pub fn content_read(&self) -> u64 {
+        self.content_read
     }
 
     /// The next frame, or `None` once the `End` frame was read and the
@@ -159,6 +187,8 @@ impl<R: Read> PackageReader<R> {
                 max: u64::from(MAX_FRAME),
             });
         }
+        let frame_end = self.content_read + 4 + u64::from(frame_len);
+        self.check_declared_bytes(frame_end + CHECKSUM_LEN as u64, false)?;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.resize(frame_len as usize, 0);
@@ -167,13 +197,50 @@ impl<R: Read> PackageReader<R> {
         read?;
         self.content.update(len);
         self.content.update(&self.buf);
+        self.content_read = frame_end;
 
         let frame = codec::decode_frame(&self.buf)?;
         self.checker.check(&frame)?;
+        if let Some(declared) = self.declared {
+            let rows = self.checker.rows();
+            let ended = matches!(frame, Frame::End { .. });
+            if rows > declared.rows || (ended && rows != declared.rows) {
+                return Err(PackageError::NotAsDeclared {
+                    what: "rows",
+                    declared: declared.rows,
+                    found: if ended {
+                        rows.to_string()
+                    } else {
+                        format!("more than {}", declared.rows)
+                    },
+                });
+            }
+        }
         if matches!(frame, Frame::End { .. }) {
+            self.check_declared_bytes(self.content_read + CHECKSUM_LEN as u64, true)?;
             self.finish_body()?;
         }
         Ok(frame)
+    }
+
+    /// Fails when a body of at least `size` bytes (exactly, when `complete`)
+    /// contradicts the declared content size.
+    fn check_declared_bytes(&self, size: u64, complete: bool) -> Result<(), PackageError> {
+        let Some(declared) = self.declared.and_then(|d| d.content_bytes) else {
+            return Ok(());
+        };
+        if size > declared || (complete && size != declared) {
+            return Err(PackageError::NotAsDeclared {
+                what: "content bytes",
+                declared,
+                found: if complete {
+                    size.to_string()
+                } else {
+                    format!("at least {size}")
+                },
+            });
+        }
+        Ok(())
     }
 
     /// After `End`: the checksum, then nothing more, compressed or not.

@@ -42,6 +42,19 @@ pub fn is_reserved(name: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
 }
 
+/// Whether a package must not write to a table of this name: the tables of
+/// cdx's bookkeeping (`cdx_*`) and of SQLite itself (`sqlite_*`), compared
+/// case-insensitively. The one rule the publisher and the reader (so every
+/// agent) enforce; an agent also protects its upload tables
+/// (`plan::check_listed`).
+pub fn is_reserved_table(name: &str) -> bool {
+    is_reserved(name)
+        || name
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"sqlite_"))
+}
+
 /// A name as it appears in a message: debug-quoted, cut after 64 characters
 /// so a hostile megabyte-long name does not end up in a log line.
 fn shown(name: &str) -> String {
@@ -126,6 +139,11 @@ fn validate_name(what: &str, name: &str) -> Result<(), PackageError> {
 fn validate_table(index: usize, table: &TableSchema) -> Result<(), PackageError> {
     validate_name(&format!("table #{index}"), &table.name)?;
     let t = &table.name;
+    if is_reserved_table(t) {
+        return Err(invalid(format!(
+            "table name `{t}` is reserved: `sqlite_*` tables belong to SQLite"
+        )));
+    }
     if table.columns.is_empty() {
         return Err(invalid(format!("table `{t}` has no columns")));
     }

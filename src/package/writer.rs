@@ -17,6 +17,10 @@ pub struct WrittenPackage {
     pub sha256: String,
     /// Row frames (upserts plus deletes) written.
     pub rows: u64,
+    /// Uncompressed body bytes: every frame with its length prefix, and
+    /// the checksum. Listed, so that a reader can refuse a package that
+    /// expands beyond it.
+    pub content_bytes: u64,
 }
 
 /// Streams a package into `W`. Validates the header and every row against the
@@ -37,6 +41,8 @@ pub struct PackageWriter<W: Write> {
     buf: Vec<u8>,
     checker: FrameChecker,
     failed: bool,
+    /// Uncompressed body bytes written so far.
+    body_bytes: u64,
 }
 
 impl<W: Write> PackageWriter<W> {
@@ -64,6 +70,7 @@ impl<W: Write> PackageWriter<W> {
             buf: Vec::with_capacity(4096),
             checker: FrameChecker::new(header),
             failed: false,
+            body_bytes: 0,
         })
     }
 
@@ -112,6 +119,7 @@ impl<W: Write> PackageWriter<W> {
                 bytes,
                 sha256,
                 rows,
+                content_bytes: self.body_bytes + checksum.len() as u64,
             },
         ))
     }
@@ -132,6 +140,7 @@ impl<W: Write> PackageWriter<W> {
             return Err(e.into());
         }
         self.content.update(&self.buf);
+        self.body_bytes += self.buf.len() as u64;
         Ok(())
     }
 }

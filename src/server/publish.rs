@@ -159,6 +159,7 @@ impl Publication {
             sha256: written.sha256,
             rows: written.rows,
             created_at_ms: self.header.created_at_ms,
+            content_bytes: Some(written.content_bytes),
         };
         if let Err(e) = self.store.with_conn(|conn| insert_package(conn, &info)) {
             let _ = std::fs::remove_file(&final_path);
@@ -187,8 +188,9 @@ impl Drop for Publication {
 fn insert_package(conn: &mut rusqlite::Connection, info: &PackageInfo) -> Result<(), ServerError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
-        "INSERT INTO packages (id, data_group, job, sequence, kind, bytes, sha256, rows, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO packages (id, data_group, job, sequence, kind, bytes, sha256, rows,
+             created_at_ms, content_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             info.id.to_string(),
             info.data_group,
@@ -199,6 +201,7 @@ fn insert_package(conn: &mut rusqlite::Connection, info: &PackageInfo) -> Result
             info.sha256,
             info.rows as i64,
             info.created_at_ms,
+            info.content_bytes.map(|n| n as i64),
         ],
     )?;
     let channels: Vec<String> = {

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS packages (
     sha256        TEXT NOT NULL,
     rows          INTEGER NOT NULL,
     created_at_ms INTEGER NOT NULL,
+    content_bytes INTEGER,                    -- uncompressed body; NULL before it was recorded
     UNIQUE (data_group, sequence)
 );
 
@@ -86,3 +87,7 @@ CREATE TABLE IF NOT EXISTS upload_counters (
     PRIMARY KEY (channel, table_name)
 );
 "#;
+
+/// Columns added after a table was first released, added to older files on
+/// open: (table, column, its definition).
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("packages", "content_bytes", "INTEGER")];

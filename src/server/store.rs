@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::auth;
 use super::error::ServerError;
-use super::schema::SCHEMA;
+use super::schema::{ADDED_COLUMNS, SCHEMA};
 use crate::package::PackageKind;
 use crate::protocol::{now_ms, PackageInfo};
 
@@ -71,6 +71,7 @@ impl Store {
             .map_err(|e| ServerError::io(format!("creating {}", packages.display()), e))?;
         let conn = open_connection(&data_dir.join(DB_FILE))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         let (published, _) = watch::channel(0);
         Ok(Store {
             inner: Arc::new(Inner {
@@ -269,6 +270,23 @@ fn open_connection(path: &Path) -> Result<Connection, ServerError> {
     Ok(conn)
 }
 
+/// Brings a `server.db` made by an older version up to [`SCHEMA`].
+fn add_missing_columns(conn: &Connection) -> Result<(), ServerError> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let exists: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Ids, data groups and jobs end up in URLs, file names and logs: keep them
 /// to letters, digits, `-`, `_` and `.`.
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), ServerError> {
@@ -287,7 +305,7 @@ pub(crate) fn validate_name(what: &str, name: &str) -> Result<(), ServerError> {
 }
 
 pub(crate) const PACKAGE_COLUMNS: &str =
-    "id, data_group, job, sequence, kind, bytes, sha256, rows, created_at_ms";
+    "id, data_group, job, sequence, kind, bytes, sha256, rows, created_at_ms, content_bytes";
 
 pub(crate) fn package_from_row(r: &Row<'_>) -> rusqlite::Result<PackageInfo> {
     let id: String = r.get(0)?;
@@ -302,6 +320,7 @@ pub(crate) fn package_from_row(r: &Row<'_>) -> rusqlite::Result<PackageInfo> {
         sha256: r.get(6)?,
         rows: r.get::<_, i64>(7)? as u64,
         created_at_ms: r.get(8)?,
+        content_bytes: r.get::<_, Option<i64>>(9)?.map(|n| n as u64),
     })
 }
 

@@ -108,7 +108,7 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
         "the suspension lifted by itself"
     );
 
-    let (code, body) = http(agent.status_addr, "POST", "/control/resume");
+    let (code, body) = agent.resume();
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(&broken.id.to_string()), "{body}");
     let done = wait_until(Duration::from_secs(30), || {

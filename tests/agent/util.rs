@@ -271,6 +271,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// An agent running in process, on a thread with its own actix `System`.
 pub struct RunningAgent {
     pub status_addr: SocketAddr,
+    /// Where the agent wrote its control token.
+    pub token_file: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -278,6 +280,7 @@ pub struct RunningAgent {
 impl RunningAgent {
     pub fn start(config: Config, open_db: ChannelDbFactory) -> RunningAgent {
         init_logging();
+        let token_file = config.control.token_file.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -293,6 +296,7 @@ impl RunningAgent {
         let status_addr = addr_rx.recv().expect("the agent started");
         RunningAgent {
             status_addr,
+            token_file,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -302,6 +306,17 @@ impl RunningAgent {
         let (code, body) = http(self.status_addr, "GET", "/status");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad status document {e}: {body}"))
+    }
+
+    /// `POST /control/resume` with the control token.
+    pub fn resume(&self) -> (u16, String) {
+        let token = std::fs::read_to_string(&self.token_file).unwrap();
+        http_with(
+            self.status_addr,
+            "POST",
+            "/control/resume",
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
     }
 
     pub fn status_json(&self) -> serde_json::Value {
@@ -334,15 +349,30 @@ impl Drop for RunningAgent {
 
 /// A plain HTTP/1.1 request; returns the status code and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, &[])
+}
+
+/// A plain HTTP/1.1 request with extra headers (a `Host` among them
+/// replaces the default one).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let code = response

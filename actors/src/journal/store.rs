@@ -184,6 +184,7 @@ mod tests {
             rows: 1,
             data_group: "default".into(),
             created_at_ms: 0,
+            content_bytes: None,
         }
     }
 

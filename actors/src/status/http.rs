@@ -1,20 +1,37 @@
 //! The status endpoint: `GET /health`, `GET /status`, and
 //! `POST /control/resume` to release a suspended package.
+//!
+//! Only its own host can steer it. Every route answers only requests whose
+//! `Host` is a loopback name or one configured (`status.allowed_hosts`), so
+//! a page on another site cannot read it through DNS rebinding. Control
+//! routes also need the control token (`Authorization: Bearer ...`), which
+//! the agent writes at start to a file only its user can read, and refuse
+//! any request a browser marks as coming from another origin.
 
 use std::net::TcpListener;
 
 use actix::Addr;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::http::header;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use cdx::config::Secret;
 
-use super::{GetStatus, Status};
+use super::{GetHealth, GetStatus, Status};
 use crate::poller::{Poller, Resume};
-use crate::supervisor::Supervision;
+
+/// Who may use the endpoint.
+#[derive(Clone)]
+pub struct ControlAccess {
+    /// The bearer token control routes require.
+    pub token: Secret,
+    /// Host names (without port) accepted besides the loopback ones.
+    pub allowed_hosts: Vec<String>,
+}
 
 #[derive(Clone)]
 struct State {
     status: Addr<Status>,
     poller: Addr<Poller>,
-    supervision: Supervision,
+    access: ControlAccess,
 }
 
 /// Serves the endpoint on `listener`. The server runs on its own worker
@@ -23,12 +40,12 @@ pub fn serve(
     listener: TcpListener,
     status: Addr<Status>,
     poller: Addr<Poller>,
-    supervision: Supervision,
+    access: ControlAccess,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = State {
         status,
         poller,
-        supervision,
+        access,
     };
     Ok(HttpServer::new(move || {
         App::new()
@@ -44,22 +61,117 @@ pub fn serve(
     .run())
 }
 
-async fn health(state: web::Data<State>) -> HttpResponse {
-    let actors = state.supervision.snapshot();
-    let dead: Vec<_> = actors
-        .iter()
-        .filter(|(_, h)| !h.alive)
-        .map(|(n, _)| *n)
-        .collect();
-    if dead.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "degraded", "dead_actors": dead }))
+fn refused(status: actix_web::http::StatusCode, error: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": error }))
+}
+
+/// The request's `Host` without its port, lower-cased.
+fn host_name(req: &HttpRequest) -> Option<String> {
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let name = match host.strip_prefix('[') {
+        // [::1]:8090
+        Some(v6) => v6.split(']').next()?,
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    Some(name.to_ascii_lowercase())
+}
+
+/// Whether `Host` names this machine's loopback or a configured name.
+fn host_allowed(req: &HttpRequest, access: &ControlAccess) -> bool {
+    match host_name(req) {
+        Some(name) => {
+            matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
+                || access
+                    .allowed_hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(&name))
+        }
+        None => false,
     }
 }
 
-async fn status_document(state: web::Data<State>) -> HttpResponse {
+/// Refuses a request for a foreign `Host` (403).
+fn check_host(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpResponse> {
+    if host_allowed(req, access) {
+        Ok(())
+    } else {
+        Err(refused(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "this status endpoint answers only for its own host name \
+             (add others to status.allowed_hosts)",
+        ))
+    }
+}
+
+/// A control call must come from the same origin (or from no browser at
+/// all) and carry the control token.
+fn check_control(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpResponse> {
+    check_host(req, access)?;
+    let forbidden = actix_web::http::StatusCode::FORBIDDEN;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let same = origin
+            .to_str()
+            .is_ok_and(|o| o == format!("http://{host}") || o == format!("https://{host}"));
+        if !same {
+            return Err(refused(
+                forbidden,
+                "cross-origin control requests are refused",
+            ));
+        }
+    }
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() != b"same-origin" && v.as_bytes() != b"none");
+    if cross_site {
+        return Err(refused(
+            forbidden,
+            "cross-site control requests are refused",
+        ));
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.trim().as_bytes(), access.token.expose().as_bytes()) {
+        return Err(refused(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "control calls need `Authorization: Bearer <token>`; the token is in the \
+             agent's control token file (status.control_token_file)",
+        ));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn health(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_host(&req, &state.access) {
+        return refusal;
+    }
+    match state.status.send(GetHealth).await {
+        Ok(h) if h.healthy => HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })),
+        Ok(h) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unhealthy", "reasons": h.reasons })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unhealthy", "reasons": ["the status actor is restarting"]
+        })),
+    }
+}
+
+async fn status_document(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_host(&req, &state.access) {
+        return refusal;
+    }
     match state.status.send(GetStatus).await {
         Ok(doc) => HttpResponse::Ok().json(doc),
         Err(_) => HttpResponse::ServiceUnavailable()
@@ -67,7 +179,10 @@ async fn status_document(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-async fn resume(state: web::Data<State>) -> HttpResponse {
+async fn resume(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_control(&req, &state.access) {
+        return refusal;
+    }
     match state.poller.send(Resume).await {
         Ok(Some(package)) => HttpResponse::Ok().json(serde_json::json!({ "resumed": package })),
         Ok(None) => HttpResponse::Conflict()

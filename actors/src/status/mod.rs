@@ -2,16 +2,19 @@
 //! `GET /status` with one JSON document. It holds no secret, so none can
 //! leak through it.
 
+mod health;
 mod http;
 
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
+use cdx::failure::FailureClass;
 use cdx::protocol::now_ms;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use http::serve;
+pub use health::{assess, Health, HealthInputs, Problem};
+pub use http::{serve, ControlAccess};
 
 use crate::journal::{DownloadSession, Journal, Recent, UploadSession};
 use crate::supervisor::{ActorHealth, Supervision};
@@ -28,14 +31,23 @@ pub enum StatusEvent {
         listed: usize,
         last_applied: u64,
     },
-    PollFailed {
+    /// A stage (`poll`, `download`, `apply`, `upload`) failed; it keeps
+    /// failing until a `Recovered` of the same stage.
+    Failing {
+        stage: &'static str,
+        component: &'static str,
         error: String,
+        class: FailureClass,
     },
+    /// A stage succeeded (an upload pass: finished without error).
+    Recovered { stage: &'static str },
     DownloadProgress {
         package_id: Uuid,
         bytes: u64,
         total: u64,
     },
+    /// A download ended, done or not: its progress is no longer shown.
+    DownloadEnded,
     Activity {
         actor: &'static str,
         doing: Option<String>,
@@ -92,6 +104,10 @@ pub struct StatusDocument {
     pub started_at_ms: i64,
     pub uptime_ms: i64,
     pub healthy: bool,
+    /// Why the agent is not healthy (what `/health` answers 503 with).
+    pub health_reasons: Vec<String>,
+    /// Stages failing now, by stage, with since when.
+    pub problems: BTreeMap<String, Problem>,
     pub actors: BTreeMap<String, ActorHealth>,
     pub last_poll: PollState,
     pub activity: BTreeMap<String, String>,
@@ -108,6 +124,9 @@ pub struct Identity {
     pub channel_id: String,
     pub server_url: String,
     pub transfer_mode: String,
+    /// How long a stage may fail, or go without progress, before the
+    /// agent calls itself unhealthy.
+    pub stall_after: std::time::Duration,
 }
 
 pub struct Status {
@@ -120,6 +139,9 @@ pub struct Status {
     progress: Option<Progress>,
     suspended: Option<SuspendedState>,
     watermarks: BTreeMap<String, WatermarkState>,
+    problems: BTreeMap<String, Problem>,
+    last_download_progress_ms: Option<i64>,
+    last_upload_ok_ms: Option<i64>,
 }
 
 impl Status {
@@ -140,6 +162,35 @@ impl Status {
             progress: None,
             suspended: None,
             watermarks: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            last_download_progress_ms: None,
+            last_upload_ok_ms: None,
+        })
+    }
+
+    fn actors(&self) -> BTreeMap<String, ActorHealth> {
+        self.supervision
+            .snapshot()
+            .into_iter()
+            .map(|(name, health)| (name.to_string(), health))
+            .collect()
+    }
+
+    fn health(&self, actors: &BTreeMap<String, ActorHealth>) -> Health {
+        assess(&HealthInputs {
+            now_ms: now_ms(),
+            started_at_ms: self.started_at_ms,
+            stall_after_ms: self.identity.stall_after.as_millis() as i64,
+            actors,
+            problems: &self.problems,
+            suspended: self.suspended.as_ref().map(|s| {
+                let package = s.package_id.map(|p| p.to_string()).unwrap_or_default();
+                format!("package {package}: {}", s.reason.as_deref().unwrap_or(""))
+            }),
+            last_download_progress_ms: self.last_download_progress_ms,
+            download_busy: self.activity.contains_key("poller"),
+            last_upload_ok_ms: self.last_upload_ok_ms,
+            upload_busy: self.activity.contains_key("uploader"),
         })
     }
 }
@@ -154,6 +205,19 @@ impl Actor for Status {
 impl Supervised for Status {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.supervision.restarted(NAME);
+    }
+}
+
+impl Status {
+    /// `stage` succeeded: it no longer fails, and the agent made progress.
+    fn recovered(&mut self, stage: &str) {
+        self.problems.remove(stage);
+        let now = Some(now_ms());
+        if stage == "upload" {
+            self.last_upload_ok_ms = now;
+        } else {
+            self.last_download_progress_ms = now;
+        }
     }
 }
 
@@ -174,23 +238,47 @@ impl Handler<StatusEvent> for Status {
                     data_group: Some(data_group),
                     last_applied_sequence: last_applied,
                 };
+                self.recovered("poll");
             }
-            StatusEvent::PollFailed { error } => {
-                self.poll.at_ms = Some(now_ms());
-                self.poll.ok = Some(false);
-                self.poll.error = Some(error);
+            StatusEvent::Failing {
+                stage,
+                component,
+                error,
+                class,
+            } => {
+                let error = cdx::protocol::printable(&error);
+                if stage == "poll" {
+                    self.poll.at_ms = Some(now_ms());
+                    self.poll.ok = Some(false);
+                    self.poll.error = Some(error.clone());
+                }
+                let now = now_ms();
+                let p = self.problems.entry(stage.to_string()).or_insert(Problem {
+                    component: String::new(),
+                    error: String::new(),
+                    class,
+                    since_ms: now,
+                    failures: 0,
+                });
+                p.component = component.to_string();
+                p.error = error;
+                p.class = class;
+                p.failures += 1;
             }
+            StatusEvent::Recovered { stage } => self.recovered(stage),
             StatusEvent::DownloadProgress {
                 package_id,
                 bytes,
                 total,
             } => {
+                self.last_download_progress_ms = Some(now_ms());
                 self.progress = (bytes < total).then_some(Progress {
                     package_id,
                     bytes,
                     total,
                 });
             }
+            StatusEvent::DownloadEnded => self.progress = None,
             StatusEvent::Activity { actor, doing } => match doing {
                 Some(d) => {
                     self.activity.insert(actor, d);
@@ -243,19 +331,17 @@ impl Handler<GetStatus> for Status {
                 Ok(Ok(r)) => r,
                 _ => Default::default(),
             };
-            let actors: BTreeMap<String, ActorHealth> = act
-                .supervision
-                .snapshot()
-                .into_iter()
-                .map(|(name, health)| (name.to_string(), health))
-                .collect();
+            let actors = act.actors();
+            let health = act.health(&actors);
             StatusDocument {
                 channel_id: act.identity.channel_id.clone(),
                 server_url: act.identity.server_url.clone(),
                 transfer_mode: act.identity.transfer_mode.clone(),
                 started_at_ms: act.started_at_ms,
                 uptime_ms: now_ms() - act.started_at_ms,
-                healthy: actors.values().all(|a| a.alive),
+                healthy: health.healthy,
+                health_reasons: health.reasons,
+                problems: act.problems.clone(),
                 actors,
                 last_poll: act.poll.clone(),
                 activity: act
@@ -270,5 +356,18 @@ impl Handler<GetStatus> for Status {
                 recent_uploads,
             }
         }))
+    }
+}
+
+/// Asks whether the agent makes progress (`/health`).
+#[derive(Message)]
+#[rtype(result = "Health")]
+pub struct GetHealth;
+
+impl Handler<GetHealth> for Status {
+    type Result = MessageResult<GetHealth>;
+    fn handle(&mut self, _: GetHealth, _: &mut Self::Context) -> Self::Result {
+        let actors = self.actors();
+        MessageResult(self.health(&actors))
     }
 }

@@ -10,10 +10,12 @@ use uuid::Uuid;
 
 use super::*;
 use crate::channel_db::{ApplyReport, ChannelDb};
+use crate::package::codec::fixtures::{raw_frames, raw_package};
 use crate::package::{
     Column, ColumnType, PackageHeader, PackageReader, PackageWriter, TableSchema, Value,
     FORMAT_VERSION,
 };
+use crate::package::{Frame, PackageError};
 use crate::plan::SchemaConflict;
 
 const GROUP: &str = "store-0001";
@@ -184,20 +186,27 @@ fn failing_row_is_a_sqlite_error_naming_the_table() {
     assert_eq!(product_rows(&db), before);
 }
 
-/// A package may not write to SQLite's own tables.
+/// A package may not write to SQLite's own tables: the publisher cannot
+/// write one, and the reader refuses one written by hand, before the
+/// channel database sees it.
 #[test]
 fn sqlite_tables_are_reserved() {
-    let (_dir, mut db) = temp_db();
     let schema = TableSchema {
-        name: "sqlite_stat1".into(),
+        name: "SQLite_stat1".into(),
         columns: vec![col("tbl", ColumnType::Text, false)],
         key: vec!["tbl".into()],
     };
     let pkg = Pkg::full(1, vec![schema], vec![]);
-    let err = apply(&mut db, &pkg).unwrap_err();
+    let refused = |e: PackageError| e.to_string().contains("`SQLite_stat1` is reserved");
+    let written = PackageWriter::new(Vec::new(), &pkg.header).err();
     assert!(
-        matches!(err, ChannelDbError::ReservedTable { ref table, .. } if table == "sqlite_stat1")
+        written.is_some_and(refused),
+        "the writer took a sqlite_ table"
     );
+    let end = raw_frames(&[Frame::End { rows: 0 }]);
+    let bytes = raw_package(&pkg.header, &end, None);
+    let read = PackageReader::open(&bytes[..]).err();
+    assert!(read.is_some_and(refused), "the reader took a sqlite_ table");
 }
 
 /// Opening creates the file in WAL mode with the bookkeeping tables;
