@@ -344,9 +344,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// canceled (the agent was killed between the commit and the clean-up), and
 /// partial downloads of sessions it does not know. Other files are left.
 fn clean_working_folder(dir: &Path, store: &JournalStore) {
-    let open: std::collections::HashSet<uuid::Uuid> = store
-        .downloads()
-        .filter_map(Result::ok)
+    let Ok(sessions) = store.downloads() else {
+        return;
+    };
+    let open: std::collections::HashSet<uuid::Uuid> = sessions
+        .into_iter()
         .filter(|s| !s.status.is_final())
         .map(|s| s.package.id)
         .collect();

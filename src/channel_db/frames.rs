@@ -3,11 +3,17 @@
 //! Reading a package (zstd, SHA-256, decoding) costs about a third of
 //! inserting its rows; on a two-core store PC the two overlap, so applying
 //! a package runs near the speed of a plain insert loop (see
-//! `examples/apply_speed.rs`). Memory stays bounded: at most
-//! `BATCHES_IN_FLIGHT` batches of `BATCH` frames wait in the channel.
+//! `examples/apply_speed.rs`).
+//!
+//! Memory is bounded by bytes, whatever the row width: a batch closes at
+//! `BATCH` frames or `BATCH_BYTES` of encoded frames, and the reader waits
+//! while the batches handed over and not yet given back hold more than
+//! `BYTES_IN_FLIGHT` (one batch always passes, so a single wide row is
+//! never stuck).
 
 use std::panic;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use crate::channel_db::{ChannelDbError, PackageSource};
@@ -16,7 +22,39 @@ use crate::package::{Frame, PackageError};
 /// Frames handed over at a time: large enough that the channel costs
 /// nothing per row, small enough that little is read in vain on an error.
 const BATCH: usize = 256;
+/// Encoded bytes handed over at a time, at most (or one frame, if larger).
+const BATCH_BYTES: u64 = 1 << 20;
+/// Encoded bytes of the batches between the threads, at most (or one batch).
+const BYTES_IN_FLIGHT: u64 = 4 << 20;
 const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The encoded bytes of the batches the reader handed over and the
+/// consumer has not given back yet.
+#[derive(Default)]
+struct InFlight {
+    bytes: Mutex<u64>,
+    returned: Condvar,
+}
+
+impl InFlight {
+    /// Waits until `more` bytes fit (or nothing is in flight), then counts them.
+    fn reserve(&self, more: u64) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *bytes > 0 && *bytes + more > BYTES_IN_FLIGHT {
+            bytes = self.returned.wait(bytes).unwrap_or_else(|e| e.into_inner());
+        }
+        *bytes += more;
+    }
+
+    fn release(&self, less: u64) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *bytes = bytes.saturating_sub(less);
+        self.returned.notify_all();
+    }
+}
+
+/// Frames and their encoded size.
+type Batch = (Vec<Frame>, u64);
 
 /// The frames of the package, in order, as the helper thread read them,
 /// a batch at a time. The stream ends after `Frame::End`, or early when
@@ -28,9 +66,12 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// that allocated them, so the two threads never contend for one malloc
 /// arena (which cost more than the read-ahead saved).
 pub(crate) struct Frames {
-    rx: Receiver<Vec<Frame>>,
+    rx: Receiver<Batch>,
     back: Sender<Vec<Frame>>,
+    in_flight: Arc<InFlight>,
     current: Vec<Frame>,
+    /// Encoded bytes of `current`, released when it is given back.
+    current_bytes: u64,
     /// Frames of `current` already moved out by `take_next`.
     taken: usize,
 }
@@ -43,7 +84,11 @@ impl Frames {
             // A reader gone by now no longer needs buffers.
             let _ = self.back.send(done);
         }
-        self.current = self.rx.recv().ok()?;
+        self.in_flight
+            .release(std::mem::take(&mut self.current_bytes));
+        let (batch, bytes) = self.rx.recv().ok()?;
+        self.current = batch;
+        self.current_bytes = bytes;
         Some(&self.current)
     }
 
@@ -74,19 +119,26 @@ pub(crate) fn read_ahead<T>(
     let (tx, rx) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
     // Unbounded, but at most BATCHES_IN_FLIGHT + 2 buffers circulate.
     let (back, recycled) = mpsc::channel();
+    let in_flight = Arc::new(InFlight::default());
     let (consumed, read) = thread::scope(|scope| {
+        let pump_in_flight = in_flight.clone();
         let reader = thread::Builder::new()
             .name("cdx-package-read".into())
-            .spawn_scoped(scope, move || pump(package, tx, recycled))?;
+            .spawn_scoped(scope, move || pump(package, tx, recycled, &pump_in_flight))?;
         let mut frames = Frames {
             rx,
             back,
+            in_flight,
             current: Vec::new(),
+            current_bytes: 0,
             taken: 0,
         };
         let consumed = consume(&mut frames);
-        // Closes the channel: a reader still going stops at its next send.
+        // Closes the channel (a reader still going stops at its next send)
+        // and wakes a reader waiting for room.
+        let in_flight = frames.in_flight.clone();
         drop(frames);
+        in_flight.release(u64::MAX);
         let read = reader
             .join()
             .unwrap_or_else(|panic| panic::resume_unwind(panic));
@@ -102,8 +154,9 @@ pub(crate) fn read_ahead<T>(
 /// when the consumer went away.
 fn pump(
     package: &mut PackageSource<'_>,
-    tx: SyncSender<Vec<Frame>>,
+    tx: SyncSender<Batch>,
     recycled: Receiver<Vec<Frame>>,
+    in_flight: &InFlight,
 ) -> Result<(), PackageError> {
     let buffer = || match recycled.try_recv() {
         Ok(mut batch) => {
@@ -112,16 +165,25 @@ fn pump(
         }
         Err(_) => Vec::with_capacity(BATCH),
     };
+    let send = |batch: Vec<Frame>, bytes: u64| {
+        in_flight.reserve(bytes);
+        tx.send((batch, bytes)).is_ok()
+    };
     let mut batch = buffer();
+    let mut started_at = package.content_read();
     while let Some(frame) = package.next_frame()? {
         batch.push(frame);
-        if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, buffer())).is_err() {
-            return Ok(());
+        let bytes = package.content_read() - started_at;
+        if batch.len() == BATCH || bytes >= BATCH_BYTES {
+            if !send(std::mem::replace(&mut batch, buffer()), bytes) {
+                return Ok(());
+            }
+            started_at = package.content_read();
         }
     }
     if !batch.is_empty() {
         // A consumer gone by now has nothing more to do with the frames.
-        let _ = tx.send(batch);
+        send(batch, package.content_read() - started_at);
     }
     Ok(())
 }

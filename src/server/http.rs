@@ -20,9 +20,7 @@ use super::auth::Authenticated;
 use super::content;
 use super::error::ServerError;
 use super::store::Store;
-use crate::protocol::{
-    now_ms, ErrorBody, PackageList, Ping, StatusReport, UploadBatch, MAX_WAIT_MS,
-};
+use crate::protocol::{now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WAIT_MS};
 
 /// Packages listed per response at most.
 pub const PACKAGES_PER_RESPONSE: usize = 100;
@@ -32,6 +30,8 @@ const LONG_POLL_RECHECK: Duration = Duration::from_millis(100);
 /// Upload bodies above this size are refused with 413. Other bodies (status
 /// reports) have actix's default limit, 256 KiB.
 pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
+/// How often the channels' last connections are written to `server.db`.
+const CONNECTIONS_FLUSH: Duration = Duration::from_secs(1);
 /// How long a stopping server lets requests finish.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
@@ -39,6 +39,17 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// (or spawned) on an actix runtime; stop it through `Server::handle`. OS
 /// signals are not handled: the caller decides when to stop.
 pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    // Last connections are written here, off the request path.
+    let flushed = store.clone();
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(CONNECTIONS_FLUSH).await;
+            let store = flushed.clone();
+            if let Err(e) = blocking(move || store.flush_connections()).await {
+                tracing::warn!(error = %e, "could not record the channels' last connections");
+            }
+        }
+    });
     let store = web::Data::new(store);
     let server = HttpServer::new(move || {
         App::new()
@@ -223,7 +234,8 @@ async fn status(
     body: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
     let report: StatusReport = parse_json(&body, "status report")?;
-    blocking(move || store.record_status(&channel.channel_id, &report)).await?;
+    blocking(move || store.record_status(&channel.channel_id, &channel.data_group, &report))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -232,9 +244,8 @@ async fn upload(
     store: web::Data<Store>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
-    let batch: UploadBatch = parse_json(&body, "upload batch")?;
-    let bytes = body.len() as u64;
-    let ack = blocking(move || store.store_upload(&channel.channel_id, &batch, bytes)).await?;
+    // Parsed and stored on a blocking thread, row by row from the body.
+    let ack = blocking(move || store.store_upload(&channel.channel_id, &body)).await?;
     Ok(HttpResponse::Ok().json(ack))
 }
 

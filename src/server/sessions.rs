@@ -224,10 +224,31 @@ impl Store {
 
     /// Records a status report of `channel`: appends it to the history and
     /// moves the session's current status, creating the session if unknown.
-    pub fn record_status(&self, channel: &str, report: &StatusReport) -> Result<(), ServerError> {
+    pub fn record_status(
+        &self,
+        channel: &str,
+        data_group: &str,
+        report: &StatusReport,
+    ) -> Result<(), ServerError> {
         let status = AnyStatus::parse(report.direction, &report.status)?;
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if report.direction == Direction::Download {
+                // A channel reports only on packages of its own data group.
+                let group: Option<String> = tx
+                    .query_row(
+                        "SELECT data_group FROM packages WHERE id = ?1",
+                        [report.subject_id.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if group.as_deref() != Some(data_group) {
+                    return Err(ServerError::NotFound(format!(
+                        "package {} is not a package of data group `{data_group}`",
+                        report.subject_id
+                    )));
+                }
+            }
             let direction = direction_str(report.direction);
             let subject = report.subject_id.to_string();
             let current: Option<(String, Option<String>)> = tx

@@ -6,6 +6,7 @@
 //! `impl Store` blocks: publishing (`publish.rs`), sessions (`sessions.rs`),
 //! uploads (`uploads.rs`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,21 @@ struct Inner {
     idle: Mutex<Vec<Connection>>,
     /// Bumped after every publication made through this process.
     published: watch::Sender<u64>,
+    /// Last connection per channel not yet written to `server.db`: the
+    /// request path makes no write of its own ([`Store::flush_connections`]).
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let seen = std::mem::take(self.seen.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = idle.first_mut() {
+            if let Err(e) = write_connections(conn, &seen) {
+                tracing::warn!(error = %e, "could not record the channels' last connections");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -78,6 +94,7 @@ impl Store {
                 data_dir,
                 idle: Mutex::new(vec![conn]),
                 published,
+                seen: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -154,17 +171,21 @@ impl Store {
     }
 
     pub fn channels(&self) -> Result<Vec<ChannelInfo>, ServerError> {
-        self.with_conn(|conn| {
+        let mut channels: Vec<ChannelInfo> = self.with_conn(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, data_group, created_at_ms, last_connection_ms FROM channels ORDER BY id",
             )?;
             let rows = stmt.query_map([], channel_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
+        })?;
+        for channel in &mut channels {
+            self.overlay_seen(channel);
+        }
+        Ok(channels)
     }
 
     pub fn channel(&self, id: &str) -> Result<Option<ChannelInfo>, ServerError> {
-        self.with_conn(|conn| {
+        let mut channel = self.with_conn(|conn| {
             Ok(conn
                 .query_row(
                     "SELECT id, data_group, created_at_ms, last_connection_ms FROM channels WHERE id = ?1",
@@ -172,11 +193,35 @@ impl Store {
                     channel_from_row,
                 )
                 .optional()?)
-        })
+        })?;
+        if let Some(channel) = &mut channel {
+            self.overlay_seen(channel);
+        }
+        Ok(channel)
+    }
+
+    /// A last connection seen but not yet written counts as well.
+    fn overlay_seen(&self, channel: &mut ChannelInfo) {
+        let seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&at) = seen.get(&channel.id) {
+            channel.last_connection_ms = channel.last_connection_ms.max(Some(at));
+        }
+    }
+
+    /// Writes the last connections seen since the previous call, in one
+    /// transaction. `serve` calls it every second, off the request path.
+    pub fn flush_connections(&self) -> Result<(), ServerError> {
+        let seen = std::mem::take(&mut *self.inner.seen.lock().unwrap_or_else(|e| e.into_inner()));
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|conn| Ok(write_connections(conn, &seen)?))
     }
 
     /// Checks a channel's credentials (constant-time compare of the salted
-    /// hash) and records the call as its last connection.
+    /// hash) and notes the call as its last connection, in memory: the
+    /// request path makes no write, so no request waits for SQLite's writer
+    /// lock (an upload's transaction holds it for seconds).
     pub fn authenticate(&self, id: &str, secret: &str) -> Result<ChannelInfo, ServerError> {
         self.with_conn(|conn| {
             let found: Option<(String, String, String, i64)> = conn
@@ -195,14 +240,11 @@ impl Store {
                 return Err(ServerError::WrongSecret(id.to_owned()));
             }
             let now = now_ms();
-            // At most one write a second: every call authenticates, and a
-            // synced write per chunk of a reliable download costs more
-            // than the chunk.
-            conn.execute(
-                "UPDATE channels SET last_connection_ms = ?2
-                 WHERE id = ?1 AND (last_connection_ms IS NULL OR last_connection_ms < ?2 - 1000)",
-                params![id, now],
-            )?;
+            self.inner
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_owned(), now);
             Ok(ChannelInfo {
                 id: id.to_owned(),
                 data_group,
@@ -259,6 +301,21 @@ impl Store {
                 .optional()?)
         })
     }
+}
+
+/// Records last connections, never moving one back.
+fn write_connections(conn: &mut Connection, seen: &HashMap<String, i64>) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE channels SET last_connection_ms = MAX(COALESCE(last_connection_ms, 0), ?2)
+             WHERE id = ?1",
+        )?;
+        for (id, at) in seen {
+            update.execute(params![id, at])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Opens one connection with the server's settings.

@@ -148,16 +148,11 @@ impl Handler<SaveUpload> for Journal {
 
 /// The sessions of `newest_first` that are not final, oldest first.
 fn open_sessions<S>(
-    newest_first: impl Iterator<Item = Result<S, JournalError>>,
+    newest_first: Result<Vec<S>, JournalError>,
     is_final: impl Fn(&S) -> bool,
 ) -> Result<Vec<S>, ActorError> {
-    let mut open = Vec::new();
-    for s in newest_first {
-        let s = s?;
-        if !is_final(&s) {
-            open.push(s);
-        }
-    }
+    let mut open = newest_first?;
+    open.retain(|s| !is_final(s));
     open.reverse();
     Ok(open)
 }
@@ -187,11 +182,8 @@ impl Handler<Recent> for Journal {
     fn handle(&mut self, msg: Recent, ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         guard(ctx, &self.supervision.clone(), NAME, || {
-            let downloads = store
-                .downloads()
-                .take(msg.limit)
-                .collect::<Result<_, _>>()?;
-            let uploads = store.uploads().take(msg.limit).collect::<Result<_, _>>()?;
+            let downloads = store.recent_downloads(msg.limit)?;
+            let uploads = store.recent_uploads(msg.limit)?;
             Ok((downloads, uploads))
         })
     }

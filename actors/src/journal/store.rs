@@ -5,6 +5,7 @@
 //! system of record (the channel database and the server are).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bincode::Options;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -60,8 +61,18 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, JournalErr
     }
 }
 
+/// The message database, reopened after an I/O error: sled keeps failing
+/// once a write failed (a full disk, say), so the store drops its handle
+/// and opens the database again at the next call, once the cause is gone,
+/// without a restart of the agent. Clones share the handle.
 #[derive(Clone)]
 pub struct JournalStore {
+    path: PathBuf,
+    open: Arc<Mutex<Option<Trees>>>,
+}
+
+#[derive(Clone)]
+struct Trees {
     db: sled::Db,
     downloads: sled::Tree,
     uploads: sled::Tree,
@@ -71,74 +82,105 @@ impl JournalStore {
     /// Opens the message database at `path`. Returns also where an
     /// unreadable database was moved to, if it was.
     pub fn open(path: &Path) -> Result<(Self, Option<PathBuf>), JournalError> {
-        match Self::try_open(path) {
-            Ok(store) => Ok((store, None)),
-            Err(first) if path.exists() => {
-                let aside = quarantine_path(path);
-                tracing::error!(error = %first, moved_to = %aside.display(),
-                    "message database unreadable; starting a new one");
-                std::fs::rename(path, &aside).map_err(JournalError::Quarantine)?;
-                Ok((Self::try_open(path)?, Some(aside)))
-            }
-            Err(e) => Err(e),
-        }
+        let (trees, aside) = open_or_quarantine(path)?;
+        let store = Self {
+            path: path.to_owned(),
+            open: Arc::new(Mutex::new(Some(trees))),
+        };
+        Ok((store, aside))
     }
 
-    fn try_open(path: &Path) -> Result<Self, JournalError> {
-        let open_err = |source| JournalError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(open_err)?;
-        Ok(Self {
-            downloads: db.open_tree("downloads").map_err(open_err)?,
-            uploads: db.open_tree("uploads").map_err(open_err)?,
-            db,
-        })
+    /// The open database, opened again if an error closed it.
+    fn trees(&self) -> Result<Trees, JournalError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(trees) = open.as_ref() {
+            return Ok(trees.clone());
+        }
+        let (trees, aside) = open_or_quarantine(&self.path)?;
+        if aside.is_none() {
+            tracing::info!(path = %self.path.display(), "message database reopened");
+        }
+        *open = Some(trees.clone());
+        Ok(trees)
+    }
+
+    /// Runs `op`; after an error of sled's, closes the database so that the
+    /// next call opens it afresh.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&Trees) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let trees = self.trees()?;
+        let result = op(&trees);
+        if let Err(JournalError::Sled(e)) = &result {
+            tracing::warn!(error = %e, "message database failed; it is reopened at the next call");
+            drop(trees);
+            self.close();
+        }
+        result
+    }
+
+    fn close(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        *open = None;
     }
 
     pub fn put_download(&self, s: &DownloadSession) -> Result<(), JournalError> {
-        self.downloads.insert(s.id.as_bytes(), encode(s))?;
-        Ok(())
+        self.with(|t| {
+            t.downloads.insert(s.id.as_bytes(), encode(s))?;
+            Ok(())
+        })
     }
 
     pub fn put_upload(&self, s: &UploadSession) -> Result<(), JournalError> {
-        self.uploads.insert(s.id.as_bytes(), encode(s))?;
-        Ok(())
+        self.with(|t| {
+            t.uploads.insert(s.id.as_bytes(), encode(s))?;
+            Ok(())
+        })
     }
 
     pub fn download(&self, id: Uuid) -> Result<Option<DownloadSession>, JournalError> {
-        self.downloads
-            .get(id.as_bytes())?
-            .map(|v| decode(id.as_bytes(), &v))
-            .transpose()
+        self.with(|t| {
+            t.downloads
+                .get(id.as_bytes())?
+                .map(|v| decode(id.as_bytes(), &v))
+                .transpose()
+        })
     }
 
     /// Sessions newest first (keys are UUIDv7, so key order is time order).
-    pub fn downloads(&self) -> impl Iterator<Item = Result<DownloadSession, JournalError>> {
-        scan(&self.downloads)
+    /// A record that does not decode is skipped with a warning: the
+    /// journal is not the system of record, and one bad record must not
+    /// stop the agent.
+    pub fn downloads(&self) -> Result<Vec<DownloadSession>, JournalError> {
+        self.recent_downloads(usize::MAX)
     }
 
-    pub fn uploads(&self) -> impl Iterator<Item = Result<UploadSession, JournalError>> {
-        scan(&self.uploads)
+    pub fn uploads(&self) -> Result<Vec<UploadSession>, JournalError> {
+        self.recent_uploads(usize::MAX)
+    }
+
+    /// The `limit` newest download sessions, newest first.
+    pub fn recent_downloads(&self, limit: usize) -> Result<Vec<DownloadSession>, JournalError> {
+        self.with(|t| scan(&t.downloads, limit))
+    }
+
+    pub fn recent_uploads(&self, limit: usize) -> Result<Vec<UploadSession>, JournalError> {
+        self.with(|t| scan(&t.uploads, limit))
     }
 
     /// Removes final sessions last changed before `before_ms`; returns how many.
     pub fn prune(&self, before_ms: i64) -> Result<usize, JournalError> {
         let mut removed = 0;
-        for s in self.downloads().collect::<Result<Vec<_>, _>>()? {
+        for s in self.downloads()? {
             if s.status.is_final() && s.updated_at_ms < before_ms {
-                self.downloads.remove(s.id.as_bytes())?;
+                self.with(|t| Ok(t.downloads.remove(s.id.as_bytes())?))?;
                 removed += 1;
             }
         }
-        for s in self.uploads().collect::<Result<Vec<_>, _>>()? {
+        for s in self.uploads()? {
             if s.status.is_final() && s.updated_at_ms < before_ms {
-                self.uploads.remove(s.id.as_bytes())?;
+                self.with(|t| Ok(t.uploads.remove(s.id.as_bytes())?))?;
                 removed += 1;
             }
         }
@@ -147,16 +189,67 @@ impl JournalStore {
 
     /// Makes every write so far durable (sled otherwise loses up to 500 ms).
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.db.flush()?;
-        Ok(())
+        self.with(|t| {
+            t.db.flush()?;
+            Ok(())
+        })
     }
 }
 
-fn scan<T: DeserializeOwned>(tree: &sled::Tree) -> impl Iterator<Item = Result<T, JournalError>> {
-    tree.iter().rev().map(|entry| {
-        let (k, v) = entry?;
-        decode(&k, &v)
+/// Opens the database; an unreadable one (not one that is locked, or on a
+/// full or read-only disk) is moved aside and a new one started.
+fn open_or_quarantine(path: &Path) -> Result<(Trees, Option<PathBuf>), JournalError> {
+    match try_open(path) {
+        Ok(trees) => Ok((trees, None)),
+        Err(JournalError::Open { source, .. }) if path.exists() && !is_environmental(&source) => {
+            let aside = quarantine_path(path);
+            tracing::error!(error = %source, moved_to = %aside.display(),
+                "message database unreadable; starting a new one");
+            std::fs::rename(path, &aside).map_err(JournalError::Quarantine)?;
+            Ok((try_open(path)?, Some(aside)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An error of the machine, not of the database's files: moving the
+/// database aside would lose it for nothing.
+fn is_environmental(e: &sled::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e, sled::Error::Io(io) if cdx::failure::is_disk_full(io)
+        || matches!(io.kind(), WouldBlock | PermissionDenied | ReadOnlyFilesystem))
+}
+
+fn try_open(path: &Path) -> Result<Trees, JournalError> {
+    let open_err = |source| JournalError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(open_err)?;
+    Ok(Trees {
+        downloads: db.open_tree("downloads").map_err(open_err)?,
+        uploads: db.open_tree("uploads").map_err(open_err)?,
+        db,
     })
+}
+
+fn scan<T: DeserializeOwned>(tree: &sled::Tree, limit: usize) -> Result<Vec<T>, JournalError> {
+    let mut found = Vec::new();
+    for entry in tree.iter().rev() {
+        if found.len() == limit {
+            break;
+        }
+        let (k, v) = entry?;
+        match decode(&k, &v) {
+            Ok(s) => found.push(s),
+            Err(e) => tracing::warn!(error = %e, "skipped an unreadable message database record"),
+        }
+    }
+    Ok(found)
 }
 
 fn quarantine_path(path: &Path) -> PathBuf {
@@ -206,7 +299,7 @@ mod tests {
         store.flush().unwrap();
         drop(store);
         let (store, _) = JournalStore::open(&path).unwrap();
-        let all: Vec<_> = store.downloads().collect::<Result<_, _>>().unwrap();
+        let all = store.downloads().unwrap();
         assert_eq!(all, vec![second.clone(), first]);
         assert_eq!(all[0].attempts, 1);
         assert_eq!(all[0].last_error.as_deref(), Some("connection reset"));
@@ -221,17 +314,36 @@ mod tests {
         let (store, aside) = JournalStore::open(&path).unwrap();
         let aside = aside.expect("the corrupt database was moved");
         assert!(aside.exists());
-        assert_eq!(store.downloads().count(), 0);
+        assert_eq!(store.downloads().unwrap().len(), 0);
     }
 
-    /// A record that does not decode is an error naming its key, not a panic.
+    /// A record that does not decode is skipped, not an error that stops
+    /// every later read; the records around it still read.
     #[test]
-    fn undecodable_record_is_an_error() {
+    fn undecodable_record_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = JournalStore::open(&dir.path().join("j")).unwrap();
-        store.downloads.insert(b"k", &[0xff; 3][..]).unwrap();
-        let err = store.downloads().next().unwrap().unwrap_err();
+        let good = DownloadSession::new(package(1), DownloadStatus::Available, None);
+        store.put_download(&good).unwrap();
+        store
+            .with(|t| Ok(t.downloads.insert(b"k", &[0xff; 3][..])?))
+            .unwrap();
+        assert_eq!(store.downloads().unwrap(), vec![good]);
+        let err = decode::<DownloadSession>(b"k", &[0xff; 3]).unwrap_err();
         assert!(err.to_string().contains("6b"), "{err}");
+    }
+
+    /// A closed database (as after an I/O error) is opened again at the
+    /// next call and keeps what was flushed.
+    #[test]
+    fn closed_database_reopens_at_the_next_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = JournalStore::open(&dir.path().join("j")).unwrap();
+        let s = DownloadSession::new(package(1), DownloadStatus::Available, None);
+        store.put_download(&s).unwrap();
+        store.flush().unwrap();
+        store.close();
+        assert_eq!(store.downloads().unwrap(), vec![s]);
     }
 
     /// Pruning removes old final sessions and keeps open ones.
@@ -245,7 +357,7 @@ mod tests {
         store.put_download(&done).unwrap();
         store.put_download(&open).unwrap();
         assert_eq!(store.prune(i64::MAX).unwrap(), 1);
-        let left: Vec<_> = store.downloads().collect::<Result<_, _>>().unwrap();
+        let left = store.downloads().unwrap();
         assert_eq!(left, vec![open]);
     }
 }

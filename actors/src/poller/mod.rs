@@ -77,11 +77,18 @@ impl Handler<PollNow> for Poller {
         let pass = async move { pipeline.pass(resume).await };
         ctx.spawn(pass.into_actor(self).map(|outcome, act, ctx| {
             act.busy = false;
+            let long_polling = !act.pipeline.config.long_poll.is_zero();
             match outcome {
-                // More may be waiting (or a long poll just ended): go on at once.
-                PassOutcome::Progressed | PassOutcome::Idle => ctx.notify(PollNow),
-                // Wait for the scheduler's next tick.
-                PassOutcome::Failed | PassOutcome::Suspended | PassOutcome::Stopped => {}
+                // More may be waiting: go on at once.
+                PassOutcome::Progressed => ctx.notify(PollNow),
+                // A long poll just ended empty: hold the next one at once.
+                PassOutcome::Idle if long_polling => ctx.notify(PollNow),
+                // Without long polling an empty answer came at once: wait
+                // for the scheduler's next tick, as after a failure.
+                PassOutcome::Idle
+                | PassOutcome::Failed
+                | PassOutcome::Suspended
+                | PassOutcome::Stopped => {}
             }
         }));
     }
