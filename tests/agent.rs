@@ -10,6 +10,7 @@ mod agent {
     mod mock_tds;
 
     mod corrupt;
+    mod outage;
     mod process;
     mod reliable;
     mod sqlserver;

@@ -398,12 +398,15 @@ pub struct FaultyProxy {
     pub addr: SocketAddr,
     pub cuts_left: Arc<AtomicU32>,
     pub bytes_forwarded: Arc<AtomicU64>,
+    /// Listing requests (`GET /v1/packages?...`) seen.
+    pub listings: Arc<AtomicU64>,
 }
 
 struct Faults {
     after_bytes: u64,
     cuts_left: Arc<AtomicU32>,
     forwarded: Arc<AtomicU64>,
+    listings: Arc<AtomicU64>,
     throttle: Duration,
 }
 
@@ -425,16 +428,19 @@ impl FaultyProxy {
             after_bytes,
             cuts_left: Arc::new(AtomicU32::new(cuts)),
             forwarded: Arc::new(AtomicU64::new(0)),
+            listings: Arc::new(AtomicU64::new(0)),
             throttle,
         });
         let proxy = FaultyProxy {
             addr,
             cuts_left: faults.cuts_left.clone(),
             bytes_forwarded: faults.forwarded.clone(),
+            listings: faults.listings.clone(),
         };
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
+                // Headquarters down: the connection is reset at once.
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
@@ -464,6 +470,11 @@ fn pipe(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let listings = buf[..n]
+                .windows(17)
+                .filter(|w| w == b"GET /v1/packages?")
+                .count();
+            f.listings.fetch_add(listings as u64, Ordering::Relaxed);
             if !armed && buf[..n].windows(8).any(|w| w == b"/content") {
                 arm.store(f.after_bytes, Ordering::SeqCst);
                 armed = true;
@@ -516,17 +527,168 @@ fn take_cut(cuts_left: &AtomicU32) -> bool {
 /// The `cdx-client` binary, built once if the test run did not build it.
 pub fn client_bin() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
+    built_bin(&BUILT, "cdx-actors", "cdx-client")
+}
+
+/// The `cdx-server` binary, built once if the test run did not build it.
+pub fn server_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    built_bin(&BUILT, "cdx", "cdx-server")
+}
+
+fn built_bin(once: &std::sync::Once, package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join(format!("cdx-client{}", std::env::consts::EXE_SUFFIX));
-    BUILT.call_once(|| {
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    once.call_once(|| {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "cdx-actors", "--bin", "cdx-client"])
+            .args(["build", "-p", package, "--bin", name])
             .status()
             .unwrap();
-        assert!(status.success(), "building cdx-client failed");
+        assert!(status.success(), "building {name} failed");
     });
     bin
+}
+
+/// A child process, killed if the test ends without stopping it.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Child {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Child {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+/// `cdx-client run --config CONFIG`, logging warnings to the test's stderr.
+pub fn spawn_client(config: &Path) -> Child {
+    let child = std::process::Command::new(client_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Child(child)
+}
+
+/// The peak resident set of process `pid` so far (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// Headquarters as a real `cdx-server serve` process on a fixed port, so
+/// that it can be killed and started again on the same address.
+pub struct HqProcess {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub store: cdx::server::Store,
+    child: Option<Child>,
+}
+
+impl HqProcess {
+    pub fn start() -> HqProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cdx::server::Store::open(dir.path().join("hq")).unwrap();
+        store.add_channel(CHANNEL, GROUP, SECRET).unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut hq = HqProcess {
+            dir,
+            addr,
+            store,
+            child: None,
+        };
+        hq.restart();
+        hq
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the server outright (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the server on the same address and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new(server_bin())
+            .args(["serve", "--data"])
+            .arg(self.dir.path().join("hq"))
+            .args(["--listen", &self.addr.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(Child(child));
+        let up = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(self.addr).is_ok()
+        });
+        assert!(up, "cdx-server did not listen on {}", self.addr);
+    }
+
+    pub fn publish(&self, package: GeneratedPackage) -> PackageInfo {
+        let spec = PublishSpec {
+            data_group: GROUP.into(),
+            job: package.job,
+            kind: package.kind,
+            tables: package.tables,
+        };
+        let rows = package.rows;
+        self.store
+            .publish(spec, |w| Ok(cdx::retail::write_rows(rows, w)?))
+            .unwrap()
+    }
+
+    pub fn uploaded(&self, table: &str) -> u64 {
+        self.store.uploaded_row_count(CHANNEL, table).unwrap()
+    }
+
+    pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
+        let filter = server::SessionFilter {
+            channel: Some(CHANNEL.into()),
+            direction: Some(cdx::status::Direction::Download),
+        };
+        let sessions = self.store.sessions(&filter).unwrap();
+        sessions
+            .download
+            .into_iter()
+            .find(|s| s.subject_id == package)
+            .map(|s| s.status)
+    }
 }
 
 /// Logs of in-process agents go to the test's output (`RUST_LOG`, default warn).

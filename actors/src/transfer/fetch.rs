@@ -26,6 +26,9 @@ use crate::hq::{HqClient, HqError};
 use cdx::config::TransferMode;
 use cdx::protocol::PackageInfo;
 
+/// Bytes received between two hand-overs of the `.part` file to the OS.
+const FLUSH_EVERY: u64 = 1 << 20;
+
 /// Returns the hash of the whole file and where this try resumed from.
 pub(super) async fn fetch(
     ctx: &mut TransferContext<'_>,
@@ -140,6 +143,7 @@ async fn fetch_range(
         end + 1
     };
     let url = ctx.hq.url(&path);
+    let mut flushed = file.written;
     while let Some(mut bytes) = resp.chunk().await.map_err(|e| {
         hq_err(HqError::Transport {
             url: url.clone(),
@@ -157,6 +161,13 @@ async fn fetch_range(
             )));
         }
         file.write(bytes).await?;
+        if file.written - flushed >= FLUSH_EVERY {
+            // A long GET (streaming mode) hands its bytes to the OS as it
+            // goes, so a killed agent resumes after them.
+            file.flush().await?;
+            flushed = file.written;
+            (ctx.progress)(file.written);
+        }
     }
     if file.written != target_end {
         return Err(TransferError::Size {
