@@ -16,5 +16,6 @@ mod agent {
     mod sqlserver;
     mod supervision;
     mod sync;
+    mod trust;
     mod upload;
 }

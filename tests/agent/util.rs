@@ -104,18 +104,50 @@ impl Hq {
     }
 
     /// Makes the server list `bytes` as the package's content (its size and
-    /// SHA-256), as if the package had been corrupted before it was listed.
+    /// SHA-256, its uncompressed size unknown), as if the package had been
+    /// corrupted before it was listed.
     pub fn relist(&self, id: uuid::Uuid, bytes: &[u8]) {
         use sha2::Digest;
         let sha = hex::encode(sha2::Sha256::digest(bytes));
         let conn = rusqlite::Connection::open(self.dir.path().join("hq/server.db")).unwrap();
         let n = conn
             .execute(
-                "UPDATE packages SET sha256 = ?1, bytes = ?2 WHERE id = ?3",
+                "UPDATE packages SET sha256 = ?1, bytes = ?2, content_bytes = NULL WHERE id = ?3",
                 rusqlite::params![sha, bytes.len() as i64, id.to_string()],
             )
             .unwrap();
         assert_eq!(n, 1, "package {id} not found in server.db");
+    }
+
+    /// Replaces package `id`'s file with one of the same rows whose header
+    /// `tamper` changed, and lists it as is.
+    pub fn tamper_header(
+        &self,
+        id: uuid::Uuid,
+        tamper: impl FnOnce(&mut cdx::package::PackageHeader),
+    ) {
+        let file = self.package_file(id);
+        let reader =
+            cdx::package::PackageReader::open(std::fs::File::open(&file).unwrap()).unwrap();
+        let mut header = reader.header().clone();
+        let mut frames = Vec::new();
+        let mut reader = reader;
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        tamper(&mut header);
+        let mut w = cdx::package::PackageWriter::new(Vec::new(), &header).unwrap();
+        for frame in frames {
+            match frame {
+                cdx::package::Frame::Table(i) => w.table(i).unwrap(),
+                cdx::package::Frame::Upsert(row) => w.upsert(&row).unwrap(),
+                cdx::package::Frame::Delete(key) => w.delete(&key).unwrap(),
+                cdx::package::Frame::End { .. } => {}
+            }
+        }
+        let (bytes, _) = w.finish().unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        self.relist(id, &bytes);
     }
 
     /// The channel's download session of `package`, as headquarters shows it.
