@@ -10,6 +10,7 @@ mod agent {
     mod mock_tds;
 
     mod corrupt;
+    mod edges;
     mod outage;
     mod process;
     mod reliable;

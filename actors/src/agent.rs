@@ -42,7 +42,7 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("another agent is already running on the message database {} (pid {pid})", path.display())]
+    #[error("another agent is already running (pid {pid}) on the message database {}", path.display())]
     AlreadyRunning {
         path: std::path::PathBuf,
         pid: String,

@@ -123,3 +123,49 @@ fn example_config_parses() {
 }
 
 mod sqlserver;
+
+/// A password in the server URL is refused, naming the key, and never echoed.
+#[test]
+fn user_info_in_the_server_url_is_refused() {
+    let text = MINIMAL.replace("http://127.0.0.1:8080/", "http://store:hunter2@hq.example/");
+    let error = error_of(&text);
+    assert!(error.contains("server.url"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+/// A log level that names no level (it would silence every log line) is
+/// refused, naming the key; levels and `target=level` pass.
+#[test]
+fn a_log_level_must_name_a_level() {
+    let error = error_of(&format!("{MINIMAL}\n[log]\nlevel = \"loud\"\n"));
+    assert!(error.contains("log.level") && error.contains("`loud`"), "{error}");
+    for level in ["warn", "INFO", "cdx_actors=debug,info", "off"] {
+        let c = parse(&format!("{MINIMAL}\n[log]\nlevel = \"{level}\"\n")).unwrap();
+        assert_eq!(c.log_level, level);
+    }
+}
+
+/// `stall_after` defaults to twice the slowest interval (at least 5 min)
+/// and must exceed every interval when given.
+#[test]
+fn stall_after_defaults_above_the_intervals_and_is_checked() {
+    assert_eq!(parse(MINIMAL).unwrap().stall_after, Duration::from_secs(300));
+    let slow = format!("{MINIMAL}\n[download]\ninterval = \"15m\"\n");
+    assert_eq!(parse(&slow).unwrap().stall_after, Duration::from_secs(1800));
+    let error = error_of(&format!("{MINIMAL}\n[status]\nstall_after = \"30s\"\n"));
+    assert!(error.contains("status.stall_after"), "{error}");
+}
+
+/// The control token file defaults into the working folder; a token given
+/// in the file must be long enough.
+#[test]
+fn control_token_defaults_and_checks() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.control.token_file,
+        Path::new("/srv/cdx/cdx-work/control-token")
+    );
+    assert!(c.control.token.is_none());
+    let error = error_of(&format!("{MINIMAL}\n[status]\ncontrol_token = \"short\"\n"));
+    assert!(error.contains("status.control_token"), "{error}");
+}
