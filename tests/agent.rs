@@ -9,11 +9,15 @@ mod agent {
     #[path = "../support/mock_tds.rs"]
     mod mock_tds;
 
+    mod chaos;
     mod corrupt;
+    mod diskfull;
     mod edges;
+    mod hostile;
     mod outage;
     mod process;
     mod reliable;
+    mod resources;
     mod sqlserver;
     mod supervision;
     mod sync;

@@ -623,3 +623,71 @@ async fn status_reports_move_sessions_and_listing_creates_available_ones() {
         .await
         .contains("unknown download status `Uploaded`"));
 }
+
+/// A channel may report only on packages of its own data group: a report
+/// on another group's package, or on no package at all, is refused and
+/// files nothing under the caller.
+#[actix_rt::test]
+async fn status_reports_on_other_groups_packages_are_refused() {
+    let t = TestServer::start();
+    let spec = PublishSpec {
+        data_group: "other".into(),
+        job: "1040".into(),
+        kind: PackageKind::Full,
+        tables: vec![products_schema()],
+    };
+    let foreign = t
+        .store()
+        .publish(spec, |w| {
+            w.table(0)?;
+            w.upsert(&[Value::Integer(1), Value::Text("x".into())])?;
+            Ok(())
+        })
+        .unwrap();
+    for subject_id in [foreign.id, Uuid::new_v4()] {
+        let report = StatusReport {
+            session_id: Uuid::new_v4(),
+            direction: Direction::Download,
+            subject_id,
+            job: "1040".into(),
+            status: "Applied".into(),
+            message: None,
+            bytes: 0,
+            rows: 0,
+            attempt: 1,
+            at_ms: cdx::protocol::now_ms(),
+        };
+        let response = t.post("/v1/status").json(&report).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(error_of(response)
+            .await
+            .contains("not a package of data group `default`"));
+    }
+    let sessions: SessionList = t.get_json("/v1/sessions").await;
+    assert!(sessions.download.is_empty(), "{:?}", sessions.download);
+}
+
+/// Table and column names in uploads are identifiers like any other: a
+/// hostile or overlong name gets 400 and stores nothing.
+#[actix_rt::test]
+async fn upload_names_are_bounded_identifiers() {
+    let t = TestServer::start();
+    let long = "t".repeat(300);
+    for (table, column) in [
+        ("sales; DROP TABLE x", "TRANSACTIONID"),
+        (long.as_str(), "TRANSACTIONID"),
+        ("RETAILTRANSACTIONTABLE", "a\nb"),
+    ] {
+        let mut upload = batch(1, 2);
+        upload.table = table.into();
+        upload.columns[0] = column.into();
+        let response = t.post("/v1/uploads").json(&upload).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{table:?} {column:?}"
+        );
+        assert!(error_of(response).await.contains("is not an identifier"));
+    }
+    assert_eq!(t.store().upload_tables(None).unwrap(), vec![]);
+}

@@ -138,7 +138,10 @@ fn user_info_in_the_server_url_is_refused() {
 #[test]
 fn a_log_level_must_name_a_level() {
     let error = error_of(&format!("{MINIMAL}\n[log]\nlevel = \"loud\"\n"));
-    assert!(error.contains("log.level") && error.contains("`loud`"), "{error}");
+    assert!(
+        error.contains("log.level") && error.contains("`loud`"),
+        "{error}"
+    );
     for level in ["warn", "INFO", "cdx_actors=debug,info", "off"] {
         let c = parse(&format!("{MINIMAL}\n[log]\nlevel = \"{level}\"\n")).unwrap();
         assert_eq!(c.log_level, level);
@@ -149,7 +152,10 @@ fn a_log_level_must_name_a_level() {
 /// and must exceed every interval when given.
 #[test]
 fn stall_after_defaults_above_the_intervals_and_is_checked() {
-    assert_eq!(parse(MINIMAL).unwrap().stall_after, Duration::from_secs(300));
+    assert_eq!(
+        parse(MINIMAL).unwrap().stall_after,
+        Duration::from_secs(300)
+    );
     let slow = format!("{MINIMAL}\n[download]\ninterval = \"15m\"\n");
     assert_eq!(parse(&slow).unwrap().stall_after, Duration::from_secs(1800));
     let error = error_of(&format!("{MINIMAL}\n[status]\nstall_after = \"30s\"\n"));

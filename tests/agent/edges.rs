@@ -50,7 +50,9 @@ fn a_second_agent_refuses_to_start_and_touches_nothing() {
     assert!(aside.is_empty(), "the message database was moved aside");
     assert!(first.try_wait().unwrap().is_none(), "the first agent died");
     super::process::signal(&first, "TERM");
-    assert!(wait_exit(&mut first, Duration::from_secs(30)).unwrap().success());
+    assert!(wait_exit(&mut first, Duration::from_secs(30))
+        .unwrap()
+        .success());
 }
 
 /// A status port in use is one line naming the key and the address, exit
@@ -68,7 +70,10 @@ fn a_busy_status_port_is_one_clear_line() {
     let (status, stderr) = run_to_exit(&config);
     assert!(!status.success());
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("cdx-client:")).collect();
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("cdx-client:"))
+        .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("status.listen"), "{stderr}");
 }

@@ -558,26 +558,29 @@ fn take_cut(cuts_left: &AtomicU32) -> bool {
 
 /// The `cdx-client` binary, built once if the test run did not build it.
 pub fn client_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    built_bin(&BUILT, "cdx-actors", "cdx-client")
+    built_bin("cdx-client")
 }
 
 /// The `cdx-server` binary, built once if the test run did not build it.
 pub fn server_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    built_bin(&BUILT, "cdx", "cdx-server")
+    built_bin("cdx-server")
 }
 
-fn built_bin(once: &std::sync::Once, package: &str, name: &str) -> PathBuf {
+/// Builds the workspace's binaries once per test run. With
+/// `--all-targets` the dependencies resolve with the same features as the
+/// test build's, so its artifacts are reused and only the binaries link;
+/// `--bin` alone would build every dependency a second time.
+fn built_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    once.call_once(|| {
+    BUILT.call_once(|| {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", name])
+            .args(["build", "--workspace", "--all-targets"])
             .status()
             .unwrap();
-        assert!(status.success(), "building {name} failed");
+        assert!(status.success(), "building the binaries failed");
     });
     bin
 }

@@ -236,3 +236,6 @@ async fn sync_dir(dir: &Path) {
 fn stopping(stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,9 @@ use crate::plan;
 /// How long a statement waits for a lock another connection holds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
+/// Bytes the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// The bookkeeping tables, created when missing.
 const BOOKKEEPING: &str = "
 CREATE TABLE IF NOT EXISTS cdx_applied_packages (
@@ -83,6 +86,9 @@ impl SqliteChannelDb {
     fn init(conn: Connection) -> rusqlite::Result<Self> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A large package (or one that failed and rolled back) grows the
+        // WAL; after the next checkpoint it shrinks back to this.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.execute_batch(BOOKKEEPING)?;
         Ok(SqliteChannelDb { conn })
     }

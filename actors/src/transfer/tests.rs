@@ -1,0 +1,203 @@
+//! Transfers against a server that misbehaves on purpose: a raw TCP server
+//! on 127.0.0.1 that answers ranges wrongly.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cdx::config::{Secret, ServerConfig, TransferMode};
+use cdx::failure::FailureClass;
+use cdx::package::PackageKind;
+use cdx::protocol::PackageInfo;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// What the fake server sends for one request: status line and extra
+/// headers, the body, and how many body bytes to send before hanging up.
+type Answer = (String, Vec<u8>, usize);
+
+/// Serves `answer(range)` for each request, recording the `Range` headers seen.
+async fn fake_server(
+    answer: impl Fn(usize, Option<(u64, u64)>) -> Answer + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Option<(u64, u64)>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let range = head
+                .lines()
+                .find_map(|l| l.strip_prefix("range: bytes="))
+                .and_then(|r| r.trim().split_once('-'))
+                .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap_or(u64::MAX)));
+            recorded.lock().unwrap().push(range);
+            let (status, body, send) = answer(n, range);
+            n += 1;
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"tag\"\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.write_all(&body[..send.min(body.len())]).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, seen)
+}
+
+fn package(content: &[u8]) -> PackageInfo {
+    PackageInfo {
+        id: Uuid::new_v4(),
+        data_group: "default".into(),
+        job: "1040".into(),
+        sequence: 1,
+        kind: PackageKind::Full,
+        bytes: content.len() as u64,
+        sha256: hex::encode(Sha256::digest(content)),
+        rows: 1,
+        created_at_ms: 0,
+        content_bytes: None,
+    }
+}
+
+fn hq(url: &str) -> HqClient {
+    HqClient::new(&ServerConfig {
+        url: url.into(),
+        channel_id: "store-0001".into(),
+        secret: Secret::new("s"),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+async fn try_download(
+    hq: &HqClient,
+    dir: &Path,
+    mode: TransferMode,
+    package: &PackageInfo,
+) -> Result<Downloaded, TransferError> {
+    let stop = AtomicBool::new(false);
+    let mut progress = |_| {};
+    let mut ctx = TransferContext {
+        hq,
+        dir,
+        mode,
+        chunk_bytes: 64 * 1024,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    download(&mut ctx, package).await
+}
+
+fn content() -> Vec<u8> {
+    (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// A server that ignores Range: the first answer is cut (a transient
+/// failure that keeps its bytes), the answer to the resume is the whole
+/// file again, which fails the try as permanent and empties the `.part`
+/// file; the next try from the first byte completes.
+#[tokio::test]
+async fn a_server_ignoring_range_fails_the_try_and_restarts_clean() {
+    for mode in [TransferMode::Streaming, TransferMode::Reliable] {
+        ignoring_range(mode).await;
+    }
+}
+
+async fn ignoring_range(mode: TransferMode) {
+    let body = content();
+    let served = body.clone();
+    let (url, seen) = fake_server(move |n, _| {
+        let send = if n == 0 {
+            served.len() / 2
+        } else {
+            served.len()
+        };
+        ("200 OK".into(), served.clone(), send)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (hq, package) = (hq(&url), package(&body));
+    let part = part_path(dir.path(), package.id);
+    let cut = try_download(&hq, dir.path(), mode, &package)
+        .await
+        .unwrap_err();
+    assert_eq!(cut.class(), FailureClass::Transient, "{cut}");
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert_eq!(
+        kept,
+        body.len() as u64 / 2,
+        "the bytes received were not kept"
+    );
+
+    let ignored = try_download(&hq, dir.path(), mode, &package)
+        .await
+        .unwrap_err();
+    assert!(matches!(ignored, TransferError::Range { .. }), "{ignored}");
+    assert_eq!(ignored.class(), FailureClass::Permanent);
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        0,
+        "the .part file kept bytes"
+    );
+
+    let done = try_download(&hq, dir.path(), mode, &package).await.unwrap();
+    assert_eq!(std::fs::read(&done.path).unwrap(), body);
+    let ranges = seen.lock().unwrap().clone();
+    let last = body.len() as u64 - 1;
+    let expected = match mode {
+        TransferMode::Streaming => [None, Some((kept, last)), None],
+        TransferMode::Reliable => [
+            Some((0, 65535)),
+            Some((kept, kept + 65535)),
+            Some((0, 65535)),
+        ],
+    };
+    assert_eq!(ranges, expected, "{mode:?}");
+}
+
+/// A server that sends more than the range asked for fails the try as
+/// permanent, and the `.part` file holds exactly what was asked.
+#[tokio::test]
+async fn a_server_over_sending_fails_the_try_and_writes_no_byte_too_many() {
+    let body = content();
+    let served = body.clone();
+    let (url, _) = fake_server(move |_, range| {
+        let (start, end) = range.expect("reliable mode asks for ranges");
+        let total = served.len();
+        let end = end.min(total as u64 - 1) as usize;
+        let mut bytes = served[start as usize..=end].to_vec();
+        bytes.extend_from_slice(b"and then some");
+        let status = format!("206 Partial Content\r\nContent-Range: bytes {start}-{end}/{total}");
+        let len = bytes.len();
+        (status, bytes, len)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (hq, package) = (hq(&url), package(&body));
+    let e = try_download(&hq, dir.path(), TransferMode::Reliable, &package)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransferError::Range { .. }), "{e}");
+    assert_eq!(e.class(), FailureClass::Permanent);
+    let part = std::fs::read(part_path(dir.path(), package.id)).unwrap();
+    assert_eq!(
+        part,
+        body[..64 * 1024],
+        "the .part file holds a byte too many"
+    );
+}
