@@ -47,14 +47,6 @@ pub fn http_status(status: u16) -> FailureClass {
     }
 }
 
-/// A local I/O error (the working folder, a package file). Every I/O error
-/// is the machine's state, not the package's: a full disk, a read-only
-/// remount, a missing folder. Data that fails to decode is not an I/O error
-/// here; the package reader reports it as corrupt.
-pub fn io_error(_kind: io::ErrorKind) -> FailureClass {
-    FailureClass::Transient
-}
-
 /// Whether an I/O error means the disk (or a quota) is full.
 pub fn is_disk_full(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull

@@ -96,6 +96,14 @@ impl Handler<SendNext> for Reporter {
                         act.backoff = RETRY_MIN;
                         ctx.notify(SendNext);
                     }
+                    // The server refuses this report for good (a package
+                    // of another data group, say): drop it, or it would
+                    // hold back every report after it.
+                    Err(e) if !e.class().is_transient() => {
+                        tracing::warn!(error = %e, "status report refused; dropped");
+                        act.queue.pop_front();
+                        ctx.notify(SendNext);
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "status report not delivered; will retry");
                         let delay = act.backoff;

@@ -170,6 +170,7 @@ impl ChannelDbError {
                     Code::DatabaseBusy
                         | Code::DatabaseLocked
                         | Code::DiskFull
+                        | Code::ReadOnly
                         | Code::SystemIoFailure
                         | Code::CannotOpen
                         | Code::OutOfMemory

@@ -29,26 +29,47 @@ const BYTES_IN_FLIGHT: u64 = 4 << 20;
 const BATCHES_IN_FLIGHT: usize = 4;
 
 /// The encoded bytes of the batches the reader handed over and the
-/// consumer has not given back yet.
-#[derive(Default)]
+/// consumer has not given back yet; `None` once the consumer is gone.
 struct InFlight {
-    bytes: Mutex<u64>,
+    bytes: Mutex<Option<u64>>,
     returned: Condvar,
 }
 
 impl InFlight {
-    /// Waits until `more` bytes fit (or nothing is in flight), then counts them.
-    fn reserve(&self, more: u64) {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *bytes > 0 && *bytes + more > BYTES_IN_FLIGHT {
-            bytes = self.returned.wait(bytes).unwrap_or_else(|e| e.into_inner());
+    fn new() -> Self {
+        InFlight {
+            bytes: Mutex::new(Some(0)),
+            returned: Condvar::new(),
         }
-        *bytes += more;
+    }
+
+    /// Waits until `more` bytes fit (or nothing is in flight), then counts
+    /// them. False once the consumer is gone.
+    fn reserve(&self, more: u64) -> bool {
+        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *bytes {
+                None => return false,
+                Some(held) if held == 0 || held + more <= BYTES_IN_FLIGHT => {
+                    *bytes = Some(held + more);
+                    return true;
+                }
+                Some(_) => bytes = self.returned.wait(bytes).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
     }
 
     fn release(&self, less: u64) {
         let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        *bytes = bytes.saturating_sub(less);
+        if let Some(held) = bytes.as_mut() {
+            *held = held.saturating_sub(less);
+        }
+        self.returned.notify_all();
+    }
+
+    /// The consumer is gone (returned, failed or panicked): wakes the reader.
+    fn close(&self) {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.returned.notify_all();
     }
 }
@@ -74,6 +95,14 @@ pub(crate) struct Frames {
     current_bytes: u64,
     /// Frames of `current` already moved out by `take_next`.
     taken: usize,
+}
+
+impl Drop for Frames {
+    /// However the consumer ends, even by a panic, a reader waiting for
+    /// room stops, so the scope that joins it does not hang.
+    fn drop(&mut self) {
+        self.in_flight.close();
+    }
 }
 
 impl Frames {
@@ -119,7 +148,7 @@ pub(crate) fn read_ahead<T>(
     let (tx, rx) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
     // Unbounded, but at most BATCHES_IN_FLIGHT + 2 buffers circulate.
     let (back, recycled) = mpsc::channel();
-    let in_flight = Arc::new(InFlight::default());
+    let in_flight = Arc::new(InFlight::new());
     let (consumed, read) = thread::scope(|scope| {
         let pump_in_flight = in_flight.clone();
         let reader = thread::Builder::new()
@@ -136,9 +165,7 @@ pub(crate) fn read_ahead<T>(
         let consumed = consume(&mut frames);
         // Closes the channel (a reader still going stops at its next send)
         // and wakes a reader waiting for room.
-        let in_flight = frames.in_flight.clone();
         drop(frames);
-        in_flight.release(u64::MAX);
         let read = reader
             .join()
             .unwrap_or_else(|panic| panic::resume_unwind(panic));
@@ -165,10 +192,8 @@ fn pump(
         }
         Err(_) => Vec::with_capacity(BATCH),
     };
-    let send = |batch: Vec<Frame>, bytes: u64| {
-        in_flight.reserve(bytes);
-        tx.send((batch, bytes)).is_ok()
-    };
+    let send =
+        |batch: Vec<Frame>, bytes: u64| in_flight.reserve(bytes) && tx.send((batch, bytes)).is_ok();
     let mut batch = buffer();
     let mut started_at = package.content_read();
     while let Some(frame) = package.next_frame()? {

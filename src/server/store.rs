@@ -215,7 +215,16 @@ impl Store {
         if seen.is_empty() {
             return Ok(());
         }
-        self.with_conn(|conn| Ok(write_connections(conn, &seen)?))
+        let written = self.with_conn(|conn| Ok(write_connections(conn, &seen)?));
+        if written.is_err() {
+            // Kept for the next flush; a newer time seen meanwhile wins.
+            let mut now = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, at) in seen {
+                let kept = now.entry(id).or_insert(at);
+                *kept = (*kept).max(at);
+            }
+        }
+        written
     }
 
     /// Checks a channel's credentials (constant-time compare of the salted

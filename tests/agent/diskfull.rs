@@ -91,11 +91,16 @@ fn a_full_disk_is_reported_and_healed_without_a_restart() {
     );
 
     std::fs::remove_file(&filler).unwrap();
+    let freed = std::time::Instant::now();
     sold += pos.record_sales(5).unwrap();
     let last = round.last().unwrap().sequence;
     let healed = wait_until(Duration::from_secs(90), || {
         store.applied() >= last && hq.uploaded("retail_transaction_sales_line") == sold
     });
+    eprintln!(
+        "full disk: healed {:?} after space was freed",
+        freed.elapsed()
+    );
     let status = agent.status();
     assert!(
         healed,

@@ -61,12 +61,18 @@ fn outage_mid_download_and_upload(mode: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
     hq.restart();
+    let back = Instant::now();
 
     let last = published.last().unwrap().sequence;
     let sold = store.rows("retail_transaction_sales_line");
     let caught_up = wait_until(Duration::from_secs(90), || {
         store.applied() >= last && hq.uploaded("retail_transaction_sales_line") >= sold
     });
+    eprintln!(
+        "{mode}: {}s outage; caught up {:?} after headquarters came back",
+        OUTAGE.as_secs(),
+        back.elapsed()
+    );
     let status = agent.status();
     assert!(
         caught_up,

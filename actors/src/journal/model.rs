@@ -160,3 +160,92 @@ impl UploadSession {
         }
     }
 }
+
+/// A download session as journals before `PackageInfo::content_bytes`
+/// stored it (envelope `V1`); read and converted, never written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadSessionV1 {
+    pub id: Uuid,
+    pub package: PackageInfoV1,
+    pub status: DownloadStatus,
+    pub attempts: u32,
+    pub bytes_done: u64,
+    pub rows_applied: u64,
+    pub last_error: Option<String>,
+    pub history: Vec<Transition>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// `PackageInfo` without `content_bytes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageInfoV1 {
+    pub id: Uuid,
+    pub data_group: String,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: cdx::package::PackageKind,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+    pub created_at_ms: i64,
+}
+
+impl From<DownloadSessionV1> for DownloadSession {
+    fn from(old: DownloadSessionV1) -> Self {
+        let p = old.package;
+        DownloadSession {
+            id: old.id,
+            package: PackageInfo {
+                id: p.id,
+                data_group: p.data_group,
+                job: p.job,
+                sequence: p.sequence,
+                kind: p.kind,
+                bytes: p.bytes,
+                sha256: p.sha256,
+                rows: p.rows,
+                created_at_ms: p.created_at_ms,
+                content_bytes: None,
+            },
+            status: old.status,
+            attempts: old.attempts,
+            bytes_done: old.bytes_done,
+            rows_applied: old.rows_applied,
+            last_error: old.last_error,
+            history: old.history,
+            created_at_ms: old.created_at_ms,
+            updated_at_ms: old.updated_at_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+impl DownloadSessionV1 {
+    /// `session` as the previous layout wrote it (its `content_bytes` dropped).
+    pub fn from_current(session: &DownloadSession) -> Self {
+        let p = session.package.clone();
+        DownloadSessionV1 {
+            id: session.id,
+            package: PackageInfoV1 {
+                id: p.id,
+                data_group: p.data_group,
+                job: p.job,
+                sequence: p.sequence,
+                kind: p.kind,
+                bytes: p.bytes,
+                sha256: p.sha256,
+                rows: p.rows,
+                created_at_ms: p.created_at_ms,
+            },
+            status: session.status,
+            attempts: session.attempts,
+            bytes_done: session.bytes_done,
+            rows_applied: session.rows_applied,
+            last_error: session.last_error.clone(),
+            history: session.history.clone(),
+            created_at_ms: session.created_at_ms,
+            updated_at_ms: session.updated_at_ms,
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bincode::Options;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -16,6 +17,9 @@ use super::model::{DownloadSession, UploadSession};
 
 /// sled's default cache is 1 GiB; a journal needs little.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// How long a reopen waits for sled's own threads to let go of the lock.
+const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
+const REOPEN_PAUSE: Duration = Duration::from_millis(20);
 /// No stored session comes near this; a corrupt length claim stops here.
 const MAX_RECORD_BYTES: u64 = 1024 * 1024;
 
@@ -31,10 +35,25 @@ pub enum JournalError {
     Quarantine(std::io::Error),
 }
 
-/// Stored values are wrapped so that a later format can be told apart.
+/// Stored values are wrapped so that a later format can be told apart:
+/// records are written as `V2` and read as either.
 #[derive(Serialize, Deserialize)]
-enum Envelope<T> {
-    V1(T),
+enum Envelope<Old, New> {
+    V1(Old),
+    V2(New),
+}
+
+/// A record type and the layout its `V1` records were written in.
+pub(super) trait Stored: Serialize + DeserializeOwned {
+    type V1: DeserializeOwned + Into<Self>;
+}
+
+impl Stored for DownloadSession {
+    type V1 = super::model::DownloadSessionV1;
+}
+
+impl Stored for UploadSession {
+    type V1 = UploadSession;
 }
 
 fn codec() -> impl Options {
@@ -45,15 +64,16 @@ fn codec() -> impl Options {
         .reject_trailing_bytes()
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+fn encode<T: Stored>(value: &T) -> Vec<u8> {
     codec()
-        .serialize(&Envelope::V1(value))
+        .serialize(&Envelope::<(), &T>::V2(value))
         .expect("sessions are far below the record limit")
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    match codec().deserialize::<Envelope<T>>(bytes) {
-        Ok(Envelope::V1(v)) => Ok(v),
+fn decode<T: Stored>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+    match codec().deserialize::<Envelope<T::V1, T>>(bytes) {
+        Ok(Envelope::V1(old)) => Ok(old.into()),
+        Ok(Envelope::V2(v)) => Ok(v),
         Err(source) => Err(JournalError::Decode {
             key: hex::encode(key),
             source,
@@ -90,16 +110,28 @@ impl JournalStore {
         Ok((store, aside))
     }
 
-    /// The open database, opened again if an error closed it.
+    /// The open database, opened again if an error closed it. A reopen
+    /// never moves the database aside: the error that closed it was the
+    /// machine's, and sled's own threads may hold its lock for a moment
+    /// after the handle is dropped, so a locked database is waited for.
     fn trees(&self) -> Result<Trees, JournalError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(trees) = open.as_ref() {
             return Ok(trees.clone());
         }
-        let (trees, aside) = open_or_quarantine(&self.path)?;
-        if aside.is_none() {
-            tracing::info!(path = %self.path.display(), "message database reopened");
-        }
+        let mut waited = Duration::ZERO;
+        let trees = loop {
+            match try_open(&self.path) {
+                Err(JournalError::Open { source, .. })
+                    if is_locked(&source) && waited < REOPEN_LOCK_WAIT =>
+                {
+                    std::thread::sleep(REOPEN_PAUSE);
+                    waited += REOPEN_PAUSE;
+                }
+                result => break result?,
+            }
+        };
+        tracing::info!(path = %self.path.display(), "message database reopened");
         *open = Some(trees.clone());
         Ok(trees)
     }
@@ -216,8 +248,16 @@ fn open_or_quarantine(path: &Path) -> Result<(Trees, Option<PathBuf>), JournalEr
 /// database aside would lose it for nothing.
 fn is_environmental(e: &sled::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e, sled::Error::Io(io) if cdx::failure::is_disk_full(io)
-        || matches!(io.kind(), WouldBlock | PermissionDenied | ReadOnlyFilesystem))
+    is_locked(e)
+        || matches!(e, sled::Error::Io(io) if cdx::failure::is_disk_full(io)
+            || matches!(io.kind(), WouldBlock | PermissionDenied | ReadOnlyFilesystem))
+}
+
+/// sled's "could not acquire lock" (an `ErrorKind::Other` I/O error).
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock"))
 }
 
 fn try_open(path: &Path) -> Result<Trees, JournalError> {
@@ -237,7 +277,7 @@ fn try_open(path: &Path) -> Result<Trees, JournalError> {
     })
 }
 
-fn scan<T: DeserializeOwned>(tree: &sled::Tree, limit: usize) -> Result<Vec<T>, JournalError> {
+fn scan<T: Stored>(tree: &sled::Tree, limit: usize) -> Result<Vec<T>, JournalError> {
     let mut found = Vec::new();
     for entry in tree.iter().rev() {
         if found.len() == limit {
@@ -331,6 +371,21 @@ mod tests {
         assert_eq!(store.downloads().unwrap(), vec![good]);
         let err = decode::<DownloadSession>(b"k", &[0xff; 3]).unwrap_err();
         assert!(err.to_string().contains("6b"), "{err}");
+    }
+
+    /// A record written before `PackageInfo` had `content_bytes` (an
+    /// agent upgraded in place) still reads.
+    #[test]
+    fn records_of_the_previous_layout_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = JournalStore::open(&dir.path().join("j")).unwrap();
+        let session = DownloadSession::new(package(1), DownloadStatus::Suspended, None);
+        let old = crate::journal::model::DownloadSessionV1::from_current(&session);
+        let bytes = codec().serialize(&Envelope::<_, ()>::V1(&old)).unwrap();
+        store
+            .with(|t| Ok(t.downloads.insert(session.id.as_bytes(), bytes)?))
+            .unwrap();
+        assert_eq!(store.downloads().unwrap(), vec![session]);
     }
 
     /// A closed database (as after an I/O error) is opened again at the

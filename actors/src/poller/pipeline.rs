@@ -247,8 +247,17 @@ impl Pipeline {
     }
 
     async fn apply(&self, session: &mut DownloadSession) -> Result<(), ActorError> {
-        self.activity(Some(format!("applying package {}", session.package.id)));
         let path = crate::transfer::package_path(&self.downloads_dir, session.package.id);
+        if !tokio::fs::try_exists(&path).await.unwrap_or(true) {
+            // Removed by hand, or lost with the disk: download it again.
+            session.transition(
+                DownloadStatus::Requested,
+                Some("the downloaded file is gone; downloading it again".into()),
+            );
+            self.save(session, false).await?;
+            return Ok(());
+        }
+        self.activity(Some(format!("applying package {}", session.package.id)));
         let result = self
             .applier
             .send(Apply {

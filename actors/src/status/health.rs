@@ -36,9 +36,9 @@ pub struct HealthInputs<'a> {
     pub last_download_progress_ms: Option<i64>,
     /// Whether a download or an apply is in hand right now.
     pub download_busy: bool,
-    /// The last upload pass that finished without error.
+    /// The last upload progress: a batch acknowledged, or a pass that
+    /// finished without error.
     pub last_upload_ok_ms: Option<i64>,
-    pub upload_busy: bool,
 }
 
 /// `/health`'s verdict.
@@ -88,7 +88,7 @@ pub fn assess(i: &HealthInputs<'_>) -> Health {
             ),
         });
     }
-    if stalled(i.last_upload_ok_ms, i.upload_busy) && !i.problems.contains_key("upload") {
+    if stalled(i.last_upload_ok_ms, false) && !i.problems.contains_key("upload") {
         reasons.push(format!(
             "no upload has succeeded for {}",
             seconds(i.now_ms - i.last_upload_ok_ms.unwrap_or(i.started_at_ms))
@@ -124,7 +124,6 @@ mod tests {
             last_download_progress_ms: Some(99 * MIN),
             download_busy: false,
             last_upload_ok_ms: Some(99 * MIN),
-            upload_busy: false,
         }
     }
 
@@ -189,9 +188,10 @@ mod tests {
         assert!(health.reasons[1].contains("checksum mismatch"));
     }
 
-    /// No poll and no upload for `stall_after` is a reason, unless work is in hand.
+    /// No poll and no upload for `stall_after` is a reason; a download or
+    /// apply in hand excuses the silence of polls.
     #[test]
-    fn silence_is_a_reason_unless_busy() {
+    fn silence_is_a_reason_unless_a_download_is_in_hand() {
         let (actors, problems) = (BTreeMap::new(), BTreeMap::new());
         let mut i = inputs(&actors, &problems);
         i.last_download_progress_ms = None;
@@ -201,7 +201,7 @@ mod tests {
         assert!(health.reasons[0].contains("since the agent started 6000s ago"));
         assert!(health.reasons[1].contains("no upload has succeeded for 600s"));
         i.download_busy = true;
-        i.upload_busy = true;
+        i.last_upload_ok_ms = Some(99 * MIN);
         assert!(assess(&i).healthy);
     }
 }

@@ -189,8 +189,9 @@ impl Status {
             }),
             last_download_progress_ms: self.last_download_progress_ms,
             download_busy: self.activity.contains_key("poller"),
+            // Every acknowledged batch counts as progress, so a long drain
+            // is not a stall.
             last_upload_ok_ms: self.last_upload_ok_ms,
-            upload_busy: self.activity.contains_key("uploader"),
         })
     }
 }

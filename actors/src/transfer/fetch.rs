@@ -8,10 +8,11 @@
 //! position and length) before the next; streaming mode asks for the whole
 //! rest at once: one GET per try, the fast path.
 //!
-//! A server that answers a range with other bytes (a 200 with the whole
-//! file after the first byte, a wrong `Content-Range`, more bytes than
-//! asked) fails the try as a permanent failure, and the `.part` file is
-//! emptied so that the next try starts over: it is never fed a wrong byte.
+//! A server that answers a range with other bytes fails the try as a
+//! permanent failure and never feeds the `.part` file a wrong byte: after a
+//! 200 with the whole file from a later byte the file is emptied (the next
+//! try starts over); a wrong `Content-Range` writes nothing; of a body
+//! longer than asked only the bytes asked for are kept.
 
 use std::path::Path;
 
@@ -116,10 +117,13 @@ async fn fetch_range(
     };
     let mut resp = ctx.hq.send(&path, req).await.map_err(hq_err)?;
     if etag.is_none() {
+        // A weak validator never matches `If-Range` (RFC 9110): sending
+        // one would turn every later range into the whole file.
         *etag = resp
             .headers()
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
+            .filter(|tag| !tag.starts_with("W/"))
             .map(str::to_string);
     }
     match resp.status() {

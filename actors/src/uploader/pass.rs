@@ -213,6 +213,9 @@ impl UploadPass {
             counter: session.last_counter,
             server_high_water: Some(ack.high_water),
         });
+        // Each acknowledged batch is progress: a long backlog is not a stall.
+        self.status
+            .do_send(StatusEvent::Recovered { stage: "upload" });
         Ok(())
     }
 

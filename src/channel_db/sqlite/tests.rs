@@ -234,3 +234,52 @@ fn open_creates_and_reopens() {
         Err(ChannelDbError::Open { path, .. }) if path == missing_dir
     ));
 }
+
+/// A consumer that panics while the reader waits for room (wide rows fill
+/// the bytes in flight) does not hang the apply: the panic comes back.
+#[test]
+fn a_panicking_consumer_does_not_hang_the_reader() {
+    let wide = "w".repeat(1 << 20);
+    let rows = (1..=12)
+        .map(|i| product(i, &wide, None))
+        .collect::<Vec<_>>();
+    let bytes = Pkg::full(1, vec![products()], rows).bytes();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut package = source(&bytes);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::channel_db::frames::read_ahead(&mut package, |frames| {
+                frames.next_batch();
+                panic!("the consumer failed");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        }));
+        let _ = tx.send(outcome.is_err());
+    });
+    let panicked = rx.recv_timeout(std::time::Duration::from_secs(30));
+    assert_eq!(
+        panicked,
+        Ok(true),
+        "the reader hung after the consumer panicked"
+    );
+}
+
+/// Frames cross in batches bounded by bytes: 1 MiB rows come one or two
+/// at a time, not 256.
+#[test]
+fn wide_rows_cross_in_small_batches() {
+    let wide = "w".repeat(1 << 20);
+    let rows = (1..=8).map(|i| product(i, &wide, None)).collect::<Vec<_>>();
+    let bytes = Pkg::full(1, vec![products()], rows).bytes();
+    let mut package = source(&bytes);
+    let largest = crate::channel_db::frames::read_ahead(&mut package, |frames| {
+        let mut largest = 0;
+        while let Some(batch) = frames.next_batch() {
+            largest = largest.max(batch.len());
+        }
+        Ok(largest)
+    })
+    .unwrap();
+    assert!(largest <= 2, "a batch of {largest} rows of 1 MiB");
+}
