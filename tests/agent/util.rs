@@ -54,17 +54,7 @@ impl Hq {
     }
 
     pub fn publish(&self, package: GeneratedPackage) -> PackageInfo {
-        let spec = PublishSpec {
-            data_group: GROUP.into(),
-            job: package.job,
-            kind: package.kind,
-            tables: package.tables,
-        };
-        let rows = package.rows;
-        self.server
-            .store()
-            .publish(spec, |w| Ok(cdx::retail::write_rows(rows, w)?))
-            .unwrap()
+        publish_to(self.server.store(), package)
     }
 
     /// Publishes the initial full packages of `size`; returns them.
@@ -152,15 +142,7 @@ impl Hq {
 
     /// The channel's download session of `package`, as headquarters shows it.
     pub fn download_session(&self, package: uuid::Uuid) -> Option<cdx::protocol::SessionInfo> {
-        let filter = server::SessionFilter {
-            channel: Some(CHANNEL.into()),
-            direction: Some(cdx::status::Direction::Download),
-        };
-        let sessions = self.server.store().sessions(&filter).unwrap();
-        sessions
-            .download
-            .into_iter()
-            .find(|s| s.subject_id == package)
+        download_session_in(self.server.store(), package)
     }
 
     pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
@@ -696,16 +678,7 @@ impl HqProcess {
     }
 
     pub fn publish(&self, package: GeneratedPackage) -> PackageInfo {
-        let spec = PublishSpec {
-            data_group: GROUP.into(),
-            job: package.job,
-            kind: package.kind,
-            tables: package.tables,
-        };
-        let rows = package.rows;
-        self.store
-            .publish(spec, |w| Ok(cdx::retail::write_rows(rows, w)?))
-            .unwrap()
+        publish_to(&self.store, package)
     }
 
     pub fn uploaded(&self, table: &str) -> u64 {
@@ -713,17 +686,38 @@ impl HqProcess {
     }
 
     pub fn download_status(&self, package: uuid::Uuid) -> Option<String> {
-        let filter = server::SessionFilter {
-            channel: Some(CHANNEL.into()),
-            direction: Some(cdx::status::Direction::Download),
-        };
-        let sessions = self.store.sessions(&filter).unwrap();
-        sessions
-            .download
-            .into_iter()
-            .find(|s| s.subject_id == package)
-            .map(|s| s.status)
+        download_session_in(&self.store, package).map(|s| s.status)
     }
+}
+
+/// Publishes a generated package of the test group through `store`.
+fn publish_to(store: &cdx::server::Store, package: GeneratedPackage) -> PackageInfo {
+    let spec = PublishSpec {
+        data_group: GROUP.into(),
+        job: package.job,
+        kind: package.kind,
+        tables: package.tables,
+    };
+    let rows = package.rows;
+    store
+        .publish(spec, |w| Ok(cdx::retail::write_rows(rows, w)?))
+        .unwrap()
+}
+
+/// The test channel's download session of `package` in `store`.
+fn download_session_in(
+    store: &cdx::server::Store,
+    package: uuid::Uuid,
+) -> Option<cdx::protocol::SessionInfo> {
+    let filter = server::SessionFilter {
+        channel: Some(CHANNEL.into()),
+        direction: Some(cdx::status::Direction::Download),
+    };
+    let sessions = store.sessions(&filter).unwrap();
+    sessions
+        .download
+        .into_iter()
+        .find(|s| s.subject_id == package)
 }
 
 /// Logs of in-process agents go to the test's output (`RUST_LOG`, default warn).
