@@ -76,7 +76,15 @@ pub fn assess(i: &HealthInputs<'_>) -> Health {
     let stalled = |last: Option<i64>, busy: bool| {
         !busy && i.now_ms - last.unwrap_or(i.started_at_ms) >= i.stall_after_ms
     };
-    if i.suspended.is_none() && stalled(i.last_download_progress_ms, i.download_busy) {
+    // A failing stage of the pipeline speaks for itself (with its error)
+    // once it has lasted; silence is a reason only without one.
+    let pipeline_failing = ["poll", "download", "apply"]
+        .iter()
+        .any(|stage| i.problems.contains_key(*stage));
+    if i.suspended.is_none()
+        && !pipeline_failing
+        && stalled(i.last_download_progress_ms, i.download_busy)
+    {
         reasons.push(match i.last_download_progress_ms {
             Some(at) => format!(
                 "no successful poll of headquarters for {}",
@@ -148,6 +156,24 @@ mod tests {
                 reasons: vec![]
             }
         );
+    }
+
+    /// A failing stage of the pipeline is the reason, not the silence it
+    /// causes: no "no successful poll" beside it, even before it counts.
+    #[test]
+    fn a_failing_stage_is_the_reason_not_the_silence() {
+        let actors = BTreeMap::new();
+        let mut problems = BTreeMap::new();
+        problems.insert("download".to_string(), problem(99 * MIN));
+        let mut i = inputs(&actors, &problems);
+        i.last_download_progress_ms = Some(90 * MIN);
+        assert!(assess(&i).healthy, "{:?}", assess(&i).reasons);
+        problems.insert("download".to_string(), problem(90 * MIN));
+        let mut i = inputs(&actors, &problems);
+        i.last_download_progress_ms = Some(90 * MIN);
+        let reasons = assess(&i).reasons;
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(reasons[0].starts_with("download has failed"), "{reasons:?}");
     }
 
     /// A problem counts only once it lasted `stall_after`; its reason names
