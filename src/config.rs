@@ -16,8 +16,10 @@ use crate::channel_db::UploadTable;
 use crate::package::is_identifier;
 use crate::retry::RetryPolicy;
 
+mod effective;
 pub mod sqlserver;
 
+pub use effective::REDACTED;
 pub use sqlserver::{
     parse_connection_string, ConnectionString, ConnectionStringError, Encrypt, SqlServerConfig,
 };

@@ -89,3 +89,34 @@ fn user_info_in_the_server_url_is_refused_at_start() {
     assert!(stderr.contains("server.url"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// `config check` prints the effective configuration with the secret
+/// redacted and exits 0; a bad file exits 78 (EX_CONFIG) naming the key.
+#[test]
+fn config_check_prints_the_effective_configuration_or_exits_78() {
+    let store = StoreDir::new();
+    let config = store.write_config("http://127.0.0.1:9", "streaming", "");
+    let check = |config: &std::path::Path| {
+        Command::new(client_bin())
+            .args(["config", "check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let good = check(&config);
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("secret = \"***\""), "{stdout}");
+    assert!(!stdout.contains(SECRET), "{stdout}");
+    assert!(stdout.contains("mode = \"streaming\""), "{stdout}");
+    assert!(stdout.contains("journal_retention = \"7days\""), "{stdout}");
+
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("chunk_bytes = 65536", "chunk_bytes = 1");
+    std::fs::write(&config, text).unwrap();
+    let bad = check(&config);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("download.chunk_bytes"), "{stderr}");
+}

@@ -38,7 +38,26 @@ enum Command {
     /// generated retail data set, this agent with a SQLite channel database,
     /// and a point-of-sale simulator selling at the store.
     Demo(demo::DemoOptions),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print it as the agent would run
+    /// with it: every default filled in, relative paths resolved, every
+    /// secret shown as "***". Exits 78 (EX_CONFIG) when the file is bad,
+    /// naming the key.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// sysexits.h's EX_CONFIG: what `cdx-client` exits with on a bad
+/// configuration, so a service manager can tell it from a crash.
+const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,12 +68,19 @@ fn main() -> ExitCode {
             init_logging("warn", LogFormat::Text);
             demo::run(options)
         }
+        Command::Config(ConfigCommand::Check { config }) => Config::load(&config)
+            .map(|c| print!("{}", c.effective_toml()))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cdx-client: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<cdx::config::ConfigError>().is_some() {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
