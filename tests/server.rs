@@ -691,3 +691,66 @@ async fn upload_names_are_bounded_identifiers() {
     }
     assert_eq!(t.store().upload_tables(None).unwrap(), vec![]);
 }
+
+/// JSON numbers are read from their literal text: reals published from
+/// JSON Lines arrive bit for bit, and decimals never pass through a float.
+#[test]
+fn json_numbers_are_published_exactly() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("data")).unwrap();
+    let reals = [
+        "97.86464729942979",
+        "0.1",
+        "5e-324",
+        "1.7976931348623157e308",
+        "-2.2250738585072014e-308",
+        "123456789.12345678",
+    ];
+    let decimals = ["123456789012345.67", "-0.01", "9999999999999999.99"];
+    let mut lines = String::new();
+    for (i, real) in reals.iter().enumerate() {
+        let amount = decimals[i % decimals.len()];
+        lines.push_str(&format!(
+            "{{\"id\": {i}, \"x\": {real}, \"amount\": {amount}}}\n"
+        ));
+    }
+    let path = dir.path().join("numbers.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    let files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        PackageKind::Full,
+        &[format!("numbers={}", path.display())],
+        &["numbers=id".to_string()],
+        &["numbers=id:integer,x:real,amount:decimal(18,2)".to_string()],
+        &[],
+    )
+    .unwrap();
+    let info = server::publish_files(&store, &files).unwrap();
+    let file = std::fs::File::open(store.package_path(info.id)).unwrap();
+    let mut reader = PackageReader::open(file).unwrap();
+    let mut rows = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        if let cdx::package::Frame::Upsert(row) = frame {
+            rows.push(row);
+        }
+    }
+    assert_eq!(rows.len(), reals.len());
+    for (i, row) in rows.iter().enumerate() {
+        let expected: f64 = reals[i].parse().unwrap();
+        match &row[1] {
+            Value::Real(x) => assert_eq!(
+                x.to_bits(),
+                expected.to_bits(),
+                "{} arrived as {x:?}",
+                reals[i]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            row[2],
+            Value::Text(decimals[i % decimals.len()].into()),
+            "decimal of row {i}"
+        );
+    }
+}

@@ -6,6 +6,10 @@
 //! record (see [`infer_columns`]). Every record is checked against its
 //! columns; the first one that does not fit fails the whole publication with
 //! its file, line and column.
+//!
+//! JSON numbers are taken from their literal text (serde_json's
+//! `arbitrary_precision`): a real is the `f64` nearest to what is written,
+//! bit for bit, and a decimal is the digits written, never a float's.
 
 use std::collections::HashMap;
 use std::fs::File;
