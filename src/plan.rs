@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::channel_db::{ChannelDbError, UploadTable};
 use crate::package::{
-    is_identifier, parse_decimal, text_len, ColumnType, PackageHeader, TableSchema, Value,
+    is_identifier, parse_decimal, shown, text_len, ColumnType, PackageHeader, TableSchema, Value,
 };
 use crate::protocol::PackageInfo;
 
@@ -482,15 +482,6 @@ pub fn check_listed(
         });
     }
     Ok(())
-}
-
-/// A header or listing value as a message shows it: quoted, and cut short.
-fn shown(value: &str) -> String {
-    let mut s: String = value.chars().take(100).collect();
-    if s.len() < value.len() {
-        s.push('…');
-    }
-    format!("{s:?}")
 }
 
 /// `CREATE TABLE` for `schema`: columns in order with their SQL types,

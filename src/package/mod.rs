@@ -26,7 +26,7 @@ pub use types::{
     MAX_TEXT_LEN, TICKS_PER_SECOND,
 };
 pub use validate::{
-    is_identifier, is_reserved, is_reserved_table, MAX_COLUMNS, MAX_IDENTIFIER, MAX_LABEL_CHARS,
-    MAX_TABLES, RESERVED_PREFIX,
+    is_identifier, is_reserved, is_reserved_table, shown, MAX_COLUMNS, MAX_IDENTIFIER,
+    MAX_LABEL_CHARS, MAX_TABLES, RESERVED_PREFIX,
 };
 pub use writer::{PackageWriter, WrittenPackage};

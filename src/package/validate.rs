@@ -57,7 +57,7 @@ pub fn is_reserved_table(name: &str) -> bool {
 
 /// A name as it appears in a message: debug-quoted, cut after 64 characters
 /// so a hostile megabyte-long name does not end up in a log line.
-fn shown(name: &str) -> String {
+pub fn shown(name: &str) -> String {
     const SHOWN: usize = 64;
     match name.char_indices().nth(SHOWN) {
         None => format!("{name:?}"),

@@ -32,12 +32,6 @@ pub(crate) fn hash_secret(salt: &[u8], secret: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// Compares without an early exit, so the time taken does not tell how many
-/// leading bytes matched.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Splits an `Authorization: Basic base64(id:secret)` header.
 pub(crate) fn parse_basic(value: &header::HeaderValue) -> Result<(String, String), ServerError> {
     const MALFORMED: &str = "malformed HTTP Basic authorization header";

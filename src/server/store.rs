@@ -245,7 +245,7 @@ impl Store {
             };
             let salt = hex::decode(salt).unwrap_or_default();
             let expected = hex::decode(expected).unwrap_or_default();
-            if !auth::constant_time_eq(&auth::hash_secret(&salt, secret), &expected) {
+            if !crate::config::constant_time_eq(&auth::hash_secret(&salt, secret), &expected) {
                 return Err(ServerError::WrongSecret(id.to_owned()));
             }
             let now = now_ms();

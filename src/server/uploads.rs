@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::error::ServerError;
 use super::sessions::record_upload_applied;
 use super::store::Store;
-use crate::package::{is_identifier, MAX_IDENTIFIER};
+use crate::package::{is_identifier, shown, MAX_IDENTIFIER};
 use crate::protocol::{HighWater, UploadAck};
 
 /// Per (channel, table): what the server holds.
@@ -57,10 +57,10 @@ fn validate_names(batch: &RawBatch<'_>) -> Result<usize, ServerError> {
     .chain(batch.columns.iter().map(|c| ("column", c)))
     {
         if !is_identifier(name) {
-            let shown: String = name.chars().take(64).collect();
             return invalid(format!(
-                "{what} name {shown:?} is not an identifier (ASCII letters, digits and `_`, \
-                 not starting with a digit, 1 to {MAX_IDENTIFIER} bytes)"
+                "{what} name {} is not an identifier (ASCII letters, digits and `_`, \
+                 not starting with a digit, 1 to {MAX_IDENTIFIER} bytes)",
+                shown(name)
             ));
         }
     }

@@ -126,10 +126,13 @@ async fn fetch_range(
             .filter(|tag| !tag.starts_with("W/"))
             .map(str::to_string);
     }
-    match resp.status() {
-        StatusCode::PARTIAL_CONTENT => check_content_range(package, &resp, start, end)?,
+    let target_end = match resp.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            check_content_range(package, &resp, start, end)?;
+            end + 1
+        }
         // The whole file, asked for or as the answer to a range covering it.
-        StatusCode::OK if start == 0 => {}
+        StatusCode::OK if start == 0 => package.bytes,
         StatusCode::OK => {
             // The server ignored the range, or the file changed: nothing on
             // disk can be trusted to continue. Start over on the next try.
@@ -140,11 +143,6 @@ async fn fetch_range(
             )));
         }
         other => return Err(range_err(format!("HTTP {other}"))),
-    }
-    let target_end = if resp.status() == StatusCode::OK {
-        package.bytes
-    } else {
-        end + 1
     };
     let url = ctx.hq.url(&path);
     let mut flushed = file.written;
