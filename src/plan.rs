@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::channel_db::{ChannelDbError, UploadTable};
 use crate::package::{
-    is_identifier, parse_decimal, shown, text_len, ColumnType, PackageHeader, TableSchema, Value,
+    is_identifier, parse_decimal, shown, text_len, ColumnType, EXACT_FLOAT_DIGITS, PackageHeader, TableSchema, Value,
 };
 use crate::protocol::PackageInfo;
 
@@ -45,7 +45,7 @@ impl ExistingTable {
         key.into_iter().map(|c| c.name.as_str()).collect()
     }
 
-    fn column(&self, name: &str) -> Option<&ExistingColumn> {
+    pub fn column(&self, name: &str) -> Option<&ExistingColumn> {
         self.columns
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
@@ -317,11 +317,16 @@ pub struct InvalidIdentifier {
 }
 
 /// The SQLite type a column of type `ty` is declared with. The names pick
-/// SQLite's affinity on purpose: a decimal is declared `DECIMAL_TEXT(p,s)`
-/// so that its TEXT affinity keeps `12.50` exact (a plain `DECIMAL` has
-/// NUMERIC affinity and would turn it into the float 12.5); dates, times
-/// and uuids are never numeric literals, so NUMERIC affinity keeps their
-/// text as it is.
+/// SQLite's affinity on purpose (the whole mapping is in
+/// `docs/package-format.md`):
+/// - a decimal of at most [`EXACT_FLOAT_DIGITS`] digits is `DECIMAL(p,s)`,
+///   NUMERIC affinity: it holds an integer or the nearest float, so plain
+///   SQL compares, sorts and sums it as a number, and the float's shortest
+///   spelling is the exact decimal (`decimal_from_number`);
+/// - a wider decimal is `DECIMAL_TEXT(p,s)`, TEXT affinity: no float holds
+///   every value of `decimal(32,16)`, so it stays exact canonical text;
+/// - dates, times and uuids are never numeric literals, so their NUMERIC
+///   affinity keeps their text as it is.
 pub fn sql_type(ty: ColumnType) -> String {
     match ty {
         ColumnType::Integer => "INTEGER".into(),
@@ -329,6 +334,9 @@ pub fn sql_type(ty: ColumnType) -> String {
         ColumnType::Text => "TEXT".into(),
         ColumnType::Blob => "BLOB".into(),
         ColumnType::Boolean => "BOOLEAN".into(),
+        ColumnType::Decimal { precision, scale } if u32::from(precision) <= EXACT_FLOAT_DIGITS => {
+            format!("DECIMAL({precision},{scale})")
+        }
         ColumnType::Decimal { precision, scale } => format!("DECIMAL_TEXT({precision},{scale})"),
         ColumnType::Date => "DATE".into(),
         ColumnType::DateTime => "DATETIME".into(),

@@ -237,6 +237,39 @@ impl Decimal {
         Some(format_decimal(mantissa, scale))
     }
 
+    /// Significant digits: the mantissa's, trailing zeros not counted.
+    pub fn significant_digits(&self) -> u32 {
+        let mut m = self.mantissa.unsigned_abs();
+        if m == 0 {
+            return 0;
+        }
+        while m % 10 == 0 {
+            m /= 10;
+        }
+        m.ilog10() + 1
+    }
+
+    /// The value as a number a float or integer holds exactly: an
+    /// `Integer` when it has no fraction and fits 64 bits, otherwise the
+    /// nearest `Real`, which [`decimal_from_number`] turns back into this
+    /// decimal. `None` when it has more than [`EXACT_FLOAT_DIGITS`]
+    /// significant digits, which no 64-bit float holds for every value.
+    pub fn to_number(&self) -> Option<Value> {
+        if let Some(whole) = self.mantissa_at_lower(0) {
+            if let Ok(whole) = i64::try_from(whole) {
+                return Some(Value::Integer(whole));
+            }
+        }
+        if self.significant_digits() > EXACT_FLOAT_DIGITS {
+            return None;
+        }
+        // Rust's parse rounds correctly, so the float is the nearest one.
+        format_decimal(self.mantissa, self.scale)
+            .parse()
+            .ok()
+            .map(Value::Real)
+    }
+
     /// The mantissa at `scale` digits after the point (`scale >= self.scale`).
     pub fn mantissa_at(&self, scale: u8) -> Option<i128> {
         let up = scale.checked_sub(self.scale)?;
@@ -259,6 +292,32 @@ pub fn format_decimal(mantissa: i128, scale: u8) -> String {
     } else {
         format!("{sign}{int}.{frac}")
     }
+}
+
+/// Significant digits every decimal of which a 64-bit float holds exactly
+/// (it holds 15.95): with at most this many, the nearest float's shortest
+/// spelling is the decimal itself.
+pub const EXACT_FLOAT_DIGITS: u32 = 15;
+
+/// The canonical text at `scale` of a number read from a numeric column:
+/// an integer, a float (its shortest spelling, exact for every decimal of
+/// at most [`EXACT_FLOAT_DIGITS`] significant digits, see
+/// [`Decimal::to_number`]) or a decimal's text. `None` when the value has
+/// more fraction digits than `scale` or is not a number.
+pub fn decimal_from_number(value: &Value, scale: u8) -> Option<String> {
+    let decimal = match value {
+        Value::Integer(n) => Decimal {
+            mantissa: i128::from(*n),
+            scale: 0,
+            int_digits: 0,
+        },
+        // `Display` of a float is its shortest round-trip spelling, with
+        // no exponent.
+        Value::Real(r) if r.is_finite() => parse_decimal(&r.to_string())?,
+        Value::Text(t) => parse_decimal(t)?,
+        _ => return None,
+    };
+    decimal.to_canonical(scale)
 }
 
 /// Parses a decimal, canonical or not; at most 38 digits in all.

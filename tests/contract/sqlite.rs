@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use cdx::channel_db::{ChannelDb, SqliteChannelDb};
 use cdx::package::Value;
-use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use tempfile::TempDir;
 
@@ -97,19 +96,21 @@ impl Fixture for SqliteFixture {
                 order.join(", ")
             ))
             .unwrap_or_else(|e| panic!("read the rows of {table}: {e}"));
-        let width = stmt.column_count();
+        // Read as a POS integrator would: decimals held as numbers come
+        // back exact through the library's reader.
+        let declared: Vec<String> = conn
+            .prepare("SELECT type FROM pragma_table_info(?1) ORDER BY cid")
+            .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
+            .expect("read the declared types");
         let mut rows = stmt.query([]).expect("query");
         let mut out = Vec::new();
         while let Some(row) = rows.next().expect("next row") {
-            let values = (0..width)
-                .map(|i| match row.get_ref(i).expect("column value") {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(n) => Value::Integer(n),
-                    ValueRef::Real(r) => Value::Real(r),
-                    ValueRef::Text(t) => {
-                        Value::Text(String::from_utf8(t.to_vec()).expect("UTF-8 text"))
-                    }
-                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            let values = declared
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| {
+                    let value = row.get_ref(i).expect("column value");
+                    SqliteChannelDb::exact_value(ty, value).expect("UTF-8 text")
                 })
                 .collect();
             out.push(values);

@@ -7,12 +7,15 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Statemen
 use rusqlite::{Transaction, TransactionBehavior};
 use uuid::Uuid;
 
-use super::schema::{delete_sql, read_table, upsert_sql};
+use super::schema::{delete_sql, numeric_columns, read_table, upsert_sql};
 use super::value::SqlValue;
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
-use crate::package::{Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
+use crate::package::{
+    parse_decimal, shown, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value,
+    EXACT_FLOAT_DIGITS,
+};
 use crate::plan::{self, Limits, TableAction};
 
 /// Applies `package` to `conn`: everything or, on any error, nothing (the
@@ -95,6 +98,10 @@ struct TableSql {
     /// columns (`rescale`) and among the key columns (`rescale_key`).
     rescale: Vec<(usize, u8)>,
     rescale_key: Vec<(usize, u8)>,
+    /// Decimal columns held as numbers (NUMERIC affinity), by position
+    /// among the columns and among the key columns.
+    numeric: Vec<usize>,
+    numeric_key: Vec<usize>,
 }
 
 /// Checks `schema` against the database, creates the table when missing,
@@ -127,11 +134,13 @@ fn prepare_table(
             Some((schema.key.iter().position(|k| k == name)?, scale))
         })
         .collect();
+    let mut existing = existing;
     match plan::check_table(existing.as_ref(), schema)? {
         TableAction::Create => {
             tx.execute(&plan::create_table_sql(schema)?, [])
                 .context(|| format!("create table {name}"))?;
             report.created_tables.push(name.clone());
+            existing = read_table(tx, name)?;
         }
         TableAction::UseExisting => {
             if header.kind == PackageKind::Full {
@@ -140,7 +149,13 @@ fn prepare_table(
             }
         }
     }
+    let numeric = existing
+        .as_ref()
+        .map_or_else(Vec::new, |e| numeric_columns(e, schema));
+    let numeric_key = key_positions(schema, &numeric);
     Ok(TableSql {
+        numeric,
+        numeric_key,
         schema: schema.clone(),
         upsert: upsert_sql(&table, schema, header.kind)?,
         delete: delete_sql(&table, schema)?,
@@ -214,6 +229,7 @@ fn apply_frame<'t, 'c>(
             let cur = open_table(current, "Upsert").map_err(package_err)?;
             plan::check_row(id, &cur.sql.schema, &cur.sql.checks, row)?;
             let row = plan::rescale(row, &cur.sql.rescale);
+            let row = as_numbers(id, &cur.sql.schema, row, &cur.sql.numeric, |i| i)?;
             cur.upsert
                 .execute(params_from_iter(row.iter().map(SqlValue)))
                 .context(|| format!("upsert into {}", cur.sql.schema.name))?;
@@ -221,7 +237,7 @@ fn apply_frame<'t, 'c>(
         }
         Frame::Delete(key) => {
             let cur = open_table(current, "Delete").map_err(package_err)?;
-            delete(tx, cur, key)?;
+            delete(tx, id, cur, key)?;
             report.deletes += 1;
         }
         Frame::End { .. } => *current = None,
@@ -231,11 +247,17 @@ fn apply_frame<'t, 'c>(
 
 fn delete<'c>(
     tx: &'c Connection,
+    id: Uuid,
     cur: &mut Current<'_, 'c>,
     key: &[Value],
 ) -> Result<(), ChannelDbError> {
     let name = &cur.sql.schema.name;
     let key = plan::rescale(key, &cur.sql.rescale_key);
+    let schema = &cur.sql.schema;
+    let key = as_numbers(id, schema, key, &cur.sql.numeric_key, |i| {
+        let key = &schema.key[i];
+        schema.columns.iter().position(|c| &c.name == key).unwrap_or(i)
+    })?;
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,
         none => none.insert(
@@ -246,6 +268,66 @@ fn delete<'c>(
     stmt.execute(params_from_iter(key.iter().map(SqlValue)))
         .context(|| format!("delete from {name}"))?;
     Ok(())
+}
+
+/// The key positions of the columns at `positions`.
+fn key_positions(schema: &TableSchema, positions: &[usize]) -> Vec<usize> {
+    positions
+        .iter()
+        .filter_map(|&i| {
+            let name = &schema.columns[i].name;
+            schema.key.iter().position(|k| k == name)
+        })
+        .collect()
+}
+
+/// `values` with the decimals at `positions` turned into the numbers a
+/// NUMERIC column holds ([`crate::package::Decimal::to_number`]).
+/// `column` maps a position to the column's index in `schema`.
+///
+/// # Errors
+/// `ValueDoesNotFit` for a decimal of more significant digits than a float
+/// holds exactly: storing it would change it.
+fn as_numbers<'v>(
+    package_id: Uuid,
+    schema: &TableSchema,
+    values: std::borrow::Cow<'v, [Value]>,
+    positions: &[usize],
+    column: impl Fn(usize) -> usize,
+) -> Result<std::borrow::Cow<'v, [Value]>, ChannelDbError> {
+    if positions.is_empty() {
+        return Ok(values);
+    }
+    let mut values = values.into_owned();
+    for &i in positions {
+        let Some(Value::Text(text)) = values.get(i) else {
+            continue;
+        };
+        let number = parse_decimal(text).and_then(|d| d.to_number());
+        match number {
+            Some(number) => values[i] = number,
+            None => {
+                let column = &schema.columns[column(i)].name;
+                let whole_row = values.len() == schema.columns.len();
+                return Err(ChannelDbError::ValueDoesNotFit {
+                    package_id,
+                    table: schema.name.clone(),
+                    column: column.clone(),
+                    key: if whole_row {
+                        plan::describe_key(schema, &values)
+                    } else {
+                        String::new()
+                    },
+                    detail: format!(
+                        "{} has more than {EXACT_FLOAT_DIGITS} significant digits, \
+                         which the column's NUMERIC affinity cannot hold exactly",
+                        shown(text)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(std::borrow::Cow::Owned(values))
 }
 
 fn open_table<'a, 't, 'c>(

@@ -93,6 +93,34 @@ impl SqliteChannelDb {
         Ok(SqliteChannelDb { conn })
     }
 
+    /// The exact value of `value`, read from a column declared
+    /// `declared_type`: a decimal held as a number (`DECIMAL(p,s)`, see
+    /// [`plan::sql_type`]) comes back as its canonical text at the
+    /// column's scale, as the package carried it; anything else as it is.
+    /// A number the column's scale cannot spell (a POS that wrote 1.005
+    /// into `DECIMAL(10,2)`) also comes back as it is.
+    ///
+    /// # Errors
+    /// Text that is not UTF-8.
+    pub fn exact_value(
+        declared_type: &str,
+        value: rusqlite::types::ValueRef<'_>,
+    ) -> rusqlite::Result<crate::package::Value> {
+        let value = value_from_ref(value)?;
+        let scale = schema::is_numeric_decimal(declared_type)
+            .then(|| schema::stored_type(declared_type))
+            .flatten()
+            .and_then(|t| t.limits.decimal)
+            .map(|(_, scale)| scale);
+        Ok(match scale {
+            Some(scale) => match crate::package::decimal_from_number(&value, scale) {
+                Some(text) => crate::package::Value::Text(text),
+                None => value,
+            },
+            None => value,
+        })
+    }
+
     /// The connection, for what the trait does not cover (reports, tests).
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -186,8 +214,12 @@ impl ChannelDb for SqliteChannelDb {
         while let Some(row) = query.next().context(context)? {
             let n: i64 = row.get(counter_at).context(context)?;
             counters = Some(counters.map_or((n, n), |(first, _)| (first, n)));
-            let values = (0..columns.len())
-                .map(|i| row.get_ref(i).and_then(value_from_ref))
+            // `SELECT *` lists the columns in the order `read_table` does.
+            let values = existing
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| row.get_ref(i).and_then(|v| Self::exact_value(&c.declared_type, v)))
                 .collect::<Result<Vec<_>, _>>()
                 .context(context)?;
             rows.push(values);

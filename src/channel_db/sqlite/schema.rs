@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::ChannelDbError;
-use crate::package::{PackageKind, TableSchema};
+use crate::package::{ColumnType, PackageKind, TableSchema};
 use crate::plan::{self, ExistingColumn, ExistingTable, Family, Limits, StoredType};
 
 /// The table `name` (compared case-insensitively, as SQLite does), or
@@ -74,7 +74,7 @@ pub(super) fn stored_type(declared: &str) -> Option<StoredType> {
         ("BLOB", []) => (Family::Blob, Limits::default()),
         ("VARBINARY", [n]) => (Family::Blob, limits(Some(*n), None)),
         ("BOOLEAN", []) => (Family::Boolean, Limits::default()),
-        ("DECIMAL_TEXT", [p, s]) => {
+        ("DECIMAL_TEXT" | "DECIMAL" | "NUMERIC", [p, s]) => {
             let decimal = (u8::try_from(*p).ok()?, u8::try_from(*s).ok()?);
             (Family::Decimal, limits(None, Some(decimal)))
         }
@@ -85,6 +85,32 @@ pub(super) fn stored_type(declared: &str) -> Option<StoredType> {
         _ => return None,
     };
     Some(StoredType { family, limits })
+}
+
+/// Whether a column declared `declared` holds decimals as numbers
+/// (`DECIMAL(p,s)` or `NUMERIC(p,s)`, NUMERIC affinity) rather than as
+/// canonical text (`DECIMAL_TEXT(p,s)`).
+pub fn is_numeric_decimal(declared: &str) -> bool {
+    let name = declared.split('(').next().unwrap_or("").trim();
+    (name.eq_ignore_ascii_case("DECIMAL") || name.eq_ignore_ascii_case("NUMERIC"))
+        && matches!(stored_type(declared), Some(t) if t.family == Family::Decimal)
+}
+
+/// The positions among `wanted`'s columns of the decimals `existing`
+/// holds as numbers.
+pub(super) fn numeric_columns(existing: &ExistingTable, wanted: &TableSchema) -> Vec<usize> {
+    wanted
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, column)| matches!(column.ty, ColumnType::Decimal { .. }))
+        .filter(|(_, column)| {
+            existing
+                .column(&column.name)
+                .is_some_and(|c| is_numeric_decimal(&c.declared_type))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// A full package inserts into an emptied table; an incremental one inserts

@@ -283,3 +283,132 @@ fn wide_rows_cross_in_small_batches() {
     .unwrap();
     assert!(largest <= 2, "a batch of {largest} rows of 1 MiB");
 }
+
+/// items(id key, price decimal(7,2), factor decimal(32,16)).
+fn items() -> TableSchema {
+    TableSchema {
+        name: "items".into(),
+        columns: vec![
+            col("id", ColumnType::Integer, false),
+            col(
+                "price",
+                ColumnType::Decimal {
+                    precision: 7,
+                    scale: 2,
+                },
+                true,
+            ),
+            col(
+                "factor",
+                ColumnType::Decimal {
+                    precision: 32,
+                    scale: 16,
+                },
+                true,
+            ),
+        ],
+        key: vec!["id".into()],
+    }
+}
+
+/// A point of sale queries prices in plain SQL: decimals of up to 15
+/// digits compare, sort and sum as numbers, and still read back exact.
+#[test]
+fn decimals_compare_sort_and_sum_as_numbers() {
+    let (_dir, mut db) = temp_db();
+    let prices = [
+        "9.99", "50.00", "50.01", "100.00", "7.50", "-0.01", "49.99", "99999.99", "0.00", "12.30",
+    ];
+    let factor = "0.3333333333333333";
+    let rows = prices
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            vec![
+                Value::Integer(i as i64),
+                Value::Text((*p).into()),
+                Value::Text(factor.into()),
+            ]
+        })
+        .collect();
+    applied(&mut db, &Pkg::full(1, vec![items()], rows));
+    let conn = db.connection();
+    let declared: String = conn
+        .query_row(
+            "SELECT type FROM pragma_table_info('items') WHERE name = 'price'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(declared, "DECIMAL(7,2)");
+    let above: i64 = conn
+        .query_row("SELECT count(*) FROM items WHERE price > 50", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(above, 3, "50.01, 100.00 and 99999.99");
+    let order: Vec<i64> = conn
+        .prepare("SELECT id FROM items ORDER BY price, id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(order, [5, 8, 4, 0, 9, 6, 1, 2, 3, 7]);
+    let (sum, max): (String, String) = conn
+        .query_row(
+            "SELECT printf('%.2f', SUM(price)), printf('%.2f', MAX(price)) FROM items",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((sum.as_str(), max.as_str()), ("100279.77", "99999.99"));
+    // The exact values come back through the library's reader; the wide
+    // decimal stays exact text.
+    let mut stmt = conn
+        .prepare("SELECT price, factor FROM items ORDER BY id")
+        .unwrap();
+    let read: Vec<(Value, Value)> = stmt
+        .query_map([], |r| {
+            Ok((
+                SqliteChannelDb::exact_value("DECIMAL(7,2)", r.get_ref(0)?)?,
+                SqliteChannelDb::exact_value("DECIMAL_TEXT(32,16)", r.get_ref(1)?)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (i, (price, f)) in read.iter().enumerate() {
+        assert_eq!(price, &Value::Text(prices[i].into()), "row {i}");
+        assert_eq!(f, &Value::Text(factor.into()), "row {i}");
+    }
+}
+
+/// A hand-made NUMERIC column wider than a float's 15 digits refuses a
+/// value it would change, naming table, column and key.
+#[test]
+fn numeric_column_refuses_a_value_it_would_round() {
+    let (_dir, mut db) = temp_db();
+    db.connection()
+        .execute_batch(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, price DECIMAL(7,2), \
+             factor NUMERIC(32,16))",
+        )
+        .unwrap();
+    let row = |f: &str| {
+        vec![
+            Value::Integer(1),
+            Value::Text("1.00".into()),
+            Value::Text(f.into()),
+        ]
+    };
+    applied(&mut db, &Pkg::full(1, vec![items()], vec![row("0.5000000000000000")]));
+    let err = apply(&mut db, &Pkg::full(2, vec![items()], vec![row("0.3333333333333333")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("items") && err.contains("factor") && err.contains("id=1"),
+        "{err}"
+    );
+    assert!(err.contains("0.3333333333333333"), "{err}");
+}

@@ -180,3 +180,40 @@ fn reals_are_finite() {
         assert!(why.contains("not a finite number"), "{why}");
     }
 }
+
+/// Every decimal of at most 15 significant digits survives the trip
+/// through the number a NUMERIC column holds, spelled at its scale.
+#[test]
+fn decimals_round_trip_through_numbers() {
+    let cases = [
+        ("0.00", 2),
+        ("-0.01", 2),
+        ("12.50", 2),
+        ("99999999.99", 2),
+        ("1234567890123.45", 2),
+        ("999999999999999", 0),
+        ("-999999999999999.0000", 4),
+        ("0.000000000000001", 15),
+        ("97.864647299429", 12),
+        ("123456789012345678", 0),
+        ("0.1000000000000000", 16),
+    ];
+    for (text, scale) in cases {
+        let number = parse_decimal(text).unwrap().to_number().unwrap();
+        assert_eq!(
+            decimal_from_number(&number, scale).as_deref(),
+            Some(text),
+            "{text} as {number:?}"
+        );
+    }
+    assert!(matches!(
+        parse_decimal("12.00").unwrap().to_number(),
+        Some(Value::Integer(12))
+    ));
+    // Sixteen significant digits are more than every float holds.
+    assert_eq!(parse_decimal("0.3333333333333333").unwrap().to_number(), None);
+    assert_eq!(parse_decimal("1234567890123456.7").unwrap().to_number(), None);
+    // A number with more fraction digits than the scale has no spelling.
+    assert_eq!(decimal_from_number(&Value::Real(1.005), 2), None);
+    assert_eq!(decimal_from_number(&Value::Real(f64::NAN), 2), None);
+}
