@@ -9,7 +9,7 @@ use cdx::protocol::{
     ErrorBody, HighWater, PackageInfo, PackageList, Ping, SessionList, StatusReport, UploadAck,
     UploadBatch,
 };
-use cdx::server::{self, PublishFiles, PublishSpec, RunningServer, Store};
+use cdx::server::{self, CsvNull, PublishFiles, PublishSpec, RunningServer, Store};
 use cdx::status::Direction;
 use reqwest::{header, StatusCode};
 use sha2::{Digest, Sha256};
@@ -753,4 +753,156 @@ fn json_numbers_are_published_exactly() {
             "decimal of row {i}"
         );
     }
+}
+
+/// Publishes one table `t` from a file named `name` holding `content`,
+/// and reads the package's rows back.
+fn publish_one(
+    name: &str,
+    content: &str,
+    columns: &str,
+    kind: PackageKind,
+    csv_null: CsvNull,
+) -> Result<Vec<Vec<Value>>, cdx::server::ServerError> {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("data")).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    let mut files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        kind,
+        &[format!("t={}", path.display())],
+        &["t=id".to_string()],
+        &[format!("t={columns}")],
+        &[],
+    )
+    .unwrap();
+    files.csv_null = csv_null;
+    let info = server::publish_files(&store, &files)?;
+    let file = std::fs::File::open(store.package_path(info.id)).unwrap();
+    let mut reader = PackageReader::open(file).unwrap();
+    let mut rows = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        if let cdx::package::Frame::Upsert(row) = frame {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// CSV can say "empty string" and NULL apart once a NULL marker is named;
+/// without one, an empty field stays NULL in a nullable column.
+#[test]
+fn csv_null_marker_keeps_empty_strings() {
+    let csv = "id,login,n\n1,,\\N\n2,\\N,7\n3,ann,\n";
+    let columns = "id:integer,login:text?,n:text?";
+    let text = |s: &str| Value::Text(s.into());
+    let rows = publish_one(
+        "t.csv",
+        csv,
+        columns,
+        PackageKind::Full,
+        CsvNull::from_arg(Some("\\N")),
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            vec![Value::Integer(1), text(""), Value::Null],
+            vec![Value::Integer(2), Value::Null, text("7")],
+            vec![Value::Integer(3), text("ann"), text("")],
+        ]
+    );
+    let rows = publish_one("t.csv", csv, columns, PackageKind::Full, CsvNull::default()).unwrap();
+    assert_eq!(rows[0], vec![Value::Integer(1), Value::Null, text("\\N")]);
+    // The marker in a NOT NULL column is an error naming line and column.
+    let err = publish_one(
+        "t.csv",
+        "id,login\n1,\\N\n",
+        "id:integer,login:text",
+        PackageKind::Full,
+        CsvNull::from_arg(Some("\\N")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("t.csv:2:") && err.contains("login"), "{err}");
+}
+
+/// Datetimes as databases and spreadsheets export them: `T` or a space,
+/// with or without `Z`. Another zone is refused, naming it.
+#[test]
+fn datetimes_with_a_space_or_z_publish() {
+    let csv = "id,at\n1,2024-01-02 10:00:00\n2,2024-01-02T10:00:00Z\n3,2024-01-02 23:59:59.1234567Z\n4,2024-01-02T10:00:00\n";
+    let rows = publish_one(
+        "t.csv",
+        csv,
+        "id:integer,at:datetime",
+        PackageKind::Full,
+        CsvNull::default(),
+    )
+    .unwrap();
+    let at: Vec<&Value> = rows.iter().map(|r| &r[1]).collect();
+    let text = |s: &str| Value::Text(s.into());
+    assert_eq!(
+        at,
+        [
+            &text("2024-01-02T10:00:00"),
+            &text("2024-01-02T10:00:00"),
+            &text("2024-01-02T23:59:59.1234567"),
+            &text("2024-01-02T10:00:00"),
+        ]
+    );
+    let jsonl = "{\"id\": 1, \"at\": \"2024-01-02 10:00:00+02:00\"}\n";
+    let err = publish_one(
+        "t.jsonl",
+        jsonl,
+        "id:integer,at:datetime",
+        PackageKind::Full,
+        CsvNull::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("+02:00") && err.contains("t.jsonl:1:"), "{err}");
+}
+
+/// A full package with two rows of one key is refused at headquarters,
+/// naming the key and both lines, instead of failing at every store.
+#[test]
+fn a_full_package_with_a_duplicate_key_is_refused_naming_both_lines() {
+    let csv = "id,name\n1,a\n2,b\n3,c\n2,d\n";
+    let err = publish_one(
+        "t.csv",
+        csv,
+        "id:integer,name:text",
+        PackageKind::Full,
+        CsvNull::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("t.csv:5:") && err.contains("line 3") && err.contains("id=2"),
+        "{err}"
+    );
+    // Decimal keys are compared in their canonical form: 1.5 is 1.50.
+    let err = publish_one(
+        "t.jsonl",
+        "{\"id\": 1.5}\n{\"id\": \"1.50\"}\n",
+        "id:decimal(6,2)",
+        PackageKind::Full,
+        CsvNull::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("t.jsonl:2:") && err.contains("line 1"), "{err}");
+    // An incremental package may upsert one key twice: the last one wins.
+    let rows = publish_one(
+        "t.csv",
+        csv,
+        "id:integer,name:text",
+        PackageKind::Incremental,
+        CsvNull::default(),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4);
 }

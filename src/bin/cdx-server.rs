@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use cdx::package::PackageKind;
-use cdx::server::{self, report, PublishFiles, SessionFilter, Store};
+use cdx::server::{self, report, CsvNull, PublishFiles, SessionFilter, Store};
 use cdx::status::Direction;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -98,7 +98,10 @@ datetime, time, uuid; a `?` suffix makes a column nullable; quote the list for
 the shell) or are inferred
 from the first record (JSON: integer -> integer, other number -> real, string ->
 text, null -> nullable text; CSV: every column text). Key columns cannot be
-nullable. A record that does not fit fails the publish with its file, line and
+nullable. CSV has no null: an empty field is NULL in a nullable column, unless
+--null-marker names the text that is (then an empty field is the empty string).
+Datetimes may use `T` or a space and end in `Z` (UTC). A full package holds one
+row per key. A record that does not fit fails the publish with its file, line and
 column, and nothing is published. Sequences are per data group, from 1.
 
 Example: a full products package, then an incremental one with deletes.
@@ -146,6 +149,10 @@ struct PublishArgs {
     /// TABLE=FILE: key values of rows to delete (incremental only).
     #[arg(long = "delete", value_name = "TABLE=FILE")]
     deletes: Vec<String>,
+    /// The CSV field that means NULL, e.g. '\N'; an empty field is then the
+    /// empty string. Without it an empty field is NULL in a nullable column.
+    #[arg(long, value_name = "TEXT")]
+    null_marker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -266,7 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 Kind::Full => PackageKind::Full,
                 Kind::Incremental => PackageKind::Incremental,
             };
-            let files = PublishFiles::from_args(
+            let mut files = PublishFiles::from_args(
                 &args.group,
                 &args.job,
                 kind,
@@ -275,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 &args.columns,
                 &args.deletes,
             )?;
+            files.csv_null = CsvNull::from_arg(args.null_marker.as_deref());
             let info = server::publish_files(&args.data.open()?, &files)?;
             writeln!(
                 out,

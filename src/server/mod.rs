@@ -45,6 +45,6 @@ pub use http::{serve, MAX_UPLOAD_BYTES, PACKAGES_PER_RESPONSE};
 pub use publish::{PackageFileWriter, Publication, PublishSpec};
 pub use running::{spawn, spawn_store, RunningServer};
 pub use sessions::SessionFilter;
-pub use source::{publish_files, PublishFiles, TableInput};
+pub use source::{publish_files, CsvNull, PublishFiles, TableInput};
 pub use store::{ChannelInfo, Store, DB_FILE, PACKAGES_DIR};
 pub use uploads::UploadTableInfo;

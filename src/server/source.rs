@@ -46,6 +46,33 @@ pub struct PublishFiles {
     pub job: String,
     pub kind: PackageKind,
     pub tables: Vec<TableInput>,
+    /// How CSV files spell NULL (JSON Lines has its own `null`).
+    pub csv_null: CsvNull,
+}
+
+/// How a CSV field says NULL. CSV has no null of its own, and exporters
+/// disagree: most write NULL as an empty field, PostgreSQL's and MySQL's
+/// text formats as `\N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CsvNull {
+    /// The default: an empty field is NULL in a nullable column (and the
+    /// empty string in a NOT NULL text column). A nullable text column
+    /// cannot hold the empty string.
+    #[default]
+    EmptyField,
+    /// A field that is exactly this text is NULL; an empty field is the
+    /// empty string (and an error in a column of another type).
+    Marker(String),
+}
+
+impl CsvNull {
+    /// `--null-marker`'s value: none is the default, `""` spells it out.
+    pub fn from_arg(marker: Option<&str>) -> CsvNull {
+        match marker {
+            None | Some("") => CsvNull::EmptyField,
+            Some(marker) => CsvNull::Marker(marker.to_owned()),
+        }
+    }
 }
 
 impl PublishFiles {
@@ -106,6 +133,7 @@ impl PublishFiles {
             job: job.to_owned(),
             kind,
             tables: inputs,
+            csv_null: CsvNull::default(),
         })
     }
 }
@@ -312,11 +340,16 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
         kind: files.kind,
         tables: tables.clone(),
     };
+    let full = files.kind == PackageKind::Full;
     store.publish(spec, |writer| {
         for (index, (input, schema)) in files.tables.iter().zip(&tables).enumerate() {
             writer.table(index as u32)?;
-            let mut rows = Records::open(&input.path, &schema.columns)?;
+            let mut rows = Records::open(&input.path, &schema.columns, &files.csv_null)?;
+            let mut keys = full.then(|| KeySeen::new(schema));
             while let Some((line, values)) = rows.next_record()? {
+                if let Some(keys) = &mut keys {
+                    keys.check(&input.path, line, &values, &files.csv_null)?;
+                }
                 writer
                     .upsert(&values)
                     .map_err(|e| frame_error(&input.path, line, e))?;
@@ -327,7 +360,7 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
                     .iter()
                     .filter_map(|k| schema.columns.iter().find(|c| c.name == *k).cloned())
                     .collect();
-                let mut keys = Records::open(path, &key_columns)?;
+                let mut keys = Records::open(path, &key_columns, &files.csv_null)?;
                 while let Some((line, values)) = keys.next_record()? {
                     writer
                         .delete(&values)
@@ -337,6 +370,82 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
         }
         Ok(())
     })
+}
+
+/// The keys of a full package's table seen so far, to refuse a second
+/// row of one key here rather than at every store (`UNIQUE constraint
+/// failed`). Holds a 64-bit hash and a line per row (about 20 bytes), and
+/// confirms a repeated hash by reading the earlier record again, so a
+/// hash collision is never reported as a duplicate.
+struct KeySeen<'s> {
+    schema: &'s TableSchema,
+    key_at: Vec<usize>,
+    lines: HashMap<u64, u64>,
+}
+
+impl<'s> KeySeen<'s> {
+    fn new(schema: &'s TableSchema) -> Self {
+        let key_at = schema
+            .key
+            .iter()
+            .filter_map(|k| schema.columns.iter().position(|c| &c.name == k))
+            .collect();
+        KeySeen {
+            schema,
+            key_at,
+            lines: HashMap::new(),
+        }
+    }
+
+    fn hash(&self, values: &[Value]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for &i in &self.key_at {
+            match &values[i] {
+                Value::Null => 0u8.hash(&mut h),
+                Value::Integer(n) => (1u8, n).hash(&mut h),
+                Value::Real(r) => (2u8, r.to_bits()).hash(&mut h),
+                Value::Text(t) => (3u8, t).hash(&mut h),
+                Value::Blob(b) => (4u8, b).hash(&mut h),
+            }
+        }
+        h.finish()
+    }
+
+    /// Refuses `values` when an earlier record of `path` has its key.
+    fn check(
+        &mut self,
+        path: &Path,
+        line: u64,
+        values: &[Value],
+        csv_null: &CsvNull,
+    ) -> Result<(), ServerError> {
+        let hash = self.hash(values);
+        let Some(&earlier) = self.lines.get(&hash) else {
+            self.lines.insert(hash, line);
+            return Ok(());
+        };
+        let mut again = Records::open(path, &self.schema.columns, csv_null)?;
+        while let Some((at, previous)) = again.next_record()? {
+            if at == earlier {
+                let same = self.key_at.iter().all(|&i| previous[i] == values[i]);
+                if !same {
+                    return Ok(());
+                }
+                return Err(ServerError::record(
+                    path,
+                    line,
+                    format!(
+                        "table `{}`: key {} already on line {earlier}; a full package \
+                         holds one row per key",
+                        self.schema.name,
+                        crate::plan::describe_key(self.schema, values)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A writer's complaint about a record, located; i/o stays i/o.
@@ -351,6 +460,7 @@ fn frame_error(path: &Path, line: u64, error: PackageError) -> ServerError {
 pub struct Records<'a> {
     path: PathBuf,
     columns: &'a [Column],
+    csv_null: CsvNull,
     inner: RecordsInner,
 }
 
@@ -368,7 +478,11 @@ enum RecordsInner {
 }
 
 impl<'a> Records<'a> {
-    pub fn open(path: &Path, columns: &'a [Column]) -> Result<Records<'a>, ServerError> {
+    pub fn open(
+        path: &Path,
+        columns: &'a [Column],
+        csv_null: &CsvNull,
+    ) -> Result<Records<'a>, ServerError> {
         let inner = match InputFormat::of(path)? {
             InputFormat::JsonLines => RecordsInner::Json {
                 lines: JsonLines::open(path)?,
@@ -407,6 +521,7 @@ impl<'a> Records<'a> {
         Ok(Records {
             path: path.to_owned(),
             columns,
+            csv_null: csv_null.clone(),
             inner,
         })
     }
@@ -415,6 +530,7 @@ impl<'a> Records<'a> {
     pub fn next_record(&mut self) -> Result<Option<(u64, Vec<Value>)>, ServerError> {
         let path = &self.path;
         let columns = self.columns;
+        let csv_null = &self.csv_null;
         let located = |line: u64, column: &str, problem: String| ServerError::Record {
             file: path.clone(),
             line,
@@ -458,7 +574,7 @@ impl<'a> Records<'a> {
                     .iter()
                     .zip(fields.iter())
                     .map(|(column, &field)| {
-                        text_to_value(&record[field], column)
+                        text_to_value(&record[field], column, csv_null)
                             .map_err(|p| located(line, &column.name, p))
                     })
                     .collect::<Result<_, _>>()?;
@@ -506,13 +622,46 @@ fn checked(value: Value, column: &Column) -> Result<Value, String> {
     }
 }
 
-/// A CSV field as a value of `column`. An empty field is NULL in a nullable
-/// column and the empty string in a non-nullable text column.
-fn text_to_value(text: &str, column: &Column) -> Result<Value, String> {
-    if text.is_empty() && column.nullable {
-        return Ok(Value::Null);
+/// A CSV field as a value of `column`, NULL as `csv_null` spells it.
+fn text_to_value(text: &str, column: &Column, csv_null: &CsvNull) -> Result<Value, String> {
+    let is_null = match csv_null {
+        CsvNull::EmptyField => text.is_empty() && column.nullable,
+        CsvNull::Marker(marker) => text == marker,
+    };
+    match (is_null, column.nullable) {
+        (true, true) => Ok(Value::Null),
+        (true, false) => Err(format!(
+            "{text:?} is the NULL marker, in a non-nullable {} column",
+            type_name(column)
+        )),
+        (false, _) => typed_text(text, column),
     }
-    typed_text(text, column)
+}
+
+/// A datetime as databases and spreadsheets export it, in the package's
+/// form: `2024-01-02 10:00:00` and `2024-01-02T10:00:00Z` are
+/// `2024-01-02T10:00:00`. A zone other than UTC is refused: the column
+/// holds UTC times without a zone, and shifting a time is not a publisher's
+/// guess to make.
+fn normalized_datetime(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some(parts) => parts,
+        None => return Ok(text.to_owned()),
+    };
+    let time = time.trim_start();
+    let bare = ["Z", "z", "+00:00", "+0000", "-00:00"]
+        .iter()
+        .find_map(|zone| time.strip_suffix(zone))
+        .unwrap_or(time);
+    if let Some(at) = bare.rfind(['+', '-']) {
+        return Err(format!(
+            "{text:?} has the time zone offset {}; datetime columns hold UTC without a \
+             zone: convert it to UTC (or write it with Z)",
+            &bare[at..]
+        ));
+    }
+    Ok(format!("{date}T{bare}"))
 }
 
 /// A text (a CSV field, a JSON string) as a value of `column`.
@@ -547,6 +696,7 @@ fn typed_text(text: &str, column: &Column) -> Result<Value, String> {
                 .and_then(|d| d.to_canonical(scale))
                 .unwrap_or_else(|| text.to_owned()),
         ),
+        ColumnType::DateTime => Value::Text(normalized_datetime(text)?),
         ColumnType::Uuid => Value::Text(
             uuid::Uuid::parse_str(text.trim())
                 .map_or_else(|_| text.to_owned(), |u| u.hyphenated().to_string()),
