@@ -13,6 +13,7 @@ mod agent {
     mod corrupt;
     mod diskfull;
     mod edges;
+    mod exact;
     mod hostile;
     mod outage;
     mod process;
