@@ -299,6 +299,24 @@ async fn a_range_request_returns_206_with_the_requested_bytes() {
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.bytes().await.unwrap(), whole[10..20]);
 
+    // A range covering the whole file is a range too: 206, with its
+    // Content-Range.
+    for range in ["bytes=0-".to_string(), format!("bytes=0-{}", whole.len() + 10)] {
+        let response = t
+            .get(&path)
+            .header(header::RANGE, &range)
+            .header(header::IF_RANGE, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            response.headers()[header::CONTENT_RANGE],
+            format!("bytes 0-{}/{}", whole.len() - 1, whole.len()).as_str()
+        );
+        assert_eq!(response.bytes().await.unwrap(), whole, "{range}");
+    }
+
     let response = t
         .get(&path)
         .header(header::RANGE, format!("bytes={}-", whole.len()))

@@ -61,6 +61,22 @@ pub(crate) async fn package_content(
     } else {
         whole_file(&path).await?
     };
+    // NamedFile answers a range covering the whole file with 200; the
+    // protocol promises 206 to every honoured range.
+    if range_allowed && response.status() == StatusCode::OK {
+        let whole = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|r| covers_whole_file(r, package.bytes));
+        if whole {
+            response.head_mut().status = StatusCode::PARTIAL_CONTENT;
+            let range = format!("bytes 0-{}/{}", package.bytes - 1, package.bytes);
+            if let Ok(value) = HeaderValue::from_str(&range) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+        }
+    }
     if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
         let content_range = response.headers().get(header::CONTENT_RANGE).cloned();
         response = HttpResponse::RangeNotSatisfiable().json(ErrorBody {
@@ -104,4 +120,45 @@ async fn whole_file(path: &std::path::Path) -> Result<HttpResponse, ServerError>
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .body(SizedStream::new(len, Box::pin(chunks))))
+}
+
+/// Whether the first range of a `Range` header asks for every byte of a
+/// file of `len` bytes: `bytes=0-`, `bytes=0-B` with B at or past the last
+/// byte, or `bytes=-K` with K at least the length.
+fn covers_whole_file(range: &str, len: u64) -> bool {
+    let Some(first) = range
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split(',').next())
+    else {
+        return false;
+    };
+    let Some((a, b)) = first.trim().split_once('-') else {
+        return false;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if len == 0 {
+        return false;
+    }
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(0), Ok(last)) => last >= len - 1,
+        (Ok(0), Err(_)) => b.is_empty(),
+        (Err(_), Ok(suffix)) => a.is_empty() && suffix >= len,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers_whole_file;
+
+    #[test]
+    fn ranges_covering_the_whole_file() {
+        for r in ["bytes=0-", "bytes=0-99", "bytes=0-500", "bytes=-100", "bytes=-101", "bytes=0-, 5-6"] {
+            assert!(covers_whole_file(r, 100), "{r}");
+        }
+        for r in ["bytes=1-", "bytes=0-98", "bytes=-99", "bytes=5-6, 0-", "items=0-", "bytes=x-"] {
+            assert!(!covers_whole_file(r, 100), "{r}");
+        }
+    }
 }

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     attempts       INTEGER NOT NULL DEFAULT 0,
     created_at_ms  INTEGER NOT NULL,
     modified_at_ms INTEGER NOT NULL,
+    reported_at_ms INTEGER,                   -- at_ms of the report that last moved it
     PRIMARY KEY (channel, direction, subject_id)
 );
 
@@ -90,4 +91,7 @@ CREATE TABLE IF NOT EXISTS upload_counters (
 
 /// Columns added after a table was first released, added to older files on
 /// open: (table, column, its definition).
-pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("packages", "content_bytes", "INTEGER")];
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("packages", "content_bytes", "INTEGER"),
+    ("sessions", "reported_at_ms", "INTEGER"),
+];

@@ -64,6 +64,45 @@ impl AnyStatus {
             AnyStatus::Upload(s) => s.is_final(),
         }
     }
+
+    fn is_applied(self) -> bool {
+        matches!(
+            self,
+            AnyStatus::Download(DownloadStatus::Applied) | AnyStatus::Upload(UploadStatus::Applied)
+        )
+    }
+}
+
+/// The session row as a report finds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CurrentRow {
+    status: AnyStatus,
+    /// Whether the report is of the session that last moved the row.
+    same_session: bool,
+    /// The `at_ms` of the report that last moved the row (`None`: the
+    /// server's own row, or one from before it was kept).
+    reported_at_ms: Option<i64>,
+}
+
+/// Whether a report at `at_ms` moves the current status of `current`
+/// (docs/protocol.md, section 3.4):
+/// - Applied is where a package or batch ends at a store: nothing moves it.
+/// - A session's own reports move it until it reaches a final status.
+/// - Another session's report (the agent opened a new one, after a Canceled
+///   try or after losing its message database) takes the row over from a
+///   non-Applied status, unless it is older than the report that last moved
+///   the row: a late re-send of an abandoned session changes nothing.
+pub(crate) fn report_moves(current: Option<CurrentRow>, at_ms: i64) -> bool {
+    let Some(current) = current else {
+        return true;
+    };
+    if current.status.is_applied() {
+        return false;
+    }
+    if current.same_session {
+        return !current.status.is_final();
+    }
+    current.reported_at_ms.is_none_or(|last| at_ms >= last)
 }
 
 pub(crate) fn direction_str(direction: Direction) -> &'static str {
@@ -251,38 +290,37 @@ impl Store {
             }
             let direction = direction_str(report.direction);
             let subject = report.subject_id.to_string();
-            let current: Option<(String, Option<String>)> = tx
+            let row: Option<(String, Option<String>, Option<i64>)> = tx
                 .query_row(
-                    "SELECT status, session_id FROM sessions
+                    "SELECT status, session_id, reported_at_ms FROM sessions
                      WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
                     params![channel, direction, subject],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            // A final status stays, unless a new agent session for the same
-            // subject (a resumed one after a Canceled try) takes the row over.
-            let moves = match &current {
-                None => true,
-                Some((status, session_id)) => {
-                    let is_final = AnyStatus::parse(report.direction, status)
-                        .map(AnyStatus::is_final)
-                        .unwrap_or(false);
-                    !is_final || session_id.as_deref() != Some(&*report.session_id.to_string())
-                }
+            let session_id = report.session_id.to_string();
+            let current = match row {
+                None => None,
+                Some((status, id, reported_at_ms)) => Some(CurrentRow {
+                    status: AnyStatus::parse(report.direction, &status)?,
+                    same_session: id.as_deref() == Some(session_id.as_str()),
+                    reported_at_ms,
+                }),
             };
-            if moves {
+            if report_moves(current, report.at_ms) {
                 tx.execute(
                     "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
                          sequence, status, status_code, message, bytes, rows, attempts,
-                         created_at_ms, modified_at_ms)
+                         created_at_ms, modified_at_ms, reported_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
-                         ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                         ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
                      ON CONFLICT (channel, direction, subject_id) DO UPDATE SET
                          session_id = excluded.session_id, status = excluded.status,
                          status_code = excluded.status_code, message = excluded.message,
                          bytes = excluded.bytes, rows = excluded.rows,
                          attempts = MAX(attempts, excluded.attempts),
-                         modified_at_ms = excluded.modified_at_ms",
+                         modified_at_ms = excluded.modified_at_ms,
+                         reported_at_ms = excluded.reported_at_ms",
                     params![
                         channel,
                         direction,
@@ -296,6 +334,7 @@ impl Store {
                         report.rows as i64,
                         report.attempt,
                         now_ms(),
+                        report.at_ms,
                     ],
                 )?;
             }
@@ -370,4 +409,40 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionInfo> {
         created_at_ms: r.get(12)?,
         modified_at_ms: r.get(13)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: DownloadStatus, same_session: bool, at: Option<i64>) -> Option<CurrentRow> {
+        Some(CurrentRow {
+            status: AnyStatus::Download(status),
+            same_session,
+            reported_at_ms: at,
+        })
+    }
+
+    #[test]
+    fn applied_is_final_for_every_session() {
+        assert!(!report_moves(row(DownloadStatus::Applied, true, Some(5)), 9));
+        assert!(!report_moves(row(DownloadStatus::Applied, false, Some(5)), 9));
+        assert!(!report_moves(row(DownloadStatus::Applied, false, None), 9));
+    }
+
+    #[test]
+    fn a_session_moves_its_own_row_until_final() {
+        assert!(report_moves(None, 0));
+        assert!(report_moves(row(DownloadStatus::DownloadFailed, true, Some(5)), 1));
+        assert!(!report_moves(row(DownloadStatus::Canceled, true, Some(5)), 9));
+    }
+
+    #[test]
+    fn a_newer_session_takes_over_but_a_late_old_report_does_not() {
+        // After a Canceled try the agent opens a new session (Suspended).
+        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(5)), 6));
+        assert!(report_moves(row(DownloadStatus::Available, false, None), 1));
+        // The old session's Canceled, re-sent after the takeover.
+        assert!(!report_moves(row(DownloadStatus::Suspended, false, Some(6)), 5));
+    }
 }

@@ -61,6 +61,18 @@ fn push_history(history: &mut Vec<Transition>, status: String, message: Option<S
     });
 }
 
+/// The try a report is about, from 1 (docs/protocol.md, section 3.4):
+/// `failures` tries have failed so far; a failure (or the cancel that
+/// follows the last one) is about the try that failed, any other status
+/// about the try under way.
+fn attempt_number(failures: u32, ends_a_try: bool) -> u32 {
+    if ends_a_try {
+        failures.max(1)
+    } else {
+        failures + 1
+    }
+}
+
 impl DownloadSession {
     pub fn new(package: PackageInfo, status: DownloadStatus, message: Option<String>) -> Self {
         let now = now_ms();
@@ -104,7 +116,15 @@ impl DownloadSession {
             message: self.history.last().and_then(|t| t.message.clone()),
             bytes: self.bytes_done,
             rows: self.rows_applied,
-            attempt: self.attempts,
+            attempt: attempt_number(
+                self.attempts,
+                matches!(
+                    self.status,
+                    DownloadStatus::DownloadFailed
+                        | DownloadStatus::ApplyFailed
+                        | DownloadStatus::Canceled
+                ),
+            ),
             at_ms: self.updated_at_ms,
         }
     }
@@ -155,7 +175,13 @@ impl UploadSession {
             message: self.history.last().and_then(|t| t.message.clone()),
             bytes: self.bytes,
             rows: self.rows,
-            attempt: self.attempts,
+            attempt: attempt_number(
+                self.attempts,
+                matches!(
+                    self.status,
+                    UploadStatus::UploadFailed | UploadStatus::ApplyFailed | UploadStatus::Canceled
+                ),
+            ),
             at_ms: self.updated_at_ms,
         }
     }
@@ -247,5 +273,21 @@ impl DownloadSessionV1 {
             created_at_ms: session.created_at_ms,
             updated_at_ms: session.updated_at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempt_number;
+
+    /// Reports count tries from 1: the first try's Requested and Applied
+    /// are attempt 1, its failure too, and the retry after it attempt 2.
+    #[test]
+    fn attempts_are_numbered_from_one() {
+        assert_eq!(attempt_number(0, false), 1);
+        assert_eq!(attempt_number(1, true), 1);
+        assert_eq!(attempt_number(1, false), 2);
+        assert_eq!(attempt_number(3, true), 3);
+        assert_eq!(attempt_number(0, true), 1);
     }
 }

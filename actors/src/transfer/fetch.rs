@@ -3,7 +3,8 @@
 //!
 //! Every byte received goes to the `.part` file in order, so after a drop
 //! or a killed agent the file's length is where the next try resumes
-//! (`Range: bytes=N-`, with `If-Range` once an `ETag` is known). Reliable
+//! (`Range: bytes=N-`, with `If-Range` once an `ETag` is known; the `ETag`
+//! is kept beside the `.part` file, so a resume after a restart has it too). Reliable
 //! mode asks for `chunk_bytes` at a time and confirms each chunk (its
 //! position and length) before the next; streaming mode asks for the whole
 //! rest at once: one GET per try, the fast path.
@@ -41,7 +42,19 @@ pub(super) async fn fetch(
         TransferMode::Reliable => ctx.chunk_bytes,
         TransferMode::Streaming => u64::MAX,
     };
-    let mut etag: Option<String> = None;
+    // The validator of the bytes on disk, kept beside them so that every
+    // resume (after a drop, a failed try or a restart) carries `If-Range`.
+    let etag_file = etag_path(part);
+    let mut etag = if resumed_from > 0 {
+        tokio::fs::read_to_string(&etag_file)
+            .await
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    } else {
+        let _ = tokio::fs::remove_file(&etag_file).await;
+        None
+    };
     while file.written < package.bytes {
         if stopping(ctx.stop) {
             return Err(TransferError::Interrupted {
@@ -49,14 +62,30 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
+        let known = etag.clone();
         let fetched = fetch_range(ctx, package, &mut file, &mut etag, chunk_bytes).await;
+        if etag != known {
+            if let Some(tag) = &etag {
+                if let Err(e) = tokio::fs::write(&etag_file, tag).await {
+                    tracing::debug!(package = %package.id, error = %e,
+                        "cannot keep the ETag beside the partial file");
+                }
+            }
+        }
         // What reached the file is handed to the OS even when the try
         // failed: a killed agent resumes after it.
         file.flush().await?;
         fetched?;
         (ctx.progress)(file.written);
     }
-    Ok((file.finish().await?, resumed_from))
+    let done = file.finish().await?;
+    let _ = tokio::fs::remove_file(&etag_file).await;
+    Ok((done, resumed_from))
+}
+
+/// Where the `ETag` of a `.part` file's bytes is kept.
+fn etag_path(part: &Path) -> std::path::PathBuf {
+    part.with_extension("part.etag")
 }
 
 /// Opens the `.part` file, keeping what earlier tries received.
@@ -116,15 +145,18 @@ async fn fetch_range(
         detail,
     };
     let mut resp = ctx.hq.send(&path, req).await.map_err(hq_err)?;
-    if etag.is_none() {
-        // A weak validator never matches `If-Range` (RFC 9110): sending
-        // one would turn every later range into the whole file.
-        *etag = resp
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .filter(|tag| !tag.starts_with("W/"))
-            .map(str::to_string);
+    // The validator of what this response sends. A weak one never matches
+    // `If-Range` (RFC 9110): sending it would turn every later range into
+    // the whole file.
+    if let Some(tag) = resp
+        .headers()
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|tag| !tag.starts_with("W/"))
+    {
+        if etag.as_deref() != Some(tag) {
+            *etag = Some(tag.to_owned());
+        }
     }
     let target_end = match resp.status() {
         StatusCode::PARTIAL_CONTENT => {

@@ -18,14 +18,21 @@ use super::*;
 /// headers, the body, and how many body bytes to send before hanging up.
 type Answer = (String, Vec<u8>, usize);
 
-/// Serves `answer(range)` for each request, recording the `Range` headers seen.
+/// What the fake server recorded of each request: its `Range`, its `If-Range`.
+type Seen = Arc<Mutex<Vec<Option<(u64, u64)>>>>;
+type SeenIfRange = Arc<Mutex<Vec<Option<String>>>>;
+
+/// Serves `answer(range)` for each request, recording the `Range` and
+/// `If-Range` headers seen.
 async fn fake_server(
     answer: impl Fn(usize, Option<(u64, u64)>) -> Answer + Send + Sync + 'static,
-) -> (String, Arc<Mutex<Vec<Option<(u64, u64)>>>>) {
+) -> (String, Seen, SeenIfRange) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorded = seen.clone();
+    let if_ranges = Arc::new(Mutex::new(Vec::new()));
+    let recorded_if_range = if_ranges.clone();
     tokio::spawn(async move {
         let mut n = 0;
         while let Ok((mut socket, _)) = listener.accept().await {
@@ -37,7 +44,13 @@ async fn fake_server(
                 }
                 head.push(byte[0]);
             }
-            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let raw = String::from_utf8_lossy(&head).into_owned();
+            recorded_if_range.lock().unwrap().push(
+                raw.lines()
+                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("if-range")))
+                    .map(|(_, v)| v.trim().to_owned()),
+            );
+            let head = raw.to_lowercase();
             let range = head
                 .lines()
                 .find_map(|l| l.strip_prefix("range: bytes="))
@@ -55,7 +68,7 @@ async fn fake_server(
             let _ = socket.shutdown().await;
         }
     });
-    (url, seen)
+    (url, seen, if_ranges)
 }
 
 fn package(content: &[u8]) -> PackageInfo {
@@ -121,7 +134,7 @@ async fn a_server_ignoring_range_fails_the_try_and_restarts_clean() {
 async fn ignoring_range(mode: TransferMode) {
     let body = content();
     let served = body.clone();
-    let (url, seen) = fake_server(move |n, _| {
+    let (url, seen, _) = fake_server(move |n, _| {
         let send = if n == 0 {
             served.len() / 2
         } else {
@@ -176,7 +189,7 @@ async fn ignoring_range(mode: TransferMode) {
 async fn a_server_over_sending_fails_the_try_and_writes_no_byte_too_many() {
     let body = content();
     let served = body.clone();
-    let (url, _) = fake_server(move |_, range| {
+    let (url, _, _) = fake_server(move |_, range| {
         let (start, end) = range.expect("reliable mode asks for ranges");
         let total = served.len();
         let end = end.min(total as u64 - 1) as usize;
@@ -200,4 +213,47 @@ async fn a_server_over_sending_fails_the_try_and_writes_no_byte_too_many() {
         body[..64 * 1024],
         "the .part file holds a byte too many"
     );
+}
+
+/// A reset in the middle of a chunk: every resume, by a later try as by
+/// the same one, asks for the rest with the `ETag` learned before it.
+#[tokio::test]
+async fn every_resume_carries_if_range() {
+    for mode in [TransferMode::Streaming, TransferMode::Reliable] {
+        let body = content();
+        let served = body.clone();
+        let (url, _, if_ranges) = fake_server(move |n, range| {
+            let (first, last) = range.unwrap_or((0, served.len() as u64 - 1));
+            let last = last.min(served.len() as u64 - 1);
+            let part = served[first as usize..=last as usize].to_vec();
+            let status = if range.is_some() {
+                format!(
+                    "206 Partial Content\r\nContent-Range: bytes {first}-{last}/{}",
+                    served.len()
+                )
+            } else {
+                "200 OK".into()
+            };
+            // The first answer is cut in the middle.
+            let send = if n == 0 { part.len() / 3 } else { part.len() };
+            (status, part, send)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (hq, package) = (hq(&url), package(&body));
+        let cut = try_download(&hq, dir.path(), mode, &package).await;
+        assert!(cut.is_err(), "{mode:?}: the cut answer completed");
+        let done = try_download(&hq, dir.path(), mode, &package).await.unwrap();
+        assert_eq!(std::fs::read(&done.path).unwrap(), body);
+        let seen = if_ranges.lock().unwrap().clone();
+        assert_eq!(seen[0], None, "{mode:?}: the first request knows no ETag");
+        assert!(
+            seen[1..].iter().all(|t| t.as_deref() == Some("\"tag\"")),
+            "{mode:?}: a resume without If-Range: {seen:?}"
+        );
+        assert!(
+            !part_path(dir.path(), package.id).with_extension("part.etag").exists(),
+            "{mode:?}: the ETag file outlived the download"
+        );
+    }
 }
