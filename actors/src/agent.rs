@@ -184,6 +184,7 @@ impl Agent {
                 shutdown: shutdown.clone(),
                 open_db,
                 db: Arc::new(Mutex::new(None)),
+                consulted: Arc::default(),
             },
             &supervision,
         );

@@ -13,9 +13,23 @@ fn all_uploaded(hq: &Hq, store: &StoreDir) -> bool {
         .all(|(t, _)| hq.uploaded(t) == store.rows(t) && store.rows(t) > 0)
 }
 
-/// Every sale is uploaded once; after the watermark is lost (as if the agent
-/// crashed after the server's acknowledgement), the re-sent batches store
-/// nothing twice and the watermark comes back.
+/// Rows of `table` in the upload batches headquarters received.
+fn rows_sent(hq: &Hq, table: &str) -> u64 {
+    let filter = cdx::server::SessionFilter {
+        channel: Some(CHANNEL.into()),
+        direction: Some(cdx::status::Direction::Upload),
+    };
+    let list = hq.server.store().sessions(&filter).unwrap();
+    list.upload
+        .iter()
+        .filter(|s| s.job == table)
+        .map(|s| s.rows)
+        .sum()
+}
+
+/// Every sale is uploaded once; after the watermark is lost (a channel
+/// database restored from a backup), the agent starts from headquarters'
+/// high-water mark: nothing is sent twice and the watermark comes back.
 #[test]
 fn uploads_every_sale_exactly_once_even_when_resent() {
     let hq = Hq::start();
@@ -36,7 +50,8 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
     assert_eq!(max_counter, 700, "the watermark stops at the last sale");
     assert_eq!(run.status.watermarks[header].counter, 700);
 
-    // Lose the watermark: the agent must send everything again.
+    assert_eq!(rows_sent(&hq, header), 700);
+    // Lose the watermark: the agent asks headquarters where it stands.
     let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
     conn.execute("UPDATE cdx_upload_watermarks SET counter = 0", [])
         .unwrap();
@@ -49,7 +64,12 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
         Duration::from_secs(60),
         || store.db().watermark(header).unwrap() == 750 && all_uploaded(&hq, &store),
     );
-    assert!(run.reached, "the re-send did not complete");
+    assert!(run.reached, "the uploads after the lost watermark did not complete");
+    assert_eq!(
+        rows_sent(&hq, header),
+        750,
+        "rows headquarters held were sent again"
+    );
     for (table, _) in UPLOAD_TABLES {
         assert_eq!(
             hq.uploaded(table),
@@ -57,5 +77,5 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
             "{table} at headquarters"
         );
     }
-    assert_eq!(hq.uploaded(header), 750, "re-sent sales were stored twice");
+    assert_eq!(hq.uploaded(header), 750, "sales were stored twice");
 }

@@ -31,6 +31,9 @@ pub struct UploadPass {
     pub open_db: ChannelDbFactory,
     /// The uploader's own connection, opened on first use and kept.
     pub db: Arc<Mutex<Option<Box<dyn ChannelDb>>>>,
+    /// Tables whose missing watermark was checked against headquarters'
+    /// high-water mark in this run.
+    pub consulted: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl UploadPass {
@@ -64,6 +67,7 @@ impl UploadPass {
 
     /// Uploads batches of `table` until none is left.
     async fn drain(&self, table: &UploadTable) -> Result<(), ActorError> {
+        self.recover_watermark(table).await?;
         let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
         let mut resumed = open.into_iter().filter(|s| s.table == table.name);
         loop {
@@ -82,6 +86,41 @@ impl UploadPass {
             };
             self.send(table, session, rows).await?;
         }
+    }
+
+    /// Once a run, for a table with no watermark (a new store, or a channel
+    /// database rebuilt or restored from a backup): starts it at the highest
+    /// counter headquarters holds (`GET /v1/uploads/high-water`), so rows
+    /// already uploaded are not sent again.
+    async fn recover_watermark(&self, table: &UploadTable) -> Result<(), ActorError> {
+        let consulted = |set: &Arc<Mutex<std::collections::HashSet<String>>>| {
+            set.lock().map_or(false, |s| s.contains(&table.name))
+        };
+        if consulted(&self.consulted) {
+            return Ok(());
+        }
+        let name = table.name.clone();
+        let local = self.with_db(move |db| Ok(db.watermark(&name)?)).await?;
+        if local == 0 {
+            let high_water = self.hq.high_water().await.map_err(ActorError::Hq)?;
+            let held = high_water
+                .tables
+                .iter()
+                .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
+                .map_or(0, |(_, c)| *c);
+            if held > 0 {
+                tracing::info!(table = %table.name, counter = held,
+                    "no upload watermark here; headquarters holds rows up to this counter, \
+                     uploading from after it");
+                let name = table.name.clone();
+                self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
+                    .await?;
+            }
+        }
+        if let Ok(mut set) = self.consulted.lock() {
+            set.insert(table.name.clone());
+        }
+        Ok(())
     }
 
     /// Reads the next rows above the watermark and journals them as a new
