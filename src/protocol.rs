@@ -58,6 +58,11 @@ pub struct PackageInfo {
     /// that does not say (then the free disk space is the bound).
     #[serde(default)]
     pub content_bytes: Option<u64>,
+    /// Where else the file can be downloaded: an absolute `http`/`https`
+    /// URL, fetched without the channel's credentials (a CDN or any HTTP
+    /// server, docs/protocol.md section 3.3). `None`: only from the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

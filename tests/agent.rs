@@ -10,6 +10,7 @@ mod agent {
     mod mock_tds;
 
     mod chaos;
+    mod cdn;
     mod corrupt;
     mod diskfull;
     mod edges;

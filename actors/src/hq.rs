@@ -104,14 +104,24 @@ impl HqClient {
         self.request(method, path).timeout(self.request_timeout)
     }
 
+    /// A request to a URL outside the API (a package's `content_url` on a
+    /// CDN): the same client and timeouts, and no credentials.
+    pub fn plain(&self, method: reqwest::Method, url: &str) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
     /// Sends and maps any non-2xx answer to an error carrying the server's message.
     pub async fn send(&self, path: &str, req: RequestBuilder) -> Result<Response, HqError> {
-        let url = self.url(path);
+        self.send_to(&self.url(path), req).await
+    }
+
+    /// [`send`](Self::send) for a request built for `url`.
+    pub async fn send_to(&self, url: &str, req: RequestBuilder) -> Result<Response, HqError> {
         let resp = req
             .send()
             .await
-            .map_err(|e| HqError::from_reqwest(&url, e))?;
-        check(&url, resp).await
+            .map_err(|e| HqError::from_reqwest(url, e))?;
+        check(url, resp).await
     }
 
     pub async fn ping(&self) -> Result<Ping, HqError> {

@@ -168,6 +168,11 @@ struct ServeArgs {
     /// The address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Also list each package at URL<sha256>.cdxpkg, for agents to download
+    /// without their credentials from a CDN or HTTP server whose origin is
+    /// DATA/content (every package is linked there).
+    #[arg(long, value_name = "URL")]
+    content_url_base: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -353,6 +358,11 @@ fn read_secret(args: &ChannelAddArgs) -> anyhow::Result<String> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = args.data.open()?;
+    if let Some(base) = &args.content_url_base {
+        let linked = store.serve_content_from(base)?;
+        tracing::info!(base = %base, packages = linked,
+            "listing packages with a content_url; their files are linked in content/");
+    }
     let listener = std::net::TcpListener::bind(&args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.data.display(), "serving");

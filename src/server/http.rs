@@ -224,7 +224,7 @@ async fn packages(
     blocking(move || store2.ensure_download_sessions(&channel_id, &listed)).await?;
     Ok(web::Json(PackageList {
         data_group: channel.data_group,
-        packages,
+        packages: store.with_content_urls(packages),
     }))
 }
 

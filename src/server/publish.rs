@@ -160,7 +160,13 @@ impl Publication {
             rows: written.rows,
             created_at_ms: self.header.created_at_ms,
             content_bytes: Some(written.content_bytes),
+            content_url: None,
         };
+        // Linked before it is listed, so a CDN in front of `content/` has it.
+        if let Err(e) = self.store.link_content(&info) {
+            let _ = std::fs::remove_file(&final_path);
+            return Err(e);
+        }
         if let Err(e) = self.store.with_conn(|conn| insert_package(conn, &info)) {
             let _ = std::fs::remove_file(&final_path);
             return Err(e);

@@ -25,6 +25,8 @@ use crate::protocol::{now_ms, PackageInfo};
 pub const DB_FILE: &str = "server.db";
 /// Folder of the package files inside the data directory.
 pub const PACKAGES_DIR: &str = "packages";
+/// The folder of content-addressed links to package files, for a CDN.
+pub const CONTENT_DIR: &str = "content";
 /// A writer waiting for another gives up after this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept for reuse; more are opened on demand and closed.
@@ -55,6 +57,9 @@ struct Inner {
     /// Last connection per channel not yet written to `server.db`: the
     /// request path makes no write of its own ([`Store::flush_connections`]).
     seen: Mutex<HashMap<String, i64>>,
+    /// Base URL under which `content/` is served to agents (a CDN or any
+    /// HTTP server), set by `serve --content-url-base`.
+    content_url_base: std::sync::RwLock<Option<String>>,
 }
 
 impl Drop for Inner {
@@ -95,8 +100,94 @@ impl Store {
                 idle: Mutex::new(vec![conn]),
                 published,
                 seen: Mutex::new(HashMap::new()),
+                content_url_base: std::sync::RwLock::new(None),
             }),
         })
+    }
+
+    /// Where the file with SHA-256 `sha256` is linked for a CDN or another
+    /// HTTP server to serve: `content/<sha256>.cdxpkg`. Content-addressed,
+    /// so its name is unguessable without the listing and never changes.
+    pub fn content_path(&self, sha256: &str) -> PathBuf {
+        self.inner
+            .data_dir
+            .join(CONTENT_DIR)
+            .join(format!("{sha256}.cdxpkg"))
+    }
+
+    /// Links `package`'s file into `content/` (a hard link; a copy across
+    /// file systems). Idempotent.
+    pub fn link_content(&self, package: &PackageInfo) -> Result<(), ServerError> {
+        let dir = self.inner.data_dir.join(CONTENT_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
+        let (from, to) = (self.package_path(package.id), self.content_path(&package.sha256));
+        if to.exists() {
+            return Ok(());
+        }
+        let linked = std::fs::hard_link(&from, &to).or_else(|_| {
+            let temp = to.with_extension("tmp");
+            std::fs::copy(&from, &temp)?;
+            std::fs::rename(&temp, &to)
+        });
+        match linked {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(ServerError::io(
+                format!("linking {} to {}", from.display(), to.display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Lists packages with a `content_url` under `base` (which must be an
+    /// absolute `http`/`https` URL), after linking every package published
+    /// so far into `content/`.
+    ///
+    /// # Errors
+    /// A base that is not such a URL, or a file that cannot be linked.
+    pub fn serve_content_from(&self, base: &str) -> Result<usize, ServerError> {
+        let host = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))
+            .map(|rest| rest.split('/').next().unwrap_or(""));
+        let usable = host.is_some_and(|h| !h.is_empty() && !h.contains('@'))
+            && !base.contains(['?', '#', ' ']);
+        if !usable {
+            return Err(ServerError::Invalid(format!(
+                "--content-url-base `{base}`: an http:// or https:// URL with a host and no \
+                 credentials, query or fragment is needed"
+            )));
+        }
+        let mut base = base.to_owned();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let packages = self.packages(None)?;
+        for package in &packages {
+            self.link_content(package)?;
+        }
+        *self
+            .inner
+            .content_url_base
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(base);
+        Ok(packages.len())
+    }
+
+    /// `packages` with their `content_url` when content is served elsewhere.
+    pub fn with_content_urls(&self, mut packages: Vec<PackageInfo>) -> Vec<PackageInfo> {
+        let base = self
+            .inner
+            .content_url_base
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(base) = base {
+            for p in &mut packages {
+                p.content_url = Some(format!("{base}{}.cdxpkg", p.sha256));
+            }
+        }
+        packages
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -387,6 +478,7 @@ pub(crate) fn package_from_row(r: &Row<'_>) -> rusqlite::Result<PackageInfo> {
         rows: r.get::<_, i64>(7)? as u64,
         created_at_ms: r.get(8)?,
         content_bytes: r.get::<_, Option<i64>>(9)?.map(|n| n as u64),
+        content_url: None,
     })
 }
 

@@ -489,7 +489,10 @@ fn pipe(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                 .filter(|w| w == b"GET /v1/packages?")
                 .count();
             f.listings.fetch_add(listings as u64, Ordering::Relaxed);
-            if !armed && buf[..n].windows(8).any(|w| w == b"/content") {
+            // A download from the API, or of a content URL (`<sha256>.cdxpkg`).
+            let download = buf[..n].windows(8).any(|w| w == b"/content")
+                || buf[..n].windows(7).any(|w| w == b".cdxpkg");
+            if !armed && download {
                 arm.store(f.after_bytes, Ordering::SeqCst);
                 armed = true;
             }
@@ -621,11 +624,20 @@ pub struct HqProcess {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub store: cdx::server::Store,
+    /// Extra arguments of `serve`.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
 impl HqProcess {
     pub fn start() -> HqProcess {
+        let mut hq = HqProcess::new();
+        hq.restart();
+        hq
+    }
+
+    /// Its data folder and address, not started yet.
+    pub fn new() -> HqProcess {
         let dir = tempfile::tempdir().unwrap();
         let store = cdx::server::Store::open(dir.path().join("hq")).unwrap();
         store.add_channel(CHANNEL, GROUP, SECRET).unwrap();
@@ -633,14 +645,13 @@ impl HqProcess {
             .unwrap()
             .local_addr()
             .unwrap();
-        let mut hq = HqProcess {
+        HqProcess {
             dir,
             addr,
             store,
+            args: Vec::new(),
             child: None,
-        };
-        hq.restart();
-        hq
+        }
     }
 
     pub fn url(&self) -> String {
@@ -665,6 +676,7 @@ impl HqProcess {
             .args(["serve", "--data"])
             .arg(self.dir.path().join("hq"))
             .args(["--listen", &self.addr.to_string()])
+            .args(&self.args)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())

@@ -233,6 +233,7 @@ impl From<DownloadSessionV1> for DownloadSession {
                 rows: p.rows,
                 created_at_ms: p.created_at_ms,
                 content_bytes: None,
+                content_url: None,
             },
             status: old.status,
             attempts: old.attempts,
@@ -242,6 +243,98 @@ impl From<DownloadSessionV1> for DownloadSession {
             history: old.history,
             created_at_ms: old.created_at_ms,
             updated_at_ms: old.updated_at_ms,
+        }
+    }
+}
+
+/// A download session as journals before `PackageInfo::content_url`
+/// stored it (envelope `V2`); read and converted, never written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadSessionV2 {
+    pub id: Uuid,
+    pub package: PackageInfoV2,
+    pub status: DownloadStatus,
+    pub attempts: u32,
+    pub bytes_done: u64,
+    pub rows_applied: u64,
+    pub last_error: Option<String>,
+    pub history: Vec<Transition>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// `PackageInfo` without `content_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageInfoV2 {
+    pub id: Uuid,
+    pub data_group: String,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: cdx::package::PackageKind,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+    pub created_at_ms: i64,
+    pub content_bytes: Option<u64>,
+}
+
+impl From<DownloadSessionV2> for DownloadSession {
+    fn from(old: DownloadSessionV2) -> Self {
+        let p = old.package;
+        DownloadSession {
+            id: old.id,
+            package: PackageInfo {
+                id: p.id,
+                data_group: p.data_group,
+                job: p.job,
+                sequence: p.sequence,
+                kind: p.kind,
+                bytes: p.bytes,
+                sha256: p.sha256,
+                rows: p.rows,
+                created_at_ms: p.created_at_ms,
+                content_bytes: p.content_bytes,
+                content_url: None,
+            },
+            status: old.status,
+            attempts: old.attempts,
+            bytes_done: old.bytes_done,
+            rows_applied: old.rows_applied,
+            last_error: old.last_error,
+            history: old.history,
+            created_at_ms: old.created_at_ms,
+            updated_at_ms: old.updated_at_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+impl DownloadSessionV2 {
+    /// `session` as the previous layout wrote it (its `content_url` dropped).
+    pub fn from_current(session: &DownloadSession) -> Self {
+        let p = session.package.clone();
+        DownloadSessionV2 {
+            id: session.id,
+            package: PackageInfoV2 {
+                id: p.id,
+                data_group: p.data_group,
+                job: p.job,
+                sequence: p.sequence,
+                kind: p.kind,
+                bytes: p.bytes,
+                sha256: p.sha256,
+                rows: p.rows,
+                created_at_ms: p.created_at_ms,
+                content_bytes: p.content_bytes,
+            },
+            status: session.status,
+            attempts: session.attempts,
+            bytes_done: session.bytes_done,
+            rows_applied: session.rows_applied,
+            last_error: session.last_error.clone(),
+            history: session.history.clone(),
+            created_at_ms: session.created_at_ms,
+            updated_at_ms: session.updated_at_ms,
         }
     }
 }

@@ -36,24 +36,30 @@ pub enum JournalError {
 }
 
 /// Stored values are wrapped so that a later format can be told apart:
-/// records are written as `V2` and read as either.
+/// records are written as `V3` and read as any.
 #[derive(Serialize, Deserialize)]
-enum Envelope<Old, New> {
+enum Envelope<Old, Mid, New> {
     V1(Old),
-    V2(New),
+    V2(Mid),
+    V3(New),
 }
 
-/// A record type and the layout its `V1` records were written in.
+/// A record type and the layouts its `V1` and `V2` records were written in.
 pub(super) trait Stored: Serialize + DeserializeOwned {
     type V1: DeserializeOwned + Into<Self>;
+    type V2: DeserializeOwned + Into<Self>;
 }
 
 impl Stored for DownloadSession {
+    /// Before `PackageInfo::content_bytes`.
     type V1 = super::model::DownloadSessionV1;
+    /// Before `PackageInfo::content_url`.
+    type V2 = super::model::DownloadSessionV2;
 }
 
 impl Stored for UploadSession {
     type V1 = UploadSession;
+    type V2 = UploadSession;
 }
 
 fn codec() -> impl Options {
@@ -66,14 +72,15 @@ fn codec() -> impl Options {
 
 fn encode<T: Stored>(value: &T) -> Vec<u8> {
     codec()
-        .serialize(&Envelope::<(), &T>::V2(value))
+        .serialize(&Envelope::<(), (), &T>::V3(value))
         .expect("sessions are far below the record limit")
 }
 
 fn decode<T: Stored>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
-    match codec().deserialize::<Envelope<T::V1, T>>(bytes) {
+    match codec().deserialize::<Envelope<T::V1, T::V2, T>>(bytes) {
         Ok(Envelope::V1(old)) => Ok(old.into()),
-        Ok(Envelope::V2(v)) => Ok(v),
+        Ok(Envelope::V2(old)) => Ok(old.into()),
+        Ok(Envelope::V3(v)) => Ok(v),
         Err(source) => Err(JournalError::Decode {
             key: hex::encode(key),
             source,
@@ -318,6 +325,7 @@ mod tests {
             data_group: "default".into(),
             created_at_ms: 0,
             content_bytes: None,
+            content_url: None,
         }
     }
 
@@ -381,11 +389,20 @@ mod tests {
         let (store, _) = JournalStore::open(&dir.path().join("j")).unwrap();
         let session = DownloadSession::new(package(1), DownloadStatus::Suspended, None);
         let old = crate::journal::model::DownloadSessionV1::from_current(&session);
-        let bytes = codec().serialize(&Envelope::<_, ()>::V1(&old)).unwrap();
+        let bytes = codec().serialize(&Envelope::<_, (), ()>::V1(&old)).unwrap();
         store
             .with(|t| Ok(t.downloads.insert(session.id.as_bytes(), bytes)?))
             .unwrap();
-        assert_eq!(store.downloads().unwrap(), vec![session]);
+        assert_eq!(store.downloads().unwrap(), vec![session.clone()]);
+        // And one written before `content_url`, with its `content_bytes`.
+        let mut session = DownloadSession::new(package(2), DownloadStatus::Requested, None);
+        session.package.content_bytes = Some(1234);
+        let old = crate::journal::model::DownloadSessionV2::from_current(&session);
+        let bytes = codec().serialize(&Envelope::<(), _, ()>::V2(&old)).unwrap();
+        store
+            .with(|t| Ok(t.downloads.insert(session.id.as_bytes(), bytes)?))
+            .unwrap();
+        assert!(store.downloads().unwrap().contains(&session));
     }
 
     /// A closed database (as after an I/O error) is opened again at the

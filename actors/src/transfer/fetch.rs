@@ -42,15 +42,20 @@ pub(super) async fn fetch(
         TransferMode::Reliable => ctx.chunk_bytes,
         TransferMode::Streaming => u64::MAX,
     };
-    // The validator of the bytes on disk, kept beside them so that every
-    // resume (after a drop, a failed try or a restart) carries `If-Range`.
+    let source = source_url(ctx.hq, package);
+    // The validator of the bytes on disk and the URL it came from, kept
+    // beside them so that every resume (after a drop, a failed try or a
+    // restart) carries `If-Range`. Another server's ETag means nothing
+    // here: then the final SHA-256 check alone vouches for the bytes.
     let etag_file = etag_path(part);
     let mut etag = if resumed_from > 0 {
         tokio::fs::read_to_string(&etag_file)
             .await
             .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
+            .and_then(|kept| {
+                let (url, tag) = kept.split_once('\n')?;
+                (url == source && !tag.trim().is_empty()).then(|| tag.trim().to_owned())
+            })
     } else {
         let _ = tokio::fs::remove_file(&etag_file).await;
         None
@@ -63,10 +68,10 @@ pub(super) async fn fetch(
             });
         }
         let known = etag.clone();
-        let fetched = fetch_range(ctx, package, &mut file, &mut etag, chunk_bytes).await;
+        let fetched = fetch_range(ctx, package, &source, &mut file, &mut etag, chunk_bytes).await;
         if etag != known {
             if let Some(tag) = &etag {
-                if let Err(e) = tokio::fs::write(&etag_file, tag).await {
+                if let Err(e) = tokio::fs::write(&etag_file, format!("{source}\n{tag}")).await {
                     tracing::debug!(package = %package.id, error = %e,
                         "cannot keep the ETag beside the partial file");
                 }
@@ -81,6 +86,21 @@ pub(super) async fn fetch(
     let done = file.finish().await?;
     let _ = tokio::fs::remove_file(&etag_file).await;
     Ok((done, resumed_from))
+}
+
+/// Where the package's bytes come from: its `content_url` (a CDN, fetched
+/// without credentials) when the listing gives a usable one, otherwise the
+/// API's content route.
+fn source_url(hq: &HqClient, package: &PackageInfo) -> String {
+    match package.content_url.as_deref() {
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => url.to_owned(),
+        Some(url) => {
+            tracing::warn!(package = %package.id, content_url = %cdx::package::shown(url),
+                "the listing's content_url is not an http(s) URL; downloading from the API");
+            hq.url(&HqClient::content_path(package.id))
+        }
+        None => hq.url(&HqClient::content_path(package.id)),
+    }
 }
 
 /// Where the `ETag` of a `.part` file's bytes is kept.
@@ -121,6 +141,7 @@ async fn open_confirmed_prefix<'a>(
 async fn fetch_range(
     ctx: &mut TransferContext<'_>,
     package: &PackageInfo,
+    url: &str,
     file: &mut PartFile<'_>,
     etag: &mut Option<String>,
     chunk_bytes: u64,
@@ -129,7 +150,11 @@ async fn fetch_range(
     let end = start.saturating_add(chunk_bytes).min(package.bytes) - 1;
     let whole_file = start == 0 && end + 1 == package.bytes;
     let path = HqClient::content_path(package.id);
-    let mut req = ctx.hq.request(reqwest::Method::GET, &path);
+    let mut req = if url == ctx.hq.url(&path) {
+        ctx.hq.request(reqwest::Method::GET, &path)
+    } else {
+        ctx.hq.plain(reqwest::Method::GET, url)
+    };
     if !(whole_file && ctx.mode == TransferMode::Streaming) {
         req = req.header(RANGE, format!("bytes={start}-{end}"));
         if let Some(tag) = etag.as_deref() {
@@ -144,7 +169,7 @@ async fn fetch_range(
         package_id: package.id,
         detail,
     };
-    let mut resp = ctx.hq.send(&path, req).await.map_err(hq_err)?;
+    let mut resp = ctx.hq.send_to(url, req).await.map_err(hq_err)?;
     // The validator of what this response sends. A weak one never matches
     // `If-Range` (RFC 9110): sending it would turn every later range into
     // the whole file.
@@ -176,11 +201,10 @@ async fn fetch_range(
         }
         other => return Err(range_err(format!("HTTP {other}"))),
     };
-    let url = ctx.hq.url(&path);
     let mut flushed = file.written;
     while let Some(mut bytes) = resp.chunk().await.map_err(|e| {
         hq_err(HqError::Transport {
-            url: url.clone(),
+            url: url.to_owned(),
             source: e,
         })
     })? {

@@ -83,6 +83,7 @@ fn package(content: &[u8]) -> PackageInfo {
         rows: 1,
         created_at_ms: 0,
         content_bytes: None,
+        content_url: None,
     }
 }
 
