@@ -316,6 +316,53 @@ pub struct InvalidIdentifier {
     pub name: String,
 }
 
+/// The package type that holds the values of a column stored as `stored`:
+/// what an upload batch declares for the column.
+pub fn package_type(stored: &StoredType) -> ColumnType {
+    let limits = stored.limits;
+    match stored.family {
+        Family::Integer => ColumnType::Integer,
+        Family::Real => ColumnType::Real,
+        Family::Text => match limits.max_len {
+            Some(max_len) => ColumnType::BoundedText { max_len },
+            None => ColumnType::Text,
+        },
+        Family::Blob => match limits.max_len {
+            Some(max_len) => ColumnType::BoundedBlob { max_len },
+            None => ColumnType::Blob,
+        },
+        Family::Boolean => ColumnType::Boolean,
+        Family::Decimal => match limits.decimal {
+            Some((precision, scale)) => ColumnType::Decimal { precision, scale },
+            None => ColumnType::Decimal {
+                precision: crate::package::MAX_PRECISION,
+                scale: 0,
+            },
+        },
+        Family::Date => ColumnType::Date,
+        Family::DateTime => ColumnType::DateTime,
+        Family::Time => ColumnType::Time,
+        Family::Uuid => ColumnType::Uuid,
+    }
+}
+
+/// `value`, read from an upload table column of type `ty`, in the exact
+/// form an upload batch carries: a decimal as its canonical text at the
+/// column's scale (whether the database held `2.8`, `2.80` or the number
+/// 2.8), anything else as it is. A value the scale cannot spell is left
+/// as it is, for headquarters to see rather than to lose.
+pub fn exact_upload_value(ty: Option<ColumnType>, value: Value) -> Value {
+    match (ty, &value) {
+        (Some(ColumnType::Decimal { scale, .. }), Value::Integer(_) | Value::Real(_) | Value::Text(_)) => {
+            match crate::package::decimal_from_number(&value, scale) {
+                Some(text) => Value::Text(text),
+                None => value,
+            }
+        }
+        _ => value,
+    }
+}
+
 /// The SQLite type a column of type `ty` is declared with. The names pick
 /// SQLite's affinity on purpose (the whole mapping is in
 /// `docs/package-format.md`):

@@ -98,6 +98,11 @@ pub struct UploadBatch {
     pub table: String,
     pub counter_column: String,
     pub columns: Vec<String>,
+    /// Each column's package type (`decimal(19,4)`, `datetime`, ...), as
+    /// the store declares it; `None` for a type cdx does not map. Empty
+    /// from an agent that does not send types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_types: Vec<Option<String>>,
     /// Row values in `columns` order; see [`json_value`] for the mapping.
     pub rows: Vec<Vec<serde_json::Value>>,
     pub first_counter: i64,

@@ -410,6 +410,7 @@ fn batch(first: i64, last: i64) -> UploadBatch {
             "TRANSACTIONID".into(),
             "REPLICATIONCOUNTERFROMORIGIN".into(),
         ],
+        column_types: vec![Some("text(20)".into()), Some("integer".into())],
         rows: (first..=last)
             .map(|n| vec![serde_json::json!(format!("T-{n}")), serde_json::json!(n)])
             .collect(),

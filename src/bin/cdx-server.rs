@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use cdx::package::PackageKind;
-use cdx::server::{self, report, CsvNull, PublishFiles, SessionFilter, Store};
+use cdx::server::{self, report, CsvNull, ExportFormat, PublishFiles, SessionFilter, Store};
 use cdx::status::Direction;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -197,12 +197,51 @@ enum Dir {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct UploadsArgs {
+    #[command(subcommand)]
+    export: Option<UploadsCommand>,
     #[command(flatten)]
-    data: DataDir,
+    data: Option<DataDir>,
     /// Only this channel database.
     #[arg(long, value_name = "ID")]
     channel: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UploadsCommand {
+    /// Write what a channel uploaded for one table, in counter order, as
+    /// JSON Lines (as received: decimals as exact text, blobs as
+    /// {"base64": ...}) or CSV (a header row; NULL as --null-marker, empty
+    /// by default; blobs as base64), for the next system in line.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The channel database.
+    #[arg(long, value_name = "ID")]
+    channel: String,
+    /// The upload table, as the store names it.
+    #[arg(long, value_name = "NAME")]
+    table: String,
+    /// jsonl or csv.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: ExportKind,
+    /// The CSV field written for NULL.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    null_marker: String,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportKind {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -328,8 +367,38 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 }
             }
         }
+        Command::Uploads(UploadsArgs {
+            export: Some(UploadsCommand::Export(args)),
+            ..
+        }) => {
+            let format = match args.format {
+                ExportKind::Jsonl => ExportFormat::JsonLines,
+                ExportKind::Csv => ExportFormat::Csv {
+                    null_marker: args.null_marker.clone(),
+                },
+            };
+            let store = args.data.open()?;
+            let mut sink: Box<dyn std::io::Write> = match &args.output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let rows = store.export_uploads(&args.channel, &args.table, &format, &mut *sink)?;
+            sink.flush()?;
+            if rows == 0 {
+                eprintln!(
+                    "no rows of table `{}` uploaded by channel `{}`",
+                    args.table, args.channel
+                );
+            }
+        }
         Command::Uploads(args) => {
-            let tables = args.data.open()?.upload_tables(args.channel.as_deref())?;
+            let data = args
+                .data
+                .context("--data is required (the server's data directory)")?;
+            let tables = data.open()?.upload_tables(args.channel.as_deref())?;
             out = report::upload_tables(&tables);
         }
         Command::Packages(args) => {

@@ -70,6 +70,9 @@ pub struct UploadTable {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowBatch {
     pub columns: Vec<String>,
+    /// Each column's type as a package type, from what the database
+    /// declares (`plan::package_type`); `None` for a type cdx does not map.
+    pub types: Vec<Option<crate::package::ColumnType>>,
     pub rows: Vec<Vec<Value>>,
     /// Counters of the first and last rows; `None` when there are no rows.
     pub counters: Option<(i64, i64)>,

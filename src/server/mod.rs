@@ -47,4 +47,4 @@ pub use running::{spawn, spawn_store, RunningServer};
 pub use sessions::SessionFilter;
 pub use source::{publish_files, CsvNull, PublishFiles, TableInput};
 pub use store::{ChannelInfo, Store, DB_FILE, PACKAGES_DIR};
-pub use uploads::UploadTableInfo;
+pub use uploads::{ExportFormat, UploadTableInfo};

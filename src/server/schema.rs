@@ -79,6 +79,15 @@ CREATE TABLE IF NOT EXISTS uploaded_rows (
     PRIMARY KEY (channel, table_name, counter)
 ) WITHOUT ROWID;
 
+-- Per (channel, table): the columns and package types of the last batch.
+CREATE TABLE IF NOT EXISTS upload_columns (
+    channel    TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    columns    TEXT NOT NULL,                 -- JSON array of names
+    types      TEXT NOT NULL,                 -- JSON array of type names or null
+    PRIMARY KEY (channel, table_name)
+);
+
 -- Per (channel, table): the highest counter stored and the rows stored.
 CREATE TABLE IF NOT EXISTS upload_counters (
     channel    TEXT NOT NULL,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::error::ServerError;
 use super::sessions::record_upload_applied;
 use super::store::Store;
-use crate::package::{is_identifier, shown, MAX_IDENTIFIER};
+use crate::package::{is_identifier, shown, ColumnType, MAX_IDENTIFIER};
 use crate::protocol::{HighWater, UploadAck};
 
 /// Per (channel, table): what the server holds.
@@ -37,6 +37,8 @@ struct RawBatch<'a> {
     table: String,
     counter_column: String,
     columns: Vec<String>,
+    #[serde(default)]
+    column_types: Vec<Option<String>>,
     #[serde(borrow)]
     rows: Vec<&'a RawValue>,
     first_counter: i64,
@@ -80,6 +82,20 @@ fn validate_names(batch: &RawBatch<'_>) -> Result<usize, ServerError> {
             batch.counter_column
         ));
     };
+    if !batch.column_types.is_empty() && batch.column_types.len() != batch.columns.len() {
+        return invalid(format!(
+            "{} column_types for {} columns",
+            batch.column_types.len(),
+            batch.columns.len()
+        ));
+    }
+    for (column, ty) in batch.columns.iter().zip(&batch.column_types) {
+        if let Some(ty) = ty {
+            if let Err(why) = ty.parse::<ColumnType>() {
+                return invalid(format!("column `{column}`: {why}"));
+            }
+        }
+    }
     if batch.first_counter > batch.last_counter {
         return invalid(format!(
             "first_counter {} is greater than last_counter {}",
@@ -170,6 +186,20 @@ impl Store {
                     max_counter = max_counter.max(Some(counter));
                 }
             }
+            if !batch.column_types.is_empty() {
+                tx.prepare_cached(
+                    "INSERT INTO upload_columns (channel, table_name, columns, types)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (channel, table_name) DO UPDATE SET
+                         columns = excluded.columns, types = excluded.types",
+                )?
+                .execute(params![
+                    channel,
+                    batch.table,
+                    serde_json::to_string(&batch.columns).unwrap_or_default(),
+                    serde_json::to_string(&batch.column_types).unwrap_or_default(),
+                ])?;
+            }
             if let Some(max_counter) = max_counter {
                 tx.execute(
                     "INSERT INTO upload_counters (channel, table_name, high_water, rows)
@@ -254,6 +284,119 @@ impl Store {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+    }
+}
+
+/// How `cdx-server uploads export` writes rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object a line, as received: decimals as canonical text,
+    /// blobs as `{"base64": ...}`.
+    JsonLines,
+    /// A header row, then one record a row; NULL as `null_marker` (empty by
+    /// default), blobs as base64, every other value as its text.
+    Csv { null_marker: String },
+}
+
+impl Store {
+    /// The columns and types of `table` as `channel` last sent them.
+    pub fn upload_columns(
+        &self,
+        channel: &str,
+        table: &str,
+    ) -> Result<Option<(Vec<String>, Vec<Option<String>>)>, ServerError> {
+        self.with_conn(|conn| {
+            let found: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT columns, types FROM upload_columns
+                     WHERE channel = ?1 AND table_name = ?2",
+                    params![channel, table],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(found.and_then(|(c, t)| {
+                Some((serde_json::from_str(&c).ok()?, serde_json::from_str(&t).ok()?))
+            }))
+        })
+    }
+
+    /// Writes the rows `channel` uploaded for `table`, in counter order, to
+    /// `out`; returns how many. Streams: memory does not grow with rows.
+    pub fn export_uploads(
+        &self,
+        channel: &str,
+        table: &str,
+        format: &ExportFormat,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, ServerError> {
+        let columns = match self.upload_columns(channel, table)? {
+            Some((columns, _)) => Some(columns),
+            None => None,
+        };
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT row_json FROM uploaded_rows
+                 WHERE channel = ?1 AND table_name = ?2 ORDER BY counter",
+            )?;
+            let mut rows = stmt.query(params![channel, table])?;
+            let io = |e: std::io::Error| ServerError::io("writing the export", e);
+            enum Sink<'w> {
+                Csv(csv::Writer<&'w mut dyn std::io::Write>, &'w str),
+                Json(&'w mut dyn std::io::Write),
+            }
+            let mut sink = match format {
+                ExportFormat::Csv { null_marker } => {
+                    Sink::Csv(csv::Writer::from_writer(out), null_marker.as_str())
+                }
+                ExportFormat::JsonLines => Sink::Json(out),
+            };
+            let mut header: Option<Vec<String>> = None;
+            let mut n = 0u64;
+            while let Some(row) = rows.next()? {
+                let json: String = row.get(0)?;
+                match &mut sink {
+                    Sink::Csv(w, null_marker) => {
+                        let object: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(&json).map_err(|e| {
+                                ServerError::Invalid(format!("stored row is not an object: {e}"))
+                            })?;
+                        let names = header.get_or_insert_with(|| {
+                            columns
+                                .clone()
+                                .unwrap_or_else(|| object.keys().cloned().collect())
+                        });
+                        if n == 0 {
+                            w.write_record(names.iter()).map_err(|e| io(e.into()))?;
+                        }
+                        let fields = names.iter().map(|c| csv_field(object.get(c), null_marker));
+                        w.write_record(fields).map_err(|e| io(e.into()))?;
+                    }
+                    Sink::Json(out) => {
+                        out.write_all(json.as_bytes()).map_err(io)?;
+                        out.write_all(b"\n").map_err(io)?;
+                    }
+                }
+                n += 1;
+            }
+            if let Sink::Csv(mut w, _) = sink {
+                w.flush().map_err(io)?;
+            }
+            Ok(n)
+        })
+    }
+}
+
+/// A stored JSON value as a CSV field.
+fn csv_field(value: Option<&serde_json::Value>, null_marker: &str) -> String {
+    use serde_json::Value as J;
+    match value {
+        None | Some(J::Null) => null_marker.to_owned(),
+        Some(J::String(s)) => s.clone(),
+        Some(J::Object(o)) => match o.get("base64") {
+            Some(J::String(b)) => b.clone(),
+            _ => J::Object(o.clone()).to_string(),
+        },
+        Some(other) => other.to_string(),
     }
 }
 

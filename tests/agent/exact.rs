@@ -184,3 +184,92 @@ fn every_type_from_jsonl_and_csv_reads_back_exact() {
         assert_exact(&read_back(&db, "from_csv"), &format!("{mode}, CSV"));
     }
 }
+
+/// What a point of sale sold, uploaded and exported by headquarters: every
+/// value arrives in its exact form, whatever the store's column holds
+/// (a price written as the float 2.8 into `DECIMAL(19,4)` is `2.8000`).
+#[test]
+fn sales_upload_typed_and_export_exact() {
+    let hq = HqProcess::start();
+    let store = StoreDir::new();
+    {
+        let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE sales (counter INTEGER PRIMARY KEY AUTOINCREMENT, \
+             receipt VARCHAR(20) NOT NULL, amount DECIMAL(19,4), factor DECIMAL_TEXT(32,16), \
+             price NUMERIC(7,2), qty REAL, sold_at DATETIME, day DATE, photo BLOB, \
+             ok BOOLEAN, u UUID, note TEXT);
+             INSERT INTO sales (receipt, amount, factor, price, qty, sold_at, day, photo, ok, u, note)
+             VALUES ('R-1', 2.8, '0.3333333333333333', 19.99, 97.86464729942979,
+                     '2026-12-02T10:00:00.5', '2026-12-02', x'0001ff', 1,
+                     '6f9619ff-8b86-d011-b42d-00c04fc964ff', 'Grüße, \"quoted\"'),
+                    ('R-2', 0, '12.5', 0.1, 5e-324, NULL, NULL, NULL, 0, NULL, ''),
+                    ('R-3', '12345678901.2345', '-1', '-50', -1.5, NULL, NULL, x'', NULL, NULL, NULL);",
+        )
+        .unwrap();
+    }
+    let extra = "[upload]\ninterval = \"200ms\"\n\n[[upload.tables]]\nname = \"sales\"\ncounter = \"counter\"\n";
+    let agent = RunningAgent::start(store.config(&hq.url(), "streaming", extra), sqlite(store.channel_db()));
+    assert!(
+        wait_until(Duration::from_secs(60), || hq.uploaded("sales") == 3),
+        "the sales were not uploaded: {:?}",
+        agent.status_json()
+    );
+    agent.stop();
+    let export = |format: &str| {
+        let out = std::process::Command::new(server_bin())
+            .args(["uploads", "export", "--data"])
+            .arg(hq.dir.path().join("hq"))
+            .args(["--channel", CHANNEL, "--table", "sales", "--format", format])
+            .args(["--null-marker", "\\N"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let jsonl = export("jsonl");
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want = [
+        serde_json::json!({"counter": 1, "receipt": "R-1", "amount": "2.8000",
+            "factor": "0.3333333333333333", "price": "19.99", "qty": 97.86464729942979,
+            "sold_at": "2026-12-02T10:00:00.5", "day": "2026-12-02", "photo": {"base64": "AAH/"},
+            "ok": 1, "u": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "note": "Grüße, \"quoted\""}),
+        serde_json::json!({"counter": 2, "receipt": "R-2", "amount": "0.0000",
+            "factor": "12.5000000000000000", "price": "0.10", "qty": 5e-324,
+            "sold_at": null, "day": null, "photo": null, "ok": 0, "u": null, "note": ""}),
+        serde_json::json!({"counter": 3, "receipt": "R-3", "amount": "12345678901.2345",
+            "factor": "-1.0000000000000000", "price": "-50.00", "qty": -1.5,
+            "sold_at": null, "day": null, "photo": {"base64": ""}, "ok": null, "u": null,
+            "note": null}),
+    ];
+    assert_eq!(rows.len(), want.len(), "{jsonl}");
+    for (got, want) in rows.iter().zip(&want) {
+        assert_eq!(got, want);
+    }
+    // The reals are bit for bit.
+    assert_eq!(rows[0]["qty"].as_f64().unwrap().to_bits(), 97.86464729942979f64.to_bits());
+    assert_eq!(rows[1]["qty"].as_f64().unwrap().to_bits(), 5e-324f64.to_bits());
+    let csv = export("csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "counter,receipt,amount,factor,price,qty,sold_at,day,photo,ok,u,note"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "1,R-1,2.8000,0.3333333333333333,19.99,97.86464729942979,2026-12-02T10:00:00.5,\
+         2026-12-02,AAH/,1,6f9619ff-8b86-d011-b42d-00c04fc964ff,\"Grüße, \"\"quoted\"\"\""
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "2,R-2,0.0000,12.5000000000000000,0.10,5e-324,\\N,\\N,\\N,0,\\N,"
+    );
+    // The types the store declared are kept beside the rows.
+    let (columns, types) = hq.store.upload_columns(CHANNEL, "sales").unwrap().unwrap();
+    assert_eq!(columns[2], "amount");
+    assert_eq!(types[2].as_deref(), Some("decimal(19,4)"));
+    assert_eq!(types[1].as_deref(), Some("text(20)"));
+}

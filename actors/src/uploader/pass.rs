@@ -196,10 +196,20 @@ impl UploadPass {
             table: table.name.clone(),
             counter_column: table.counter_column.clone(),
             columns: rows.columns,
+            column_types: rows
+                .types
+                .iter()
+                .map(|t| t.map(|t| t.to_string()))
+                .collect(),
             rows: rows
                 .rows
-                .iter()
-                .map(|r| r.iter().map(json_value).collect())
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .zip(rows.types.iter())
+                        .map(|(v, ty)| json_value(&cdx::plan::exact_upload_value(*ty, v)))
+                        .collect()
+                })
                 .collect(),
             first_counter: session.first_counter,
             last_counter: session.last_counter,

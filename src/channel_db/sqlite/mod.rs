@@ -224,8 +224,14 @@ impl ChannelDb for SqliteChannelDb {
                 .context(context)?;
             rows.push(values);
         }
+        let types = existing
+            .columns
+            .iter()
+            .map(|c| schema::stored_type(&c.declared_type).map(|t| plan::package_type(&t)))
+            .collect();
         Ok(RowBatch {
             columns,
+            types,
             rows,
             counters,
         })

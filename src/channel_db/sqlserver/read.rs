@@ -211,6 +211,10 @@ async fn read_batch(
         .unwrap_or_default();
     let mut batch = RowBatch {
         columns: names.iter().map(|n| (*n).to_owned()).collect(),
+        types: columns
+            .iter()
+            .map(|c| c.stored().map(|t| crate::plan::package_type(&t)))
+            .collect(),
         rows: Vec::with_capacity(rows.len()),
         counters: None,
     };
