@@ -36,6 +36,10 @@ pub struct Ping {
     pub channel_id: String,
     pub data_group: String,
     pub server_time_ms: i64,
+    /// `Content-Encoding`s the server accepts on `POST /v1/uploads`
+    /// (`zstd`); empty from a server that takes only plain JSON.
+    #[serde(default)]
+    pub upload_encodings: Vec<String>,
 }
 
 /// One published package, as listed for a channel.

@@ -461,6 +461,46 @@ async fn uploads_are_idempotent_per_channel_table_and_counter() {
     );
 }
 
+/// A batch compressed with zstd (as the ping advertises) is stored like a
+/// plain one; one that decodes past the 32 MiB limit is refused with 413.
+#[actix_rt::test]
+async fn zstd_uploads_are_decoded_and_bounded() {
+    let t = TestServer::start();
+    let ping: cdx::protocol::Ping = t.get_json("/v1/ping").await;
+    assert_eq!(ping.upload_encodings, ["zstd"]);
+    let upload = batch(1, 50);
+    let plain = serde_json::to_vec(&upload).unwrap();
+    let packed = zstd::bulk::compress(&plain, 3).unwrap();
+    assert!(packed.len() < plain.len(), "{} of {}", packed.len(), plain.len());
+    let response = t
+        .post("/v1/uploads")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ack: UploadAck = response.json().await.unwrap();
+    assert_eq!((ack.stored, ack.high_water), (50, 50));
+
+    // 40 MiB of one row's text, a few KiB on the wire.
+    let mut bomb = batch(51, 51);
+    bomb.rows[0][0] = serde_json::json!("x".repeat(40 << 20));
+    let packed = zstd::bulk::compress(&serde_json::to_vec(&bomb).unwrap(), 3).unwrap();
+    assert!(packed.len() < 1 << 20);
+    let response = t
+        .post("/v1/uploads")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(t.store().uploaded_row_count(CHANNEL, "RETAILTRANSACTIONTABLE").unwrap(), 50);
+}
+
 /// A batch whose counter column is missing, whose rows are short or whose counters leave the range gets 400 naming the problem.
 #[actix_rt::test]
 async fn a_malformed_upload_is_rejected_with_400_naming_the_problem() {

@@ -185,6 +185,7 @@ impl Agent {
                 open_db,
                 db: Arc::new(Mutex::new(None)),
                 consulted: Arc::default(),
+                zstd: Arc::default(),
             },
             &supervision,
         );

@@ -153,13 +153,28 @@ impl HqClient {
     }
 
     /// Sends a batch; returns the server's acknowledgement and the body's size.
-    pub async fn upload(&self, batch: &UploadBatch) -> Result<(UploadAck, u64), HqError> {
-        let body = serde_json::to_vec(batch).expect("an upload batch always serializes");
-        let bytes = body.len() as u64;
-        let req = self
+    /// Sends a batch, compressed with zstd when the server said it accepts
+    /// it; returns the acknowledgement and the bytes sent.
+    pub async fn upload(
+        &self,
+        batch: &UploadBatch,
+        zstd: bool,
+    ) -> Result<(UploadAck, u64), HqError> {
+        let plain = serde_json::to_vec(batch).expect("an upload batch always serializes");
+        let mut req = self
             .api(reqwest::Method::POST, protocol::UPLOADS)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        // Level 3: a fraction of the bytes for little CPU (docs/protocol.md 3.5).
+        let compressed = zstd.then(|| zstd::bulk::compress(&plain, 3).ok()).flatten();
+        let body = match compressed {
+            Some(body) => {
+                req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
+                body
+            }
+            None => plain,
+        };
+        let bytes = body.len() as u64;
+        let req = req.body(body);
         let resp = self.send(protocol::UPLOADS, req).await?;
         Ok((json(protocol::UPLOADS, resp).await?, bytes))
     }

@@ -186,6 +186,8 @@ async fn ping(channel: Authenticated) -> web::Json<Ping> {
         channel_id: channel.channel_id,
         data_group: channel.data_group,
         server_time_ms: now_ms(),
+        // actix-web decodes the body before the route's size limit applies.
+        upload_encodings: vec!["zstd".into()],
     })
 }
 

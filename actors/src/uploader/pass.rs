@@ -34,6 +34,9 @@ pub struct UploadPass {
     /// Tables whose missing watermark was checked against headquarters'
     /// high-water mark in this run.
     pub consulted: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Whether headquarters takes zstd-compressed batches, asked once a
+    /// run (`GET /v1/ping`).
+    pub zstd: Arc<Mutex<Option<bool>>>,
 }
 
 impl UploadPass {
@@ -86,6 +89,20 @@ impl UploadPass {
             };
             self.send(table, session, rows).await?;
         }
+    }
+
+    /// Whether headquarters said it takes zstd-compressed batches; asked
+    /// once a run.
+    async fn accepts_zstd(&self) -> Result<bool, crate::hq::HqError> {
+        if let Some(known) = self.zstd.lock().ok().and_then(|k| *k) {
+            return Ok(known);
+        }
+        let ping = self.hq.ping().await?;
+        let zstd = ping.upload_encodings.iter().any(|e| e == "zstd");
+        if let Ok(mut known) = self.zstd.lock() {
+            *known = Some(zstd);
+        }
+        Ok(zstd)
     }
 
     /// Once a run, for a table with no watermark (a new store, or a channel
@@ -216,7 +233,11 @@ impl UploadPass {
         };
         let mut tries = Tries::default();
         let ack = loop {
-            match self.hq.upload(&batch).await {
+            let sent = match self.accepts_zstd().await {
+                Ok(zstd) => self.hq.upload(&batch, zstd).await,
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok((ack, bytes)) => {
                     session.bytes = bytes;
                     break ack;
