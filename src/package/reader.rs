@@ -102,6 +102,13 @@ impl<R: Read> PackageReader<R> {
         read_exact(&mut file, &mut header_bytes, "header")?;
         let header = codec::decode_header(&header_bytes)?;
         validate_header(&header)?;
+        // One file, one version: the header's must be the preamble's.
+        if header.format_version != found {
+            return Err(PackageError::InvalidHeader(format!(
+                "format_version is {} in the header and {found} in the preamble",
+                header.format_version
+            )));
+        }
         content.update(magic);
         content.update(version);
         content.update(len);
@@ -476,6 +483,18 @@ mod tests {
         }
     }
 
+    /// The preamble and the header name one version: a version 2 header
+    /// behind a version 1 preamble is refused.
+    #[test]
+    fn preamble_and_header_versions_must_agree() {
+        let mut bytes = small_package();
+        bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+        match err_of(&bytes) {
+            PackageError::InvalidHeader(why) => assert!(why.contains("preamble"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A header length over 1 MiB is refused before anything is allocated.
     #[test]
     fn header_length_over_the_limit_is_rejected() {
@@ -619,7 +638,7 @@ mod tests {
     fn corrupt_zstd_data_is_reported_as_corrupt() {
         let header = header(PackageKind::Full);
         let header_bytes = encode_header(&header).unwrap();
-        let mut file = preamble(1, header_bytes.len() as u32).to_vec();
+        let mut file = preamble(header.format_version, header_bytes.len() as u32).to_vec();
         file.extend_from_slice(&header_bytes);
         file.extend_from_slice(b"this is not zstd at all");
         let err = err_of(&file);
