@@ -153,3 +153,45 @@ fn demo_once_runs_the_whole_system_and_exits_zero() {
     );
     assert!(stdout.contains("/status"), "{stdout}");
 }
+
+/// `test-connection` checks every upload table and its counter: missing
+/// ones fail it, naming them; once the point of sale made them, it passes.
+#[test]
+fn test_connection_checks_the_upload_tables() {
+    let hq = Hq::start();
+    let store = StoreDir::new();
+    let config = store.write_config(&hq.url(), "streaming", "");
+    let run = || {
+        let out = std::process::Command::new(client_bin())
+            .args(["test-connection", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run();
+    assert!(!ok, "{text}");
+    for (table, _) in cdx::retail::UPLOAD_TABLES {
+        assert!(
+            text.contains(&format!("upload table {table}: FAILED")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("upload tables not usable"), "{text}");
+    let mut pos = store.pos();
+    pos.record_sales(3).unwrap();
+    let (ok, text) = run();
+    assert!(ok, "{text}");
+    let (header, counter) = cdx::retail::UPLOAD_TABLES[0];
+    assert!(
+        text.contains(&format!(
+            "upload table {header} (counter {counter}): ok, 3 rows, uploaded up to 0"
+        )),
+        "{text}"
+    );
+}

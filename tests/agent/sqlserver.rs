@@ -22,6 +22,9 @@ connection_string = "Server=tcp:127.0.0.1,{port};Database=RetailChannel;User Id=
 password_env = "CDX_TEST_SQL_PASSWORD"
 schema = "ax"
 connect_timeout = "2s"
+
+[upload]
+tables = []
 "#
     );
     let path = dir.join("agent.toml");

@@ -108,6 +108,24 @@ fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
     let group_probe = db.applied_packages("");
     group_probe.context("channel database: reading applied packages")?;
     println!("channel database: ok");
+    // Each upload table must exist with its counter column: the agent never
+    // creates them (the point of sale does).
+    let mut missing = Vec::new();
+    for table in &config.upload.tables {
+        let probe = db
+            .read_upload_rows(table, i64::MAX, 1)
+            .and_then(|_| Ok((db.row_count(&table.name)?, db.watermark(&table.name)?)));
+        match probe {
+            Ok((rows, watermark)) => println!(
+                "upload table {} (counter {}): ok, {rows} rows, uploaded up to {watermark}",
+                table.name, table.counter_column
+            ),
+            Err(e) => {
+                println!("upload table {}: FAILED: {e}", table.name);
+                missing.push(table.name.clone());
+            }
+        }
+    }
     actix_rt::System::new().block_on(async {
         let hq = cdx_actors::hq::HqClient::new(&config.server)?;
         let ping = hq.ping().await.context("server")?;
@@ -116,7 +134,15 @@ fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
             config.server.url, ping.channel_id, ping.data_group
         );
         anyhow::Ok(())
-    })
+    })?;
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "upload tables not usable: {} (uploads fail until the point of sale creates them, \
+             or remove them from [[upload.tables]])",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() {
