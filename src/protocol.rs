@@ -65,7 +65,9 @@ pub struct PackageInfo {
     /// Where else the file can be downloaded: an absolute `http`/`https`
     /// URL, fetched without the channel's credentials (a CDN or any HTTP
     /// server, docs/protocol.md section 3.3). `None`: only from the API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (Never `skip_serializing_if`: the journal stores this struct with
+    /// bincode, which has no field names to skip by.)
+    #[serde(default)]
     pub content_url: Option<String>,
 }
 
