@@ -317,8 +317,15 @@ pub struct InvalidIdentifier {
 }
 
 /// The package type that holds the values of a column stored as `stored`:
-/// what an upload batch declares for the column.
-pub fn package_type(stored: &StoredType) -> ColumnType {
+/// what an upload batch declares for the column. `None` when the stored
+/// type is outside what a package type can say (`varchar(8000)`,
+/// `NUMERIC(40,2)`): the column is then sent untyped, never refused.
+pub fn package_type(stored: &StoredType) -> Option<ColumnType> {
+    let ty = stored_package_type(stored);
+    crate::package::check_type(ty).ok().map(|()| ty)
+}
+
+fn stored_package_type(stored: &StoredType) -> ColumnType {
     let limits = stored.limits;
     match stored.family {
         Family::Integer => ColumnType::Integer,

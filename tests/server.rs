@@ -498,6 +498,17 @@ async fn zstd_uploads_are_decoded_and_bounded() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Another encoding is refused by name.
+    let response = t
+        .post("/v1/uploads")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(response).await.contains("gzip"));
     assert_eq!(t.store().uploaded_row_count(CHANNEL, "RETAILTRANSACTIONTABLE").unwrap(), 50);
 }
 
@@ -954,6 +965,17 @@ fn a_full_package_with_a_duplicate_key_is_refused_naming_both_lines() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("t.jsonl:2:") && err.contains("line 1"), "{err}");
+    // -0.0 and 0.0 are one key, as every database sees them.
+    let err = publish_one(
+        "t.csv",
+        "id\n-0.0\n0\n",
+        "id:real",
+        PackageKind::Full,
+        CsvNull::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("t.csv:3:") && err.contains("line 2"), "{err}");
     // An incremental package may upsert one key twice: the last one wins.
     let rows = publish_one(
         "t.csv",

@@ -157,22 +157,26 @@ impl HqClient {
     /// it; returns the acknowledgement and the bytes sent.
     pub async fn upload(
         &self,
-        batch: &UploadBatch,
+        batch: std::sync::Arc<UploadBatch>,
         zstd: bool,
     ) -> Result<(UploadAck, u64), HqError> {
-        let plain = serde_json::to_vec(batch).expect("an upload batch always serializes");
+        // Encoding up to 32 MiB is CPU work: off the event loop.
+        let (body, compressed) = tokio::task::spawn_blocking(move || {
+            let plain = serde_json::to_vec(&*batch).expect("an upload batch always serializes");
+            // Level 3: a fraction of the bytes for little CPU (docs/protocol.md 3.5).
+            match zstd.then(|| zstd::bulk::compress(&plain, 3).ok()).flatten() {
+                Some(packed) => (packed, true),
+                None => (plain, false),
+            }
+        })
+        .await
+        .expect("encoding an upload batch does not panic");
         let mut req = self
             .api(reqwest::Method::POST, protocol::UPLOADS)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        // Level 3: a fraction of the bytes for little CPU (docs/protocol.md 3.5).
-        let compressed = zstd.then(|| zstd::bulk::compress(&plain, 3).ok()).flatten();
-        let body = match compressed {
-            Some(body) => {
-                req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
-                body
-            }
-            None => plain,
-        };
+        if compressed {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
+        }
         let bytes = body.len() as u64;
         let req = req.body(body);
         let resp = self.send(protocol::UPLOADS, req).await?;

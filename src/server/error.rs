@@ -29,6 +29,11 @@ pub enum ServerError {
     #[error("{0}")]
     Invalid(String),
 
+    /// The request body is larger than the route takes (decoded, for a
+    /// compressed body).
+    #[error("{0}")]
+    TooLarge(String),
+
     /// What was asked for does not exist (for this channel).
     #[error("{0}")]
     NotFound(String),

@@ -13,7 +13,7 @@ use actix_web::dev::{Server, Service as _, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use serde::Deserialize;
 
 use super::auth::Authenticated;
@@ -125,6 +125,7 @@ impl ResponseError for ServerError {
         match self {
             ServerError::Record { .. } | ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::MissingCredentials(_)
             | ServerError::UnknownChannel(_)
@@ -186,7 +187,7 @@ async fn ping(channel: Authenticated) -> web::Json<Ping> {
         channel_id: channel.channel_id,
         data_group: channel.data_group,
         server_time_ms: now_ms(),
-        // actix-web decodes the body before the route's size limit applies.
+        // Decoded by the upload route, bounded by its size limit.
         upload_encodings: vec!["zstd".into()],
     })
 }
@@ -242,13 +243,53 @@ async fn status(
 }
 
 async fn upload(
+    req: HttpRequest,
     channel: Authenticated,
     store: web::Data<Store>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ServerError> {
-    // Parsed and stored on a blocking thread, row by row from the body.
-    let ack = blocking(move || store.store_upload(&channel.channel_id, &body)).await?;
+    let zstd = match req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("identity") => false,
+        Some("zstd") => true,
+        Some(other) => {
+            return Err(ServerError::Invalid(format!(
+                "Content-Encoding `{other}` is not accepted here (zstd or none)"
+            )))
+        }
+    };
+    // Decoded (bounded), parsed and stored on a blocking thread, row by
+    // row from the body.
+    let ack = blocking(move || {
+        let body = if zstd { decode_zstd(&body)? } else { body };
+        store.store_upload(&channel.channel_id, &body)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(ack))
+}
+
+/// A zstd upload body, decoded as a stream and stopped one byte past
+/// [`MAX_UPLOAD_BYTES`]: a small body that expands without end costs the
+/// limit, never more.
+fn decode_zstd(body: &[u8]) -> Result<web::Bytes, ServerError> {
+    use std::io::Read as _;
+    let decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| ServerError::Invalid(format!("bad zstd upload body: {e}")))?;
+    let mut decoded = Vec::new();
+    decoder
+        .take(MAX_UPLOAD_BYTES as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| ServerError::Invalid(format!("bad zstd upload body: {e}")))?;
+    if decoded.len() > MAX_UPLOAD_BYTES {
+        return Err(ServerError::TooLarge(format!(
+            "the upload body decodes to more than {MAX_UPLOAD_BYTES} bytes"
+        )));
+    }
+    Ok(decoded.into())
 }
 
 async fn high_water(

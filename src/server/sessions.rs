@@ -75,7 +75,7 @@ impl AnyStatus {
 
 /// The session row as a report finds it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CurrentRow {
+struct CurrentRow {
     status: AnyStatus,
     /// Whether the report is of the session that last moved the row.
     same_session: bool,
@@ -84,15 +84,17 @@ pub(crate) struct CurrentRow {
     reported_at_ms: Option<i64>,
 }
 
-/// Whether a report at `at_ms` moves the current status of `current`
-/// (docs/protocol.md, section 3.4):
+/// Whether a report of `status` at `at_ms` moves the current status of
+/// `current` (docs/protocol.md, section 3.4):
 /// - Applied is where a package or batch ends at a store: nothing moves it.
 /// - A session's own reports move it until it reaches a final status.
 /// - Another session's report (the agent opened a new one, after a Canceled
 ///   try or after losing its message database) takes the row over from a
 ///   non-Applied status, unless it is older than the report that last moved
 ///   the row: a late re-send of an abandoned session changes nothing.
-pub(crate) fn report_moves(current: Option<CurrentRow>, at_ms: i64) -> bool {
+///   An Applied report always does: it is the truth of the store whatever
+///   its clock says.
+fn report_moves(current: Option<CurrentRow>, status: AnyStatus, at_ms: i64) -> bool {
     let Some(current) = current else {
         return true;
     };
@@ -102,7 +104,7 @@ pub(crate) fn report_moves(current: Option<CurrentRow>, at_ms: i64) -> bool {
     if current.same_session {
         return !current.status.is_final();
     }
-    current.reported_at_ms.is_none_or(|last| at_ms >= last)
+    status.is_applied() || current.reported_at_ms.is_none_or(|last| at_ms >= last)
 }
 
 pub(crate) fn direction_str(direction: Direction) -> &'static str {
@@ -307,7 +309,7 @@ impl Store {
                     reported_at_ms,
                 }),
             };
-            if report_moves(current, report.at_ms) {
+            if report_moves(current, status, report.at_ms) {
                 tx.execute(
                     "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
                          sequence, status, status_code, message, bytes, rows, attempts,
@@ -423,26 +425,33 @@ mod tests {
         })
     }
 
+    const FAILED: AnyStatus = AnyStatus::Download(DownloadStatus::DownloadFailed);
+    const APPLIED: AnyStatus = AnyStatus::Download(DownloadStatus::Applied);
+    const CANCELED: AnyStatus = AnyStatus::Download(DownloadStatus::Canceled);
+
     #[test]
     fn applied_is_final_for_every_session() {
-        assert!(!report_moves(row(DownloadStatus::Applied, true, Some(5)), 9));
-        assert!(!report_moves(row(DownloadStatus::Applied, false, Some(5)), 9));
-        assert!(!report_moves(row(DownloadStatus::Applied, false, None), 9));
+        assert!(!report_moves(row(DownloadStatus::Applied, true, Some(5)), FAILED, 9));
+        assert!(!report_moves(row(DownloadStatus::Applied, false, Some(5)), FAILED, 9));
+        assert!(!report_moves(row(DownloadStatus::Applied, false, None), CANCELED, 9));
     }
 
     #[test]
     fn a_session_moves_its_own_row_until_final() {
-        assert!(report_moves(None, 0));
-        assert!(report_moves(row(DownloadStatus::DownloadFailed, true, Some(5)), 1));
-        assert!(!report_moves(row(DownloadStatus::Canceled, true, Some(5)), 9));
+        assert!(report_moves(None, FAILED, 0));
+        assert!(report_moves(row(DownloadStatus::DownloadFailed, true, Some(5)), FAILED, 1));
+        assert!(!report_moves(row(DownloadStatus::Canceled, true, Some(5)), APPLIED, 9));
     }
 
     #[test]
     fn a_newer_session_takes_over_but_a_late_old_report_does_not() {
         // After a Canceled try the agent opens a new session (Suspended).
-        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(5)), 6));
-        assert!(report_moves(row(DownloadStatus::Available, false, None), 1));
+        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(5)), FAILED, 6));
+        assert!(report_moves(row(DownloadStatus::Available, false, None), FAILED, 1));
         // The old session's Canceled, re-sent after the takeover.
-        assert!(!report_moves(row(DownloadStatus::Suspended, false, Some(6)), 5));
+        assert!(!report_moves(row(DownloadStatus::Suspended, false, Some(6)), CANCELED, 5));
+        // Applied from a new session moves the row even if the agent's
+        // clock went back.
+        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(6)), APPLIED, 5));
     }
 }

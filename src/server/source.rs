@@ -380,7 +380,10 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
 struct KeySeen<'s> {
     schema: &'s TableSchema,
     key_at: Vec<usize>,
+    /// The first line of each key hash.
     lines: HashMap<u64, u64>,
+    /// Later lines of a hash shared by different keys (rare).
+    collided: HashMap<u64, Vec<u64>>,
 }
 
 impl<'s> KeySeen<'s> {
@@ -394,6 +397,7 @@ impl<'s> KeySeen<'s> {
             schema,
             key_at,
             lines: HashMap::new(),
+            collided: HashMap::new(),
         }
     }
 
@@ -404,7 +408,8 @@ impl<'s> KeySeen<'s> {
             match &values[i] {
                 Value::Null => 0u8.hash(&mut h),
                 Value::Integer(n) => (1u8, n).hash(&mut h),
-                Value::Real(r) => (2u8, r.to_bits()).hash(&mut h),
+                // -0.0 and 0.0 are one key, as every database sees them.
+                Value::Real(r) => (2u8, if *r == 0.0 { 0 } else { r.to_bits() }).hash(&mut h),
                 Value::Text(t) => (3u8, t).hash(&mut h),
                 Value::Blob(b) => (4u8, b).hash(&mut h),
             }
@@ -421,22 +426,26 @@ impl<'s> KeySeen<'s> {
         csv_null: &CsvNull,
     ) -> Result<(), ServerError> {
         let hash = self.hash(values);
-        let Some(&earlier) = self.lines.get(&hash) else {
+        let Some(&first) = self.lines.get(&hash) else {
             self.lines.insert(hash, line);
             return Ok(());
         };
+        let mut earlier: Vec<u64> = vec![first];
+        earlier.extend(self.collided.get(&hash).into_iter().flatten());
         let mut again = Records::open(path, &self.schema.columns, csv_null)?;
         while let Some((at, previous)) = again.next_record()? {
-            if at == earlier {
-                let same = self.key_at.iter().all(|&i| previous[i] == values[i]);
-                if !same {
-                    return Ok(());
-                }
+            if at >= line {
+                break;
+            }
+            if !earlier.contains(&at) {
+                continue;
+            }
+            if self.key_at.iter().all(|&i| previous[i] == values[i]) {
                 return Err(ServerError::record(
                     path,
                     line,
                     format!(
-                        "table `{}`: key {} already on line {earlier}; a full package \
+                        "table `{}`: key {} already on line {at}; a full package \
                          holds one row per key",
                         self.schema.name,
                         crate::plan::describe_key(self.schema, values)
@@ -444,6 +453,8 @@ impl<'s> KeySeen<'s> {
                 ));
             }
         }
+        // Another key with the same hash: remember this line too.
+        self.collided.entry(hash).or_default().push(line);
         Ok(())
     }
 }

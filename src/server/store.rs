@@ -115,17 +115,21 @@ impl Store {
             .join(format!("{sha256}.cdxpkg"))
     }
 
-    /// Links `package`'s file into `content/` (a hard link; a copy across
-    /// file systems). Idempotent.
+    /// Links `package`'s file into `content/` when that folder exists (made
+    /// by `serve --content-url-base`): a hard link, or a copy (with a
+    /// warning) where the file system has none. Idempotent.
     pub fn link_content(&self, package: &PackageInfo) -> Result<(), ServerError> {
         let dir = self.inner.data_dir.join(CONTENT_DIR);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
+        if !dir.is_dir() {
+            return Ok(());
+        }
         let (from, to) = (self.package_path(package.id), self.content_path(&package.sha256));
         if to.exists() {
             return Ok(());
         }
-        let linked = std::fs::hard_link(&from, &to).or_else(|_| {
+        let linked = std::fs::hard_link(&from, &to).or_else(|e| {
+            tracing::warn!(package = %package.id, error = %e,
+                "cannot hard-link the package into content/; copying it");
             let temp = to.with_extension("tmp");
             std::fs::copy(&from, &temp)?;
             std::fs::rename(&temp, &to)
@@ -162,6 +166,9 @@ impl Store {
         if !base.ends_with('/') {
             base.push('/');
         }
+        let dir = self.inner.data_dir.join(CONTENT_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
         let packages = self.packages(None)?;
         for package in &packages {
             self.link_content(package)?;

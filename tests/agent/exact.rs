@@ -198,7 +198,8 @@ fn sales_upload_typed_and_export_exact() {
             "CREATE TABLE sales (counter INTEGER PRIMARY KEY AUTOINCREMENT, \
              receipt VARCHAR(20) NOT NULL, amount DECIMAL(19,4), factor DECIMAL_TEXT(32,16), \
              price NUMERIC(7,2), qty REAL, sold_at DATETIME, day DATE, photo BLOB, \
-             ok BOOLEAN, u UUID, note TEXT);
+             ok BOOLEAN, u UUID, note TEXT, memo VARCHAR(9000), \
+             doubled REAL GENERATED ALWAYS AS (qty * 2) VIRTUAL);
              INSERT INTO sales (receipt, amount, factor, price, qty, sold_at, day, photo, ok, u, note)
              VALUES ('R-1', 2.8, '0.3333333333333333', 19.99, 97.86464729942979,
                      '2026-12-02T10:00:00.5', '2026-12-02', x'0001ff', 1,
@@ -236,14 +237,16 @@ fn sales_upload_typed_and_export_exact() {
         serde_json::json!({"counter": 1, "receipt": "R-1", "amount": "2.8000",
             "factor": "0.3333333333333333", "price": "19.99", "qty": 97.86464729942979,
             "sold_at": "2026-12-02T10:00:00.5", "day": "2026-12-02", "photo": {"base64": "AAH/"},
-            "ok": 1, "u": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "note": "Grüße, \"quoted\""}),
+            "ok": 1, "u": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "note": "Grüße, \"quoted\"",
+            "memo": null}),
         serde_json::json!({"counter": 2, "receipt": "R-2", "amount": "0.0000",
             "factor": "12.5000000000000000", "price": "0.10", "qty": 5e-324,
-            "sold_at": null, "day": null, "photo": null, "ok": 0, "u": null, "note": ""}),
+            "sold_at": null, "day": null, "photo": null, "ok": 0, "u": null, "note": "",
+            "memo": null}),
         serde_json::json!({"counter": 3, "receipt": "R-3", "amount": "12345678901.2345",
             "factor": "-1.0000000000000000", "price": "-50.00", "qty": -1.5,
             "sold_at": null, "day": null, "photo": {"base64": ""}, "ok": null, "u": null,
-            "note": null}),
+            "note": null, "memo": null}),
     ];
     assert_eq!(rows.len(), want.len(), "{jsonl}");
     for (got, want) in rows.iter().zip(&want) {
@@ -256,20 +259,24 @@ fn sales_upload_typed_and_export_exact() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "counter,receipt,amount,factor,price,qty,sold_at,day,photo,ok,u,note"
+        "counter,receipt,amount,factor,price,qty,sold_at,day,photo,ok,u,note,memo"
     );
     assert_eq!(
         lines.next().unwrap(),
         "1,R-1,2.8000,0.3333333333333333,19.99,97.86464729942979,2026-12-02T10:00:00.5,\
-         2026-12-02,AAH/,1,6f9619ff-8b86-d011-b42d-00c04fc964ff,\"Grüße, \"\"quoted\"\"\""
+         2026-12-02,AAH/,1,6f9619ff-8b86-d011-b42d-00c04fc964ff,\"Grüße, \"\"quoted\"\"\",\\N"
     );
     assert_eq!(
         lines.next().unwrap(),
-        "2,R-2,0.0000,12.5000000000000000,0.10,5e-324,\\N,\\N,\\N,0,\\N,"
+        "2,R-2,0.0000,12.5000000000000000,0.10,5e-324,\\N,\\N,\\N,0,\\N,,\\N"
     );
     // The types the store declared are kept beside the rows.
     let (columns, types) = hq.store.upload_columns(CHANNEL, "sales").unwrap().unwrap();
     assert_eq!(columns[2], "amount");
     assert_eq!(types[2].as_deref(), Some("decimal(19,4)"));
     assert_eq!(types[1].as_deref(), Some("text(20)"));
+    // A type beyond what a package type says travels untyped, never refused;
+    // a generated column is not sent.
+    assert_eq!(columns.last().map(String::as_str), Some("memo"));
+    assert_eq!(types.last(), Some(&None));
 }

@@ -42,24 +42,13 @@ pub(super) async fn fetch(
         TransferMode::Reliable => ctx.chunk_bytes,
         TransferMode::Streaming => u64::MAX,
     };
-    let source = source_url(ctx.hq, package);
+    let api = ctx.hq.url(&HqClient::content_path(package.id));
+    let mut source = source_url(ctx.hq, package);
     // The validator of the bytes on disk and the URL it came from, kept
     // beside them so that every resume (after a drop, a failed try or a
     // restart) carries `If-Range`. Another server's ETag means nothing
     // here: then the final SHA-256 check alone vouches for the bytes.
-    let etag_file = etag_path(part);
-    let mut etag = if resumed_from > 0 {
-        tokio::fs::read_to_string(&etag_file)
-            .await
-            .ok()
-            .and_then(|kept| {
-                let (url, tag) = kept.split_once('\n')?;
-                (url == source && !tag.trim().is_empty()).then(|| tag.trim().to_owned())
-            })
-    } else {
-        let _ = tokio::fs::remove_file(&etag_file).await;
-        None
-    };
+    let mut validator = Validator::load(etag_path(part), &source, resumed_from > 0).await;
     while file.written < package.bytes {
         if stopping(ctx.stop) {
             return Err(TransferError::Interrupted {
@@ -67,40 +56,100 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
-        let known = etag.clone();
-        let fetched = fetch_range(ctx, package, &source, &mut file, &mut etag, chunk_bytes).await;
-        if etag != known {
-            if let Some(tag) = &etag {
-                if let Err(e) = tokio::fs::write(&etag_file, format!("{source}\n{tag}")).await {
-                    tracing::debug!(package = %package.id, error = %e,
-                        "cannot keep the ETag beside the partial file");
-                }
-            }
-        }
+        let fetched =
+            fetch_range(ctx, package, &source, &mut file, &mut validator, chunk_bytes).await;
         // What reached the file is handed to the OS even when the try
         // failed: a killed agent resumes after it.
         file.flush().await?;
-        fetched?;
+        match fetched {
+            // A content URL that answers with an HTTP error (a CDN not
+            // synced yet, a base URL gone) never blocks the store: the
+            // same bytes come from the API.
+            Err(TransferError::Hq {
+                source: HqError::Status { status, .. },
+                ..
+            }) if source != api => {
+                tracing::warn!(package = %package.id, status,
+                    content_url = %cdx::package::shown(&source),
+                    "the package's content_url failed; downloading from the API");
+                source = api.clone();
+                validator = Validator::load(etag_path(part), &source, false).await;
+                continue;
+            }
+            other => other?,
+        }
         (ctx.progress)(file.written);
     }
     let done = file.finish().await?;
-    let _ = tokio::fs::remove_file(&etag_file).await;
+    validator.forget().await;
     Ok((done, resumed_from))
+}
+
+/// The strong `ETag` of the bytes on disk and the URL it came from, kept
+/// in a file beside them as soon as a response names it.
+struct Validator {
+    file: std::path::PathBuf,
+    source: String,
+    tag: Option<String>,
+}
+
+impl Validator {
+    /// The kept validator when resuming from `source`, else none (and the
+    /// file of an earlier download removed).
+    async fn load(file: std::path::PathBuf, source: &str, resuming: bool) -> Validator {
+        let tag = if resuming {
+            tokio::fs::read_to_string(&file).await.ok().and_then(|kept| {
+                let (url, tag) = kept.split_once('\n')?;
+                (url == source && !tag.trim().is_empty()).then(|| tag.trim().to_owned())
+            })
+        } else {
+            let _ = tokio::fs::remove_file(&file).await;
+            None
+        };
+        Validator {
+            file,
+            source: source.to_owned(),
+            tag,
+        }
+    }
+
+    /// Records `tag` (written at once: a streaming GET may be the only
+    /// response before the agent is killed).
+    async fn learn(&mut self, tag: &str) {
+        if self.tag.as_deref() == Some(tag) {
+            return;
+        }
+        self.tag = Some(tag.to_owned());
+        if let Err(e) = tokio::fs::write(&self.file, format!("{}\n{tag}", self.source)).await {
+            tracing::debug!(file = %self.file.display(), error = %e,
+                "cannot keep the ETag beside the partial file");
+        }
+    }
+
+    async fn forget(self) {
+        let _ = tokio::fs::remove_file(&self.file).await;
+    }
 }
 
 /// Where the package's bytes come from: its `content_url` (a CDN, fetched
 /// without credentials) when the listing gives a usable one, otherwise the
 /// API's content route.
+/// A plain `http://` URL is refused when the API itself is `https://`:
+/// the package would cross the network in clear text.
 fn source_url(hq: &HqClient, package: &PackageInfo) -> String {
-    match package.content_url.as_deref() {
-        Some(url) if url.starts_with("https://") || url.starts_with("http://") => url.to_owned(),
-        Some(url) => {
-            tracing::warn!(package = %package.id, content_url = %cdx::package::shown(url),
-                "the listing's content_url is not an http(s) URL; downloading from the API");
-            hq.url(&HqClient::content_path(package.id))
-        }
-        None => hq.url(&HqClient::content_path(package.id)),
+    let api = hq.url(&HqClient::content_path(package.id));
+    let Some(url) = package.content_url.as_deref() else {
+        return api;
+    };
+    let usable = url.starts_with("https://")
+        || (url.starts_with("http://") && !api.starts_with("https://"));
+    if usable {
+        return url.to_owned();
     }
+    tracing::warn!(package = %package.id, content_url = %cdx::package::shown(url),
+        "the listing's content_url is not an https URL (or not http with an http API); \
+         downloading from the API");
+    api
 }
 
 /// Where the `ETag` of a `.part` file's bytes is kept.
@@ -143,7 +192,7 @@ async fn fetch_range(
     package: &PackageInfo,
     url: &str,
     file: &mut PartFile<'_>,
-    etag: &mut Option<String>,
+    validator: &mut Validator,
     chunk_bytes: u64,
 ) -> Result<(), TransferError> {
     let start = file.written;
@@ -157,7 +206,7 @@ async fn fetch_range(
     };
     if !(whole_file && ctx.mode == TransferMode::Streaming) {
         req = req.header(RANGE, format!("bytes={start}-{end}"));
-        if let Some(tag) = etag.as_deref() {
+        if let Some(tag) = validator.tag.as_deref() {
             req = req.header(IF_RANGE, tag);
         }
     }
@@ -173,15 +222,14 @@ async fn fetch_range(
     // The validator of what this response sends. A weak one never matches
     // `If-Range` (RFC 9110): sending it would turn every later range into
     // the whole file.
-    if let Some(tag) = resp
+    let tag = resp
         .headers()
         .get(ETAG)
         .and_then(|v| v.to_str().ok())
         .filter(|tag| !tag.starts_with("W/"))
-    {
-        if etag.as_deref() != Some(tag) {
-            *etag = Some(tag.to_owned());
-        }
+        .map(str::to_owned);
+    if let Some(tag) = tag {
+        validator.learn(&tag).await;
     }
     let target_end = match resp.status() {
         StatusCode::PARTIAL_CONTENT => {

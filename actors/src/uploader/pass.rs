@@ -11,7 +11,7 @@ use cdx::status::UploadStatus;
 
 use crate::applier::ChannelDbFactory;
 use crate::error::ActorError;
-use crate::hq::HqClient;
+use crate::hq::{HqClient, HqError};
 use crate::journal::{Journal, OpenUploads, SaveUpload, UploadSession};
 use crate::shutdown::Shutdown;
 use crate::status::{Status, StatusEvent};
@@ -93,7 +93,7 @@ impl UploadPass {
 
     /// Whether headquarters said it takes zstd-compressed batches; asked
     /// once a run.
-    async fn accepts_zstd(&self) -> Result<bool, crate::hq::HqError> {
+    async fn accepts_zstd(&self) -> Result<bool, HqError> {
         if let Some(known) = self.zstd.lock().ok().and_then(|k| *k) {
             return Ok(known);
         }
@@ -126,9 +126,10 @@ impl UploadPass {
                 .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
                 .map_or(0, |(_, c)| *c);
             if held > 0 {
-                tracing::info!(table = %table.name, counter = held,
-                    "no upload watermark here; headquarters holds rows up to this counter, \
-                     uploading from after it");
+                tracing::warn!(table = %table.name, counter = held,
+                    "no upload watermark here (a new or restored channel database); \
+                     headquarters holds rows up to this counter, uploading from after it. \
+                     If the point of sale's counters started over, rows up to it are not sent");
                 let name = table.name.clone();
                 self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
                     .await?;
@@ -231,10 +232,21 @@ impl UploadPass {
             first_counter: session.first_counter,
             last_counter: session.last_counter,
         };
+        let batch = Arc::new(batch);
         let mut tries = Tries::default();
         let ack = loop {
             let sent = match self.accepts_zstd().await {
-                Ok(zstd) => self.hq.upload(&batch, zstd).await,
+                Ok(zstd) => {
+                    let sent = self.hq.upload(batch.clone(), zstd).await;
+                    // A server (or a proxy before it) that turned down a
+                    // compressed body gets the next try plain.
+                    if zstd && matches!(sent, Err(HqError::Status { status: 400 | 415, .. })) {
+                        if let Ok(mut known) = self.zstd.lock() {
+                            *known = Some(false);
+                        }
+                    }
+                    sent
+                }
                 Err(e) => Err(e),
             };
             match sent {

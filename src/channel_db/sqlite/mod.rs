@@ -179,15 +179,19 @@ impl ChannelDb for SqliteChannelDb {
         limit: usize,
     ) -> Result<RowBatch, ChannelDbError> {
         let (name, counter) = (&table.name, &table.counter_column);
-        let sql = format!(
-            "SELECT * FROM {t} WHERE {c} > ?1 ORDER BY {c} LIMIT ?2",
-            t = plan::quote_ident(name)?,
-            c = plan::quote_ident(counter)?,
-        );
         let existing =
             read_table(&self.conn, name)?.ok_or_else(|| ChannelDbError::UnknownTable {
                 table: name.clone(),
             })?;
+        // The columns `read_table` lists, by name: `SELECT *` would add
+        // generated columns it does not list and shift every value.
+        let names: Vec<&str> = existing.columns.iter().map(|c| c.name.as_str()).collect();
+        let sql = format!(
+            "SELECT {cols} FROM {t} WHERE {c} > ?1 ORDER BY {c} LIMIT ?2",
+            cols = plan::quote_list(&names)?,
+            t = plan::quote_ident(name)?,
+            c = plan::quote_ident(counter)?,
+        );
         if !existing
             .columns
             .iter()
@@ -214,7 +218,6 @@ impl ChannelDb for SqliteChannelDb {
         while let Some(row) = query.next().context(context)? {
             let n: i64 = row.get(counter_at).context(context)?;
             counters = Some(counters.map_or((n, n), |(first, _)| (first, n)));
-            // `SELECT *` lists the columns in the order `read_table` does.
             let values = existing
                 .columns
                 .iter()
@@ -227,7 +230,7 @@ impl ChannelDb for SqliteChannelDb {
         let types = existing
             .columns
             .iter()
-            .map(|c| schema::stored_type(&c.declared_type).map(|t| plan::package_type(&t)))
+            .map(|c| schema::stored_type(&c.declared_type).and_then(|t| plan::package_type(&t)))
             .collect();
         Ok(RowBatch {
             columns,

@@ -213,7 +213,7 @@ async fn read_batch(
         columns: names.iter().map(|n| (*n).to_owned()).collect(),
         types: columns
             .iter()
-            .map(|c| c.stored().map(|t| crate::plan::package_type(&t)))
+            .map(|c| c.stored().and_then(|t| crate::plan::package_type(&t)))
             .collect(),
         rows: Vec::with_capacity(rows.len()),
         counters: None,
