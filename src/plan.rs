@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use crate::channel_db::{ChannelDbError, UploadTable};
 use crate::package::{
-    is_identifier, parse_decimal, shown, text_len, ColumnType, EXACT_FLOAT_DIGITS, PackageHeader, TableSchema, Value,
+    is_identifier, parse_decimal, shown, text_len, ColumnType, PackageHeader, TableSchema, Value,
+    EXACT_FLOAT_DIGITS,
 };
 use crate::protocol::PackageInfo;
 
@@ -360,12 +361,13 @@ fn stored_package_type(stored: &StoredType) -> ColumnType {
 /// as it is, for headquarters to see rather than to lose.
 pub fn exact_upload_value(ty: Option<ColumnType>, value: Value) -> Value {
     match (ty, &value) {
-        (Some(ColumnType::Decimal { scale, .. }), Value::Integer(_) | Value::Real(_) | Value::Text(_)) => {
-            match crate::package::decimal_from_number(&value, scale) {
-                Some(text) => Value::Text(text),
-                None => value,
-            }
-        }
+        (
+            Some(ColumnType::Decimal { scale, .. }),
+            Value::Integer(_) | Value::Real(_) | Value::Text(_),
+        ) => match crate::package::decimal_from_number(&value, scale) {
+            Some(text) => Value::Text(text),
+            None => value,
+        },
         _ => value,
     }
 }

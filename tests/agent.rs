@@ -9,8 +9,8 @@ mod agent {
     #[path = "../support/mock_tds.rs"]
     mod mock_tds;
 
-    mod chaos;
     mod cdn;
+    mod chaos;
     mod corrupt;
     mod diskfull;
     mod edges;

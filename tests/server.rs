@@ -301,7 +301,10 @@ async fn a_range_request_returns_206_with_the_requested_bytes() {
 
     // A range covering the whole file is a range too: 206, with its
     // Content-Range.
-    for range in ["bytes=0-".to_string(), format!("bytes=0-{}", whole.len() + 10)] {
+    for range in [
+        "bytes=0-".to_string(),
+        format!("bytes=0-{}", whole.len() + 10),
+    ] {
         let response = t
             .get(&path)
             .header(header::RANGE, &range)
@@ -471,7 +474,12 @@ async fn zstd_uploads_are_decoded_and_bounded() {
     let upload = batch(1, 50);
     let plain = serde_json::to_vec(&upload).unwrap();
     let packed = zstd::bulk::compress(&plain, 3).unwrap();
-    assert!(packed.len() < plain.len(), "{} of {}", packed.len(), plain.len());
+    assert!(
+        packed.len() < plain.len(),
+        "{} of {}",
+        packed.len(),
+        plain.len()
+    );
     let response = t
         .post("/v1/uploads")
         .header(header::CONTENT_TYPE, "application/json")
@@ -509,7 +517,12 @@ async fn zstd_uploads_are_decoded_and_bounded() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(error_of(response).await.contains("gzip"));
-    assert_eq!(t.store().uploaded_row_count(CHANNEL, "RETAILTRANSACTIONTABLE").unwrap(), 50);
+    assert_eq!(
+        t.store()
+            .uploaded_row_count(CHANNEL, "RETAILTRANSACTIONTABLE")
+            .unwrap(),
+        50
+    );
 }
 
 /// A batch whose counter column is missing, whose rows are short or whose counters leave the range gets 400 naming the problem.
@@ -933,7 +946,10 @@ fn datetimes_with_a_space_or_z_publish() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("+02:00") && err.contains("t.jsonl:1:"), "{err}");
+    assert!(
+        err.contains("+02:00") && err.contains("t.jsonl:1:"),
+        "{err}"
+    );
 }
 
 /// A full package with two rows of one key is refused at headquarters,
@@ -964,7 +980,10 @@ fn a_full_package_with_a_duplicate_key_is_refused_naming_both_lines() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("t.jsonl:2:") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("t.jsonl:2:") && err.contains("line 1"),
+        "{err}"
+    );
     // -0.0 and 0.0 are one key, as every database sees them.
     let err = publish_one(
         "t.csv",

@@ -21,9 +21,9 @@ pub use model::{
 };
 pub use reader::{Declared, PackageReader, PackageSummary};
 pub use types::{
-    check_type, decimal_from_number, format_decimal, is_canonical_uuid, parse_date, parse_datetime, parse_decimal,
-    parse_time, text_len, value_mismatch, Date, Decimal, TimeOfDay, EXACT_FLOAT_DIGITS, MAX_BLOB_LEN, MAX_PRECISION,
-    MAX_TEXT_LEN, TICKS_PER_SECOND,
+    check_type, decimal_from_number, format_decimal, is_canonical_uuid, parse_date, parse_datetime,
+    parse_decimal, parse_time, text_len, value_mismatch, Date, Decimal, TimeOfDay,
+    EXACT_FLOAT_DIGITS, MAX_BLOB_LEN, MAX_PRECISION, MAX_TEXT_LEN, TICKS_PER_SECOND,
 };
 pub use validate::{
     is_identifier, is_reserved, is_reserved_table, shown, MAX_COLUMNS, MAX_IDENTIFIER,

@@ -154,10 +154,24 @@ mod tests {
 
     #[test]
     fn ranges_covering_the_whole_file() {
-        for r in ["bytes=0-", "bytes=0-99", "bytes=0-500", "bytes=-100", "bytes=-101", "bytes=0-, 5-6"] {
+        for r in [
+            "bytes=0-",
+            "bytes=0-99",
+            "bytes=0-500",
+            "bytes=-100",
+            "bytes=-101",
+            "bytes=0-, 5-6",
+        ] {
             assert!(covers_whole_file(r, 100), "{r}");
         }
-        for r in ["bytes=1-", "bytes=0-98", "bytes=-99", "bytes=5-6, 0-", "items=0-", "bytes=x-"] {
+        for r in [
+            "bytes=1-",
+            "bytes=0-98",
+            "bytes=-99",
+            "bytes=5-6, 0-",
+            "items=0-",
+            "bytes=x-",
+        ] {
             assert!(!covers_whole_file(r, 100), "{r}");
         }
     }

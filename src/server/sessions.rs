@@ -431,27 +431,63 @@ mod tests {
 
     #[test]
     fn applied_is_final_for_every_session() {
-        assert!(!report_moves(row(DownloadStatus::Applied, true, Some(5)), FAILED, 9));
-        assert!(!report_moves(row(DownloadStatus::Applied, false, Some(5)), FAILED, 9));
-        assert!(!report_moves(row(DownloadStatus::Applied, false, None), CANCELED, 9));
+        assert!(!report_moves(
+            row(DownloadStatus::Applied, true, Some(5)),
+            FAILED,
+            9
+        ));
+        assert!(!report_moves(
+            row(DownloadStatus::Applied, false, Some(5)),
+            FAILED,
+            9
+        ));
+        assert!(!report_moves(
+            row(DownloadStatus::Applied, false, None),
+            CANCELED,
+            9
+        ));
     }
 
     #[test]
     fn a_session_moves_its_own_row_until_final() {
         assert!(report_moves(None, FAILED, 0));
-        assert!(report_moves(row(DownloadStatus::DownloadFailed, true, Some(5)), FAILED, 1));
-        assert!(!report_moves(row(DownloadStatus::Canceled, true, Some(5)), APPLIED, 9));
+        assert!(report_moves(
+            row(DownloadStatus::DownloadFailed, true, Some(5)),
+            FAILED,
+            1
+        ));
+        assert!(!report_moves(
+            row(DownloadStatus::Canceled, true, Some(5)),
+            APPLIED,
+            9
+        ));
     }
 
     #[test]
     fn a_newer_session_takes_over_but_a_late_old_report_does_not() {
         // After a Canceled try the agent opens a new session (Suspended).
-        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(5)), FAILED, 6));
-        assert!(report_moves(row(DownloadStatus::Available, false, None), FAILED, 1));
+        assert!(report_moves(
+            row(DownloadStatus::Canceled, false, Some(5)),
+            FAILED,
+            6
+        ));
+        assert!(report_moves(
+            row(DownloadStatus::Available, false, None),
+            FAILED,
+            1
+        ));
         // The old session's Canceled, re-sent after the takeover.
-        assert!(!report_moves(row(DownloadStatus::Suspended, false, Some(6)), CANCELED, 5));
+        assert!(!report_moves(
+            row(DownloadStatus::Suspended, false, Some(6)),
+            CANCELED,
+            5
+        ));
         // Applied from a new session moves the row even if the agent's
         // clock went back.
-        assert!(report_moves(row(DownloadStatus::Canceled, false, Some(6)), APPLIED, 5));
+        assert!(report_moves(
+            row(DownloadStatus::Canceled, false, Some(6)),
+            APPLIED,
+            5
+        ));
     }
 }

@@ -123,7 +123,10 @@ impl Store {
         if !dir.is_dir() {
             return Ok(());
         }
-        let (from, to) = (self.package_path(package.id), self.content_path(&package.sha256));
+        let (from, to) = (
+            self.package_path(package.id),
+            self.content_path(&package.sha256),
+        );
         if to.exists() {
             return Ok(());
         }

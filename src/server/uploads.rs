@@ -315,7 +315,10 @@ impl Store {
                 )
                 .optional()?;
             Ok(found.and_then(|(c, t)| {
-                Some((serde_json::from_str(&c).ok()?, serde_json::from_str(&t).ok()?))
+                Some((
+                    serde_json::from_str(&c).ok()?,
+                    serde_json::from_str(&t).ok()?,
+                ))
             }))
         })
     }

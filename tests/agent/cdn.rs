@@ -109,7 +109,11 @@ fn packages_download_from_nginx_through_content_url_and_resume_after_resets() {
         let applied = wait_until(Duration::from_secs(90), || {
             store.applied() == published.len() as u64
         });
-        assert!(applied, "{mode}: not every package was applied: {:?}", agent.status_json());
+        assert!(
+            applied,
+            "{mode}: not every package was applied: {:?}",
+            agent.status_json()
+        );
         agent.stop();
         for (table, rows) in expected_row_counts(size, 0) {
             assert_eq!(store.rows(&table), rows, "{mode}: rows of {table}");
@@ -121,7 +125,10 @@ fn packages_download_from_nginx_through_content_url_and_resume_after_resets() {
         "the connections were never reset"
     );
     let requests = nginx.requests();
-    let downloads: Vec<_> = requests.iter().filter(|r| r[0].contains(".cdxpkg")).collect();
+    let downloads: Vec<_> = requests
+        .iter()
+        .filter(|r| r[0].contains(".cdxpkg"))
+        .collect();
     assert!(
         downloads.len() >= published.len() * 2,
         "the packages did not come from nginx: {requests:?}"
@@ -137,7 +144,10 @@ fn packages_download_from_nginx_through_content_url_and_resume_after_resets() {
         .collect();
     assert!(resumes.len() >= 2, "no resume reached nginx: {downloads:?}");
     for r in &resumes {
-        assert_eq!(r[1], "206", "a resume was not answered with the rest: {r:?}");
+        assert_eq!(
+            r[1], "206",
+            "a resume was not answered with the rest: {r:?}"
+        );
         // nginx logs the quotes of the ETag as \x22.
         assert!(
             r[4].starts_with('"') || r[4].starts_with("\\x22"),
@@ -153,7 +163,10 @@ fn a_failing_content_url_falls_back_to_the_api() {
     let mut hq = HqProcess::new();
     let empty = tempfile::tempdir().unwrap();
     let nginx = Nginx::start(empty.path());
-    hq.args = vec!["--content-url-base".into(), format!("http://{}/", nginx.addr)];
+    hq.args = vec![
+        "--content-url-base".into(),
+        format!("http://{}/", nginx.addr),
+    ];
     hq.restart();
     let size = DataSetSize {
         products: 200,
@@ -172,7 +185,11 @@ fn a_failing_content_url_falls_back_to_the_api() {
     let applied = wait_until(Duration::from_secs(60), || {
         store.applied() == published.len() as u64
     });
-    assert!(applied, "the packages were not applied: {:?}", agent.status_json());
+    assert!(
+        applied,
+        "the packages were not applied: {:?}",
+        agent.status_json()
+    );
     agent.stop();
     let requests = nginx.requests();
     assert!(

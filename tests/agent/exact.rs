@@ -157,8 +157,14 @@ fn every_type_from_jsonl_and_csv_reads_back_exact() {
         .args(["publish", "--data"])
         .arg(dir.join("hq"))
         .args(["--group", GROUP, "--job", "1040", "--kind", "full"])
-        .arg(format!("--table=from_json={}", dir.join("from_json.jsonl").display()))
-        .arg(format!("--table=from_csv={}", dir.join("from_csv.csv").display()))
+        .arg(format!(
+            "--table=from_json={}",
+            dir.join("from_json.jsonl").display()
+        ))
+        .arg(format!(
+            "--table=from_csv={}",
+            dir.join("from_csv.csv").display()
+        ))
         .args(["--key", "from_json=id", "--key", "from_csv=id"])
         .arg(format!("--columns=from_json={COLUMNS}"))
         .arg(format!("--columns=from_csv={COLUMNS}"))
@@ -172,7 +178,10 @@ fn every_type_from_jsonl_and_csv_reads_back_exact() {
     );
     for mode in ["reliable", "streaming"] {
         let store = StoreDir::new();
-        let agent = RunningAgent::start(store.config(&hq.url(), mode, ""), sqlite(store.channel_db()));
+        let agent = RunningAgent::start(
+            store.config(&hq.url(), mode, ""),
+            sqlite(store.channel_db()),
+        );
         assert!(
             wait_until(Duration::from_secs(60), || store.applied() >= 1),
             "{mode}: the package was not applied: {:?}",
@@ -210,7 +219,10 @@ fn sales_upload_typed_and_export_exact() {
         .unwrap();
     }
     let extra = "[upload]\ninterval = \"200ms\"\n\n[[upload.tables]]\nname = \"sales\"\ncounter = \"counter\"\n";
-    let agent = RunningAgent::start(store.config(&hq.url(), "streaming", extra), sqlite(store.channel_db()));
+    let agent = RunningAgent::start(
+        store.config(&hq.url(), "streaming", extra),
+        sqlite(store.channel_db()),
+    );
     assert!(
         wait_until(Duration::from_secs(60), || hq.uploaded("sales") == 3),
         "the sales were not uploaded: {:?}",
@@ -225,7 +237,11 @@ fn sales_upload_typed_and_export_exact() {
             .args(["--null-marker", "\\N"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let jsonl = export("jsonl");
@@ -253,8 +269,14 @@ fn sales_upload_typed_and_export_exact() {
         assert_eq!(got, want);
     }
     // The reals are bit for bit.
-    assert_eq!(rows[0]["qty"].as_f64().unwrap().to_bits(), 97.86464729942979f64.to_bits());
-    assert_eq!(rows[1]["qty"].as_f64().unwrap().to_bits(), 5e-324f64.to_bits());
+    assert_eq!(
+        rows[0]["qty"].as_f64().unwrap().to_bits(),
+        97.86464729942979f64.to_bits()
+    );
+    assert_eq!(
+        rows[1]["qty"].as_f64().unwrap().to_bits(),
+        5e-324f64.to_bits()
+    );
     let csv = export("csv");
     let mut lines = csv.lines();
     assert_eq!(

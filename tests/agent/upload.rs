@@ -64,7 +64,10 @@ fn uploads_every_sale_exactly_once_even_when_resent() {
         Duration::from_secs(60),
         || store.db().watermark(header).unwrap() == 750 && all_uploaded(&hq, &store),
     );
-    assert!(run.reached, "the uploads after the lost watermark did not complete");
+    assert!(
+        run.reached,
+        "the uploads after the lost watermark did not complete"
+    );
     assert_eq!(
         rows_sent(&hq, header),
         750,

@@ -56,8 +56,15 @@ pub(super) async fn fetch(
                 bytes: file.written,
             });
         }
-        let fetched =
-            fetch_range(ctx, package, &source, &mut file, &mut validator, chunk_bytes).await;
+        let fetched = fetch_range(
+            ctx,
+            package,
+            &source,
+            &mut file,
+            &mut validator,
+            chunk_bytes,
+        )
+        .await;
         // What reached the file is handed to the OS even when the try
         // failed: a killed agent resumes after it.
         file.flush().await?;
@@ -98,10 +105,13 @@ impl Validator {
     /// file of an earlier download removed).
     async fn load(file: std::path::PathBuf, source: &str, resuming: bool) -> Validator {
         let tag = if resuming {
-            tokio::fs::read_to_string(&file).await.ok().and_then(|kept| {
-                let (url, tag) = kept.split_once('\n')?;
-                (url == source && !tag.trim().is_empty()).then(|| tag.trim().to_owned())
-            })
+            tokio::fs::read_to_string(&file)
+                .await
+                .ok()
+                .and_then(|kept| {
+                    let (url, tag) = kept.split_once('\n')?;
+                    (url == source && !tag.trim().is_empty()).then(|| tag.trim().to_owned())
+                })
         } else {
             let _ = tokio::fs::remove_file(&file).await;
             None
@@ -141,8 +151,8 @@ fn source_url(hq: &HqClient, package: &PackageInfo) -> String {
     let Some(url) = package.content_url.as_deref() else {
         return api;
     };
-    let usable = url.starts_with("https://")
-        || (url.starts_with("http://") && !api.starts_with("https://"));
+    let usable =
+        url.starts_with("https://") || (url.starts_with("http://") && !api.starts_with("https://"));
     if usable {
         return url.to_owned();
     }

@@ -47,7 +47,10 @@ async fn fake_server(
             let raw = String::from_utf8_lossy(&head).into_owned();
             recorded_if_range.lock().unwrap().push(
                 raw.lines()
-                    .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("if-range")))
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("if-range"))
+                    })
                     .map(|(_, v)| v.trim().to_owned()),
             );
             let head = raw.to_lowercase();
@@ -253,7 +256,9 @@ async fn every_resume_carries_if_range() {
             "{mode:?}: a resume without If-Range: {seen:?}"
         );
         assert!(
-            !part_path(dir.path(), package.id).with_extension("part.etag").exists(),
+            !part_path(dir.path(), package.id)
+                .with_extension("part.etag")
+                .exists(),
             "{mode:?}: the ETag file outlived the download"
         );
     }

@@ -240,7 +240,15 @@ impl UploadPass {
                     let sent = self.hq.upload(batch.clone(), zstd).await;
                     // A server (or a proxy before it) that turned down a
                     // compressed body gets the next try plain.
-                    if zstd && matches!(sent, Err(HqError::Status { status: 400 | 415, .. })) {
+                    if zstd
+                        && matches!(
+                            sent,
+                            Err(HqError::Status {
+                                status: 400 | 415,
+                                ..
+                            })
+                        )
+                    {
                         if let Ok(mut known) = self.zstd.lock() {
                             *known = Some(false);
                         }

@@ -256,7 +256,11 @@ fn delete<'c>(
     let schema = &cur.sql.schema;
     let key = as_numbers(id, schema, key, &cur.sql.numeric_key, |i| {
         let key = &schema.key[i];
-        schema.columns.iter().position(|c| &c.name == key).unwrap_or(i)
+        schema
+            .columns
+            .iter()
+            .position(|c| &c.name == key)
+            .unwrap_or(i)
     })?;
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,

@@ -179,6 +179,9 @@ impl ChannelDb for SqliteChannelDb {
         limit: usize,
     ) -> Result<RowBatch, ChannelDbError> {
         let (name, counter) = (&table.name, &table.counter_column);
+        // Names are refused as such before they reach any SQL.
+        let (quoted_table, quoted_counter) =
+            (plan::quote_ident(name)?, plan::quote_ident(counter)?);
         let existing =
             read_table(&self.conn, name)?.ok_or_else(|| ChannelDbError::UnknownTable {
                 table: name.clone(),
@@ -189,8 +192,8 @@ impl ChannelDb for SqliteChannelDb {
         let sql = format!(
             "SELECT {cols} FROM {t} WHERE {c} > ?1 ORDER BY {c} LIMIT ?2",
             cols = plan::quote_list(&names)?,
-            t = plan::quote_ident(name)?,
-            c = plan::quote_ident(counter)?,
+            t = quoted_table,
+            c = quoted_counter,
         );
         if !existing
             .columns
@@ -222,7 +225,10 @@ impl ChannelDb for SqliteChannelDb {
                 .columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| row.get_ref(i).and_then(|v| Self::exact_value(&c.declared_type, v)))
+                .map(|(i, c)| {
+                    row.get_ref(i)
+                        .and_then(|v| Self::exact_value(&c.declared_type, v))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .context(context)?;
             rows.push(values);

@@ -402,10 +402,16 @@ fn numeric_column_refuses_a_value_it_would_round() {
             Value::Text(f.into()),
         ]
     };
-    applied(&mut db, &Pkg::full(1, vec![items()], vec![row("0.5000000000000000")]));
-    let err = apply(&mut db, &Pkg::full(2, vec![items()], vec![row("0.3333333333333333")]))
-        .unwrap_err()
-        .to_string();
+    applied(
+        &mut db,
+        &Pkg::full(1, vec![items()], vec![row("0.5000000000000000")]),
+    );
+    let err = apply(
+        &mut db,
+        &Pkg::full(2, vec![items()], vec![row("0.3333333333333333")]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("items") && err.contains("factor") && err.contains("id=1"),
         "{err}"

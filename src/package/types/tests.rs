@@ -211,8 +211,14 @@ fn decimals_round_trip_through_numbers() {
         Some(Value::Integer(12))
     ));
     // Sixteen significant digits are more than every float holds.
-    assert_eq!(parse_decimal("0.3333333333333333").unwrap().to_number(), None);
-    assert_eq!(parse_decimal("1234567890123456.7").unwrap().to_number(), None);
+    assert_eq!(
+        parse_decimal("0.3333333333333333").unwrap().to_number(),
+        None
+    );
+    assert_eq!(
+        parse_decimal("1234567890123456.7").unwrap().to_number(),
+        None
+    );
     // A number with more fraction digits than the scale has no spelling.
     assert_eq!(decimal_from_number(&Value::Real(1.005), 2), None);
     assert_eq!(decimal_from_number(&Value::Real(f64::NAN), 2), None);
