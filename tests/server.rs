@@ -9,7 +9,7 @@ use cdx::protocol::{
     ErrorBody, HighWater, PackageInfo, PackageList, Ping, SessionList, StatusReport, UploadAck,
     UploadBatch,
 };
-use cdx::server::{self, CsvNull, PublishFiles, PublishSpec, RunningServer, Store};
+use cdx::server::{self, CsvNull, FleetFilter, PublishFiles, PublishSpec, RunningServer, Store};
 use cdx::status::Direction;
 use reqwest::{header, StatusCode};
 use sha2::{Digest, Sha256};
@@ -1005,4 +1005,98 @@ fn a_full_package_with_a_duplicate_key_is_refused_naming_both_lines() {
     )
     .unwrap();
     assert_eq!(rows.len(), 4);
+}
+
+/// `cdx-server stores` lists the fleet worst first: a channel whose apply
+/// failed first (with its error), then the furthest behind; the filters
+/// keep the failing, the behind, or one group.
+#[test]
+fn stores_show_the_fleet_worst_first() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(&data).unwrap();
+    for (id, group) in [("a", GROUP), ("b", GROUP), ("c", GROUP), ("d", "other")] {
+        store.add_channel(id, group, "pw").unwrap();
+    }
+    let published: Vec<PackageInfo> = (0..3).map(|_| publish_products(&store, 2)).collect();
+    let report = |channel: &str, package: &PackageInfo, status: &str, message: Option<&str>| {
+        store
+            .record_status(
+                channel,
+                GROUP,
+                &StatusReport {
+                    session_id: Uuid::new_v4(),
+                    direction: Direction::Download,
+                    subject_id: package.id,
+                    job: package.job.clone(),
+                    status: status.into(),
+                    message: message.map(str::to_owned),
+                    bytes: 0,
+                    rows: 0,
+                    attempt: 1,
+                    at_ms: 1,
+                },
+            )
+            .unwrap();
+    };
+    for p in &published {
+        report("a", p, "Applied", None);
+    }
+    report("b", &published[0], "Applied", None);
+    report(
+        "b",
+        &published[1],
+        "ApplyFailed",
+        Some("schema conflict: table `products` has no column `y`"),
+    );
+    let all = store.fleet(&FleetFilter::default()).unwrap();
+    let order: Vec<(&str, u64, u64)> = all
+        .iter()
+        .map(|s| (s.channel.as_str(), s.applied_sequence, s.behind))
+        .collect();
+    assert_eq!(order, [("b", 1, 2), ("c", 0, 3), ("a", 3, 0), ("d", 0, 0)]);
+    assert_eq!(all[0].problems[0].status, "ApplyFailed");
+    assert_eq!(all[0].waiting_since_ms, Some(published[1].created_at_ms));
+    let failing = store
+        .fleet(&FleetFilter {
+            failing: true,
+            ..FleetFilter::default()
+        })
+        .unwrap();
+    assert_eq!(failing.len(), 1);
+    let behind = store
+        .fleet(&FleetFilter {
+            behind: true,
+            ..FleetFilter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        behind
+            .iter()
+            .map(|s| s.channel.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+
+    // The command prints it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cdx-server"))
+        .args(["stores", "--failing", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("CHANNEL"), "{text}");
+    let line = text.lines().nth(1).unwrap();
+    assert!(
+        line.starts_with("b ")
+            && line.contains("1/3")
+            && line.contains("#2 job 1040 ApplyFailed: schema conflict"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
 }

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use cdx::package::PackageKind;
-use cdx::server::{self, report, CsvNull, ExportFormat, PublishFiles, SessionFilter, Store};
+use cdx::server::{
+    self, report, CsvNull, ExportFormat, FleetFilter, PublishFiles, SessionFilter, Store,
+};
 use cdx::status::Direction;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -40,6 +42,28 @@ enum Command {
     Uploads(UploadsArgs),
     /// List published packages.
     Packages(PackagesArgs),
+    /// The fleet, worst first: each channel's applied sequence against its
+    /// group's latest, how long it has waited, failed or suspended sessions
+    /// with their last error, and its uploads.
+    Stores(StoresArgs),
+}
+
+#[derive(Debug, Args)]
+struct StoresArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this data group.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Only channels with packages not applied.
+    #[arg(long)]
+    behind: bool,
+    /// Only channels with a failed, suspended or canceled session.
+    #[arg(long)]
+    failing: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -400,6 +424,19 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 .context("--data is required (the server's data directory)")?;
             let tables = data.open()?.upload_tables(args.channel.as_deref())?;
             out = report::upload_tables(&tables);
+        }
+        Command::Stores(args) => {
+            let filter = FleetFilter {
+                group: args.group,
+                behind: args.behind,
+                failing: args.failing,
+            };
+            let fleet = args.data.open()?.fleet(&filter)?;
+            out = if args.json {
+                serde_json::to_string_pretty(&fleet)? + "\n"
+            } else {
+                report::stores(&fleet)
+            };
         }
         Command::Packages(args) => {
             let packages = args.data.open()?.packages(args.group.as_deref())?;

@@ -29,6 +29,7 @@
 mod auth;
 mod content;
 mod error;
+mod fleet;
 mod http;
 mod publish;
 pub mod report;
@@ -41,6 +42,7 @@ mod uploads;
 
 pub use auth::Authenticated;
 pub use error::ServerError;
+pub use fleet::{FleetFilter, StoreProblem, StoreState};
 pub use http::{serve, MAX_UPLOAD_BYTES, PACKAGES_PER_RESPONSE};
 pub use publish::{PackageFileWriter, Publication, PublishSpec};
 pub use running::{spawn, spawn_store, RunningServer};

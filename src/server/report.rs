@@ -3,6 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::fleet::StoreState;
 use super::store::ChannelInfo;
 use super::uploads::UploadTableInfo;
 use crate::protocol::{PackageInfo, SessionInfo};
@@ -141,4 +142,62 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The fleet, one line per channel, worst first (`cdx-server stores`).
+pub fn stores(states: &[StoreState]) -> String {
+    let rows = states
+        .iter()
+        .map(|s| {
+            let problem = s.problems.first().map_or_else(String::new, |p| {
+                let what = match p.sequence {
+                    Some(seq) => format!("#{seq} job {}", p.job),
+                    None => format!("{} {}", p.direction, p.job),
+                };
+                let message: String = p
+                    .message
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .take(80)
+                    .collect();
+                let more = match s.problems.len() {
+                    1 => String::new(),
+                    n => format!(" (+{} more)", n - 1),
+                };
+                format!("{what} {}: {message}{more}", p.status)
+            });
+            vec![
+                s.channel.clone(),
+                s.data_group.clone(),
+                s.last_connection_ms
+                    .map(time)
+                    .unwrap_or_else(|| "never".into()),
+                format!("{}/{}", s.applied_sequence, s.latest_sequence),
+                s.behind.to_string(),
+                s.waiting_since_ms.map(time).unwrap_or_default(),
+                s.last_upload_ms.map(time).unwrap_or_default(),
+                s.high_water
+                    .iter()
+                    .map(|(t, n)| format!("{t}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                problem,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CHANNEL",
+            "GROUP",
+            "LAST CONNECTION",
+            "APPLIED",
+            "BEHIND",
+            "WAITING SINCE",
+            "LAST UPLOAD",
+            "HIGH WATER",
+            "PROBLEM",
+        ],
+        rows,
+    )
 }

@@ -59,7 +59,7 @@ struct Inner {
     seen: Mutex<HashMap<String, i64>>,
     /// Base URL under which `content/` is served to agents (a CDN or any
     /// HTTP server), set by `serve --content-url-base`.
-    content_url_base: std::sync::RwLock<Option<String>>,
+    content_url_base: std::sync::OnceLock<String>,
 }
 
 impl Drop for Inner {
@@ -100,7 +100,7 @@ impl Store {
                 idle: Mutex::new(vec![conn]),
                 published,
                 seen: Mutex::new(HashMap::new()),
-                content_url_base: std::sync::RwLock::new(None),
+                content_url_base: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -176,23 +176,17 @@ impl Store {
         for package in &packages {
             self.link_content(package)?;
         }
-        *self
-            .inner
-            .content_url_base
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(base);
+        if self.inner.content_url_base.set(base).is_err() {
+            return Err(ServerError::Conflict(
+                "content is already served from another base URL".into(),
+            ));
+        }
         Ok(packages.len())
     }
 
     /// `packages` with their `content_url` when content is served elsewhere.
     pub fn with_content_urls(&self, mut packages: Vec<PackageInfo>) -> Vec<PackageInfo> {
-        let base = self
-            .inner
-            .content_url_base
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(base) = base {
+        if let Some(base) = self.inner.content_url_base.get() {
             for p in &mut packages {
                 p.content_url = Some(format!("{base}{}.cdxpkg", p.sha256));
             }

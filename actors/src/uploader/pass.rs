@@ -110,10 +110,7 @@ impl UploadPass {
     /// counter headquarters holds (`GET /v1/uploads/high-water`), so rows
     /// already uploaded are not sent again.
     async fn recover_watermark(&self, table: &UploadTable) -> Result<(), ActorError> {
-        let consulted = |set: &Arc<Mutex<std::collections::HashSet<String>>>| {
-            set.lock().map_or(false, |s| s.contains(&table.name))
-        };
-        if consulted(&self.consulted) {
+        if self.consulted.lock().is_ok_and(|s| s.contains(&table.name)) {
             return Ok(());
         }
         let name = table.name.clone();

@@ -1,0 +1,173 @@
+//! The fleet as headquarters sees it (`cdx-server stores`): per channel,
+//! how far it has applied its group's packages, what fails, and what it
+//! uploaded. Read from the sessions the agents report.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::error::ServerError;
+use super::store::Store;
+
+/// Download statuses an operator must look at.
+const DOWNLOAD_PROBLEMS: &str = "'DownloadFailed', 'ApplyFailed', 'Suspended', 'Canceled'";
+/// Upload statuses an operator must look at.
+const UPLOAD_PROBLEMS: &str = "'UploadFailed', 'ApplyFailed', 'Canceled'";
+
+/// One channel database: where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreState {
+    pub channel: String,
+    pub data_group: String,
+    pub last_connection_ms: Option<i64>,
+    /// The highest sequence the channel reported Applied (0: none).
+    pub applied_sequence: u64,
+    /// The group's latest published sequence (0: none).
+    pub latest_sequence: u64,
+    /// Packages published and not applied.
+    pub behind: u64,
+    /// When the oldest package it has not applied was published.
+    pub waiting_since_ms: Option<i64>,
+    /// Sessions in a failed, suspended or canceled status, newest first.
+    pub problems: Vec<StoreProblem>,
+    /// When the last upload batch was stored.
+    pub last_upload_ms: Option<i64>,
+    /// Per upload table, the highest counter stored.
+    pub high_water: BTreeMap<String, i64>,
+}
+
+/// A session an operator must look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreProblem {
+    /// `download` or `upload`.
+    pub direction: String,
+    /// The job (downloads) or the table (uploads).
+    pub job: String,
+    pub subject_id: String,
+    pub sequence: Option<u64>,
+    pub status: String,
+    pub message: Option<String>,
+    pub modified_at_ms: i64,
+}
+
+/// Which channels `cdx-server stores` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetFilter {
+    pub group: Option<String>,
+    /// Only channels with packages not applied.
+    pub behind: bool,
+    /// Only channels with a failed, suspended or canceled session.
+    pub failing: bool,
+}
+
+impl StoreState {
+    fn is_failing(&self) -> bool {
+        !self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Every channel matching `filter`, worst first: failing ones, then the
+    /// furthest behind, then by id.
+    pub fn fleet(&self, filter: &FleetFilter) -> Result<Vec<StoreState>, ServerError> {
+        let channels = self.channels()?;
+        let high_waters = self.upload_tables(None)?;
+        let mut states: Vec<StoreState> = self.with_conn(|conn| {
+            let latest: HashMap<String, u64> = conn
+                .prepare("SELECT data_group, MAX(sequence) FROM packages GROUP BY data_group")?
+                .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<Result<_, _>>()?;
+            let applied: HashMap<String, u64> = conn
+                .prepare(
+                    "SELECT channel, MAX(sequence) FROM sessions
+                     WHERE direction = 'download' AND status = 'Applied' GROUP BY channel",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            let last_upload: HashMap<String, i64> = conn
+                .prepare(
+                    "SELECT channel, MAX(modified_at_ms) FROM sessions
+                     WHERE direction = 'upload' AND status = 'Applied' GROUP BY channel",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut problems: HashMap<String, Vec<StoreProblem>> = HashMap::new();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT channel, direction, job, subject_id, sequence, status, message,
+                        modified_at_ms
+                 FROM sessions
+                 WHERE (direction = 'download' AND status IN ({DOWNLOAD_PROBLEMS}))
+                    OR (direction = 'upload' AND status IN ({UPLOAD_PROBLEMS}))
+                 ORDER BY modified_at_ms DESC"
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoreProblem {
+                        direction: r.get(1)?,
+                        job: r.get(2)?,
+                        subject_id: r.get(3)?,
+                        sequence: r.get::<_, Option<i64>>(4)?.map(|n| n as u64),
+                        status: r.get(5)?,
+                        message: r.get(6)?,
+                        modified_at_ms: r.get(7)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (channel, problem) = row?;
+                problems.entry(channel).or_default().push(problem);
+            }
+            let mut waiting = conn.prepare_cached(
+                "SELECT created_at_ms FROM packages WHERE data_group = ?1 AND sequence = ?2",
+            )?;
+            let mut states = Vec::with_capacity(channels.len());
+            for c in &channels {
+                let latest_sequence = latest.get(&c.data_group).copied().unwrap_or(0);
+                let applied_sequence = applied.get(&c.id).copied().unwrap_or(0);
+                let behind = latest_sequence.saturating_sub(applied_sequence);
+                let waiting_since_ms = if behind > 0 {
+                    waiting
+                        .query_row(params![c.data_group, (applied_sequence + 1) as i64], |r| {
+                            r.get(0)
+                        })
+                        .ok()
+                } else {
+                    None
+                };
+                states.push(StoreState {
+                    channel: c.id.clone(),
+                    data_group: c.data_group.clone(),
+                    last_connection_ms: c.last_connection_ms,
+                    applied_sequence,
+                    latest_sequence,
+                    behind,
+                    waiting_since_ms,
+                    problems: problems.remove(&c.id).unwrap_or_default(),
+                    last_upload_ms: last_upload.get(&c.id).copied(),
+                    high_water: high_waters
+                        .iter()
+                        .filter(|t| t.channel == c.id)
+                        .map(|t| (t.table.clone(), t.high_water))
+                        .collect(),
+                });
+            }
+            Ok(states)
+        })?;
+        states.retain(|s| {
+            filter.group.as_ref().is_none_or(|g| &s.data_group == g)
+                && (!filter.behind || s.behind > 0)
+                && (!filter.failing || s.is_failing())
+        });
+        states.sort_by(|a, b| {
+            b.is_failing()
+                .cmp(&a.is_failing())
+                .then(b.behind.cmp(&a.behind))
+                .then(a.channel.cmp(&b.channel))
+        });
+        Ok(states)
+    }
+}
