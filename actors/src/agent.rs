@@ -206,8 +206,14 @@ impl Agent {
             Some(listener) => {
                 let bound = listener.local_addr().ok();
                 let addr = bound.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
-                let server = status::serve(listener, status.clone(), poller.clone(), access)
-                    .map_err(|source| StartError::StatusListen { addr, source })?;
+                let server = status::serve(
+                    listener,
+                    status.clone(),
+                    poller.clone(),
+                    uploader.clone(),
+                    access,
+                )
+                .map_err(|source| StartError::StatusListen { addr, source })?;
                 let handle = server.handle();
                 actix_rt::spawn(server);
                 (bound, Some(handle))

@@ -195,3 +195,64 @@ fn test_connection_checks_the_upload_tables() {
         "{text}"
     );
 }
+
+/// `cdx-client sync-now` makes a running agent poll and upload at once:
+/// with hour-long intervals and no long poll, a package published after
+/// the start is applied and a sale uploaded only when asked.
+#[test]
+fn sync_now_polls_and_uploads_at_once() {
+    let hq = Hq::start();
+    let store = StoreDir::new();
+    let mut pos = store.pos();
+    pos.record_sales(1).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = store.write_config(&hq.url(), "streaming", "[upload]\ninterval = \"1h\"\n");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval = \"1s\"", "interval = \"1h\"")
+        .replace("long_poll = \"2s\"", "long_poll = \"0s\"")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+    std::fs::write(&path, text).unwrap();
+    let (header, _) = cdx::retail::UPLOAD_TABLES[0];
+    let _agent = spawn_client(&path);
+    // The first poll and upload run at start.
+    assert!(
+        wait_until(Duration::from_secs(30), || hq.uploaded(header) == 1),
+        "the first upload did not run"
+    );
+    let size = small();
+    let published = hq.publish_initial(size);
+    pos.record_sales(1).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(store.applied(), 0, "the agent polled without being asked");
+    assert_eq!(
+        hq.uploaded(header),
+        1,
+        "the agent uploaded without being asked"
+    );
+
+    let out = std::process::Command::new(client_bin())
+        .args(["sync-now", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("sync started"), "{said}");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            store.applied() == published.len() as u64 && hq.uploaded(header) == 2
+        }),
+        "sync-now did not poll and upload: applied {}, uploaded {}",
+        store.applied(),
+        hq.uploaded(header)
+    );
+}

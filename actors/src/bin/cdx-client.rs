@@ -34,6 +34,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running agent to poll headquarters and upload now, instead of
+    /// at the next intervals (through its status endpoint, with the control
+    /// token from `status.control_token_file`).
+    SyncNow {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the whole system on embedded defaults: a headquarters server with a
     /// generated retail data set, this agent with a SQLite channel database,
     /// and a point-of-sale simulator selling at the store.
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::TestConnection { config } => test_connection(&config),
+        Command::SyncNow { config } => sync_now(&config),
         Command::Demo(options) => {
             init_logging("warn", LogFormat::Text);
             demo::run(options)
@@ -143,6 +151,51 @@ fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let mut addr = config
+        .status_listen
+        .context("the status endpoint is disabled (status.enabled = false)")?;
+    if addr.port() == 0 {
+        anyhow::bail!("status.listen has port 0: the running agent's port is not known");
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let token = match &config.control.token {
+        Some(token) => token.expose().to_owned(),
+        None => std::fs::read_to_string(&config.control.token_file)
+            .with_context(|| {
+                format!(
+                    "reading the control token {} (is the agent running, and is this its user?)",
+                    config.control.token_file.display()
+                )
+            })?
+            .trim()
+            .to_owned(),
+    };
+    actix_rt::System::new().block_on(async move {
+        let url = format!("http://{addr}/control/sync-now");
+        let response = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the agent at {url}: is it running?"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("{url}: HTTP {status}: {body}");
+        }
+        println!("sync started: {body}");
+        anyhow::Ok(())
+    })
 }
 
 async fn wait_for_signal() {

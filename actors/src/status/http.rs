@@ -1,5 +1,6 @@
-//! The status endpoint: `GET /health`, `GET /status`, and
-//! `POST /control/resume` to release a suspended package.
+//! The status endpoint: `GET /health`, `GET /status`,
+//! `POST /control/resume` to release a suspended package, and
+//! `POST /control/sync-now` to poll and upload at once.
 //!
 //! Only its own host can steer it. Every route answers only requests whose
 //! `Host` is a loopback name or one configured (`status.allowed_hosts`), so
@@ -16,7 +17,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use cdx::config::Secret;
 
 use super::{GetHealth, GetStatus, Status};
-use crate::poller::{Poller, Resume};
+use crate::poller::{PollNow, Poller, Resume};
+use crate::uploader::{UploadNow, Uploader};
 
 /// Who may use the endpoint.
 #[derive(Clone)]
@@ -31,6 +33,7 @@ pub struct ControlAccess {
 struct State {
     status: Addr<Status>,
     poller: Addr<Poller>,
+    uploader: Addr<Uploader>,
     access: ControlAccess,
 }
 
@@ -40,11 +43,13 @@ pub fn serve(
     listener: TcpListener,
     status: Addr<Status>,
     poller: Addr<Poller>,
+    uploader: Addr<Uploader>,
     access: ControlAccess,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = State {
         status,
         poller,
+        uploader,
         access,
     };
     Ok(HttpServer::new(move || {
@@ -53,6 +58,7 @@ pub fn serve(
             .route("/health", web::get().to(health))
             .route("/status", web::get().to(status_document))
             .route("/control/resume", web::post().to(resume))
+            .route("/control/sync-now", web::post().to(sync_now))
     })
     .workers(1)
     .disable_signals()
@@ -173,6 +179,21 @@ async fn status_document(req: HttpRequest, state: web::Data<State>) -> HttpRespo
         Err(_) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "error": "the status actor is restarting" })),
     }
+}
+
+/// Polls headquarters and uploads now instead of at the next intervals
+/// (a poll already under way, a long poll included, is that poll).
+async fn sync_now(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_control(&req, &state.access) {
+        return refusal;
+    }
+    let poll = state.poller.send(PollNow).await;
+    let upload = state.uploader.send(UploadNow).await;
+    if poll.is_err() || upload.is_err() {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": "the poller or the uploader is restarting" }));
+    }
+    HttpResponse::Accepted().json(serde_json::json!({ "poll": "started", "upload": "started" }))
 }
 
 async fn resume(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
