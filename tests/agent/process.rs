@@ -221,6 +221,18 @@ fn sync_now_polls_and_uploads_at_once() {
         );
     std::fs::write(&path, text).unwrap();
     let (header, _) = cdx::retail::UPLOAD_TABLES[0];
+    let client = |verb: &str| {
+        let out = std::process::Command::new(client_bin())
+            .args([verb, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), said)
+    };
+    let (ok, said) = client("status");
+    assert!(!ok && said.contains("the agent is not running"), "{said}");
     let _agent = spawn_client(&path);
     // The first poll and upload run at start.
     assert!(
@@ -238,14 +250,8 @@ fn sync_now_polls_and_uploads_at_once() {
         "the agent uploaded without being asked"
     );
 
-    let out = std::process::Command::new(client_bin())
-        .args(["sync-now", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    let (ok, said) = client("sync-now");
+    assert!(ok, "{said}");
     assert!(said.contains("sync started"), "{said}");
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -255,4 +261,21 @@ fn sync_now_polls_and_uploads_at_once() {
         store.applied(),
         hq.uploaded(header)
     );
+    // `cdx-client status` shows it on one screen.
+    let (ok, said) = client("status");
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("{CHANNEL} -> {}", hq.url())),
+        "{said}"
+    );
+    assert!(said.contains("health: OK"), "{said}");
+    assert!(
+        said.contains(&format!("applied up to #{}", published.len())),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("uploads of {header}: sent up to counter 2")),
+        "{said}"
+    );
+    eprintln!("cdx-client status:\n{said}");
 }

@@ -34,6 +34,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The running agent on one screen: health and why not, the last poll,
+    /// packages behind, a transfer in progress, a suspended package,
+    /// uploads (from its status endpoint).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the status document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running agent to poll headquarters and upload now, instead of
     /// at the next intervals (through its status endpoint, with the control
     /// token from `status.control_token_file`).
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::TestConnection { config } => test_connection(&config),
         Command::SyncNow { config } => sync_now(&config),
+        Command::Status { config, json } => status(&config, json),
         Command::Demo(options) => {
             init_logging("warn", LogFormat::Text);
             demo::run(options)
@@ -153,8 +164,9 @@ fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
+/// Where the running agent of `config` answers: its status endpoint,
+/// reached on loopback when it listens on every address.
+fn agent_address(config: &Config) -> anyhow::Result<std::net::SocketAddr> {
     let mut addr = config
         .status_listen
         .context("the status endpoint is disabled (status.enabled = false)")?;
@@ -168,6 +180,44 @@ fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
+    Ok(addr)
+}
+
+fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let url = format!("http://{}/status", agent_address(&config)?);
+    actix_rt::System::new().block_on(async move {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("the agent is not running (no answer at {url})"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            anyhow::bail!(
+                "{url}: HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let doc: cdx_actors::status::StatusDocument = response
+            .json()
+            .await
+            .with_context(|| format!("{url}: not a status document"))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            print!(
+                "{}",
+                cdx_actors::status::screen::render(&doc, cdx::protocol::now_ms())
+            );
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let addr = agent_address(&config)?;
     let token = match &config.control.token {
         Some(token) => token.expose().to_owned(),
         None => std::fs::read_to_string(&config.control.token_file)

@@ -4,6 +4,7 @@
 
 mod health;
 mod http;
+pub mod screen;
 
 use std::collections::BTreeMap;
 

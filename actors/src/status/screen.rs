@@ -1,0 +1,243 @@
+//! `cdx-client status`: the status document as one screen for a person at
+//! the store. Pure: the document and the time in, text out.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::StatusDocument;
+
+/// Characters of a progress bar.
+const BAR: usize = 30;
+
+/// The screen for `doc` at `now_ms`.
+pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
+    let mut out = String::new();
+    let ago = |ms: i64| age(now_ms - ms);
+    let _ = writeln!(
+        out,
+        "{} -> {} ({}), up {}",
+        doc.channel_id,
+        doc.server_url,
+        doc.transfer_mode,
+        age(doc.uptime_ms)
+    );
+    if doc.healthy {
+        let _ = writeln!(out, "health: OK");
+    } else {
+        let _ = writeln!(out, "health: UNHEALTHY");
+        for reason in &doc.health_reasons {
+            let _ = writeln!(out, "  - {reason}");
+        }
+    }
+    let poll = &doc.last_poll;
+    match poll.at_ms {
+        Some(at) => {
+            let outcome = match (poll.ok, &poll.error) {
+                (Some(false), Some(e)) => format!("failed: {e}"),
+                _ => "ok".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "last poll: {} ago, {outcome}; applied up to #{}{}",
+                ago(at),
+                poll.last_applied_sequence,
+                poll.data_group
+                    .as_deref()
+                    .map(|g| format!(" of data group {g}"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "behind: {} package(s) listed and not applied yet",
+                poll.listed
+            );
+        }
+        None => {
+            let _ = writeln!(out, "last poll: none yet");
+        }
+    }
+    if let Some(p) = &doc.download_progress {
+        let share = if p.total == 0 {
+            1.0
+        } else {
+            (p.bytes as f64 / p.total as f64).clamp(0.0, 1.0)
+        };
+        let filled = (share * BAR as f64).round() as usize;
+        let _ = writeln!(
+            out,
+            "downloading {}: [{}{}] {:.0}% {} of {} bytes",
+            p.package_id,
+            "#".repeat(filled),
+            "-".repeat(BAR - filled),
+            share * 100.0,
+            p.bytes,
+            p.total
+        );
+    }
+    for (actor, doing) in &doc.activity {
+        let _ = writeln!(out, "{actor}: {doing}");
+    }
+    if let Some(s) = &doc.suspended {
+        let _ = writeln!(
+            out,
+            "SUSPENDED: package {}: {}",
+            s.package_id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "?".into()),
+            s.reason.as_deref().unwrap_or("no reason recorded")
+        );
+        let _ = writeln!(
+            out,
+            "  later packages wait; resume with POST /control/resume once it is fixed"
+        );
+    }
+    for (stage, p) in &doc.problems {
+        let _ = writeln!(
+            out,
+            "failing: {stage} ({}) for {}, {} failure(s): {}",
+            p.component,
+            ago(p.since_ms),
+            p.failures,
+            p.error
+        );
+    }
+    if doc.watermarks.is_empty() {
+        let _ = writeln!(out, "uploads: none yet");
+    }
+    for (table, w) in &doc.watermarks {
+        let held = w
+            .server_high_water
+            .map(|h| format!(", headquarters holds up to {h}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "uploads of {table}: sent up to counter {}{held} ({} ago)",
+            w.counter,
+            ago(w.at_ms)
+        );
+    }
+    let restarted: Vec<String> = doc
+        .actors
+        .iter()
+        .filter(|(_, a)| !a.alive || a.restarts > 0)
+        .map(|(name, a)| {
+            format!(
+                "{name} ({}, {} restart(s))",
+                if a.alive { "running" } else { "DOWN" },
+                a.restarts
+            )
+        })
+        .collect();
+    if !restarted.is_empty() {
+        let _ = writeln!(out, "actors: {}", restarted.join(", "));
+    }
+    out
+}
+
+/// `1h 2m`, `45s`: whole seconds, the two largest units.
+fn age(ms: i64) -> String {
+    let secs = (ms.max(0) / 1000) as u64;
+    let text = humantime::format_duration(Duration::from_secs(secs)).to_string();
+    let parts: Vec<&str> = text.split(' ').take(2).collect();
+    if parts.is_empty() || secs == 0 {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{PollState, Progress, SuspendedState, WatermarkState};
+
+    fn doc() -> StatusDocument {
+        StatusDocument {
+            channel_id: "store-0001".into(),
+            server_url: "http://hq:8080".into(),
+            transfer_mode: "reliable".into(),
+            started_at_ms: 0,
+            uptime_ms: 3_723_000,
+            healthy: true,
+            health_reasons: vec![],
+            problems: Default::default(),
+            actors: Default::default(),
+            last_poll: PollState {
+                at_ms: Some(990_000),
+                ok: Some(true),
+                error: None,
+                listed: 2,
+                data_group: Some("default".into()),
+                last_applied_sequence: 17,
+            },
+            activity: Default::default(),
+            download_progress: None,
+            suspended: None,
+            watermarks: Default::default(),
+            recent_downloads: vec![],
+            recent_uploads: vec![],
+        }
+    }
+
+    #[test]
+    fn a_healthy_store_on_one_screen() {
+        let mut d = doc();
+        d.download_progress = Some(Progress {
+            package_id: uuid::Uuid::nil(),
+            bytes: 50,
+            total: 200,
+        });
+        d.watermarks.insert(
+            "sales".into(),
+            WatermarkState {
+                counter: 700,
+                server_high_water: Some(700),
+                at_ms: 995_000,
+            },
+        );
+        let text = render(&d, 1_000_000);
+        assert!(
+            text.contains("store-0001 -> http://hq:8080 (reliable), up 1h 2m"),
+            "{text}"
+        );
+        assert!(text.contains("health: OK"), "{text}");
+        assert!(
+            text.contains("last poll: 10s ago, ok; applied up to #17 of data group default"),
+            "{text}"
+        );
+        assert!(text.contains("behind: 2 package(s)"), "{text}");
+        assert!(
+            text.contains("[########----------------------] 25% 50 of 200 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "uploads of sales: sent up to counter 700, headquarters holds up to 700 (5s ago)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_suspended_store_says_why_and_what_to_do() {
+        let mut d = doc();
+        d.healthy = false;
+        d.health_reasons = vec!["a package is suspended".into()];
+        d.suspended = Some(SuspendedState {
+            package_id: Some(uuid::Uuid::nil()),
+            reason: Some("schema conflict: table `t` has no column `y`".into()),
+        });
+        let text = render(&d, 1_000_000);
+        assert!(
+            text.contains("health: UNHEALTHY\n  - a package is suspended"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "SUSPENDED: package 00000000-0000-0000-0000-000000000000: schema conflict"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("POST /control/resume"), "{text}");
+    }
+}
