@@ -211,6 +211,7 @@ impl Agent {
                     status.clone(),
                     poller.clone(),
                     uploader.clone(),
+                    journal.clone(),
                     access,
                 )
                 .map_err(|source| StartError::StatusListen { addr, source })?;

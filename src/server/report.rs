@@ -114,13 +114,13 @@ pub fn channels(channels: &[ChannelInfo]) -> String {
 }
 
 /// Unix milliseconds as RFC 3339 UTC.
-fn time(ms: i64) -> String {
+pub fn time(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// Left-aligned columns, two spaces apart; "(none)" when empty.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     if rows.is_empty() {
         return "(none)\n".to_owned();
     }

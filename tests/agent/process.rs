@@ -221,9 +221,10 @@ fn sync_now_polls_and_uploads_at_once() {
         );
     std::fs::write(&path, text).unwrap();
     let (header, _) = cdx::retail::UPLOAD_TABLES[0];
-    let client = |verb: &str| {
+    let client = |args: &[&str]| {
         let out = std::process::Command::new(client_bin())
-            .args([verb, "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&path)
             .output()
             .unwrap();
@@ -231,7 +232,7 @@ fn sync_now_polls_and_uploads_at_once() {
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), said)
     };
-    let (ok, said) = client("status");
+    let (ok, said) = client(&["status"]);
     assert!(!ok && said.contains("the agent is not running"), "{said}");
     let _agent = spawn_client(&path);
     // The first poll and upload run at start.
@@ -250,7 +251,7 @@ fn sync_now_polls_and_uploads_at_once() {
         "the agent uploaded without being asked"
     );
 
-    let (ok, said) = client("sync-now");
+    let (ok, said) = client(&["sync-now"]);
     assert!(ok, "{said}");
     assert!(said.contains("sync started"), "{said}");
     assert!(
@@ -262,7 +263,7 @@ fn sync_now_polls_and_uploads_at_once() {
         hq.uploaded(header)
     );
     // `cdx-client status` shows it on one screen.
-    let (ok, said) = client("status");
+    let (ok, said) = client(&["status"]);
     assert!(ok, "{said}");
     assert!(
         said.contains(&format!("{CHANNEL} -> {}", hq.url())),
@@ -278,4 +279,26 @@ fn sync_now_polls_and_uploads_at_once() {
         "{said}"
     );
     eprintln!("cdx-client status:\n{said}");
+    // The sessions, as tables and one with its history.
+    let (ok, said) = client(&["sessions", "--downloads", "--status", "applied"]);
+    assert!(ok, "{said}");
+    assert!(said.starts_with("Download sessions\nSESSION"), "{said}");
+    for p in &published {
+        assert!(said.contains(&p.id.to_string()), "{said}");
+    }
+    assert!(!said.contains("Upload sessions"), "{said}");
+    let id = published[0].id.to_string();
+    let (ok, said) = client(&["sessions", "show", &id[..8]]);
+    assert!(ok, "{said}");
+    assert!(said.contains(&format!("package {id}")), "{said}");
+    assert!(
+        said.contains("history:") && said.contains("  Applied"),
+        "{said}"
+    );
+    eprintln!("cdx-client sessions show:\n{said}");
+    let (ok, said) = client(&["sessions", "show", "ffffffff"]);
+    assert!(
+        !ok && said.contains("no session, package or upload `ffffffff`"),
+        "{said}"
+    );
 }

@@ -44,6 +44,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The running agent's download and upload sessions, newest first, as
+    /// the original's session forms; `sessions show ID` prints one with its
+    /// status history (ID: a session, package or upload id, or a prefix).
+    Sessions {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only download sessions.
+        #[arg(long)]
+        downloads: bool,
+        /// Only upload sessions.
+        #[arg(long)]
+        uploads: bool,
+        /// Only sessions in this status (Applied, ApplyFailed, Suspended...).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// At most this many sessions of each direction.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// `show ID`.
+        #[arg(value_name = "show ID", num_args = 0..=2)]
+        show: Vec<String>,
+    },
     /// Ask the running agent to poll headquarters and upload now, instead of
     /// at the next intervals (through its status endpoint, with the control
     /// token from `status.control_token_file`).
@@ -83,6 +108,23 @@ fn main() -> ExitCode {
         Command::TestConnection { config } => test_connection(&config),
         Command::SyncNow { config } => sync_now(&config),
         Command::Status { config, json } => status(&config, json),
+        Command::Sessions {
+            config,
+            downloads,
+            uploads,
+            status,
+            limit,
+            json,
+            show,
+        } => {
+            let filter = cdx_actors::status::screen::SessionFilter {
+                downloads,
+                uploads,
+                status,
+                limit,
+            };
+            sessions(&config, &filter, json, &show)
+        }
         Command::Demo(options) => {
             init_logging("warn", LogFormat::Text);
             demo::run(options)
@@ -213,6 +255,57 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+fn sessions(
+    path: &std::path::Path,
+    filter: &cdx_actors::status::screen::SessionFilter,
+    json: bool,
+    show: &[String],
+) -> anyhow::Result<()> {
+    use cdx_actors::status::screen;
+    let shown = match show {
+        [] => None,
+        [verb, id] if verb == "show" => Some(id.clone()),
+        _ => anyhow::bail!("expected `sessions` or `sessions show ID`"),
+    };
+    let config = Config::load(path)?;
+    // Enough to find an older session by id.
+    let limit = if shown.is_some() {
+        10_000
+    } else {
+        filter.limit.max(1)
+    };
+    let url = format!("http://{}/sessions?limit={limit}", agent_address(&config)?);
+    let doc: cdx_actors::status::SessionsDocument = actix_rt::System::new().block_on(async {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("the agent is not running (no answer at {url})"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            anyhow::bail!(
+                "{url}: HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        response
+            .json()
+            .await
+            .with_context(|| format!("{url}: not a sessions document"))
+    })?;
+    match shown {
+        Some(id) => match screen::session_detail(&doc, &id) {
+            Some(text) => print!("{text}"),
+            None => {
+                anyhow::bail!("no session, package or upload `{id}` among the agent's sessions")
+            }
+        },
+        None if json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        None => print!("{}", screen::sessions_table(&doc, filter)),
+    }
+    Ok(())
 }
 
 fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The status endpoint: `GET /health`, `GET /status`,
 //! `POST /control/resume` to release a suspended package, and
-//! `POST /control/sync-now` to poll and upload at once.
+//! `POST /control/sync-now` to poll and upload at once, and
+//! `GET /sessions?limit=N` for the journal's newest sessions.
 //!
 //! Only its own host can steer it. Every route answers only requests whose
 //! `Host` is a loopback name or one configured (`status.allowed_hosts`), so
@@ -17,6 +18,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use cdx::config::Secret;
 
 use super::{GetHealth, GetStatus, Status};
+use crate::journal::{DownloadSession, Journal, Recent, UploadSession};
 use crate::poller::{PollNow, Poller, Resume};
 use crate::uploader::{UploadNow, Uploader};
 
@@ -34,6 +36,7 @@ struct State {
     status: Addr<Status>,
     poller: Addr<Poller>,
     uploader: Addr<Uploader>,
+    journal: Addr<Journal>,
     access: ControlAccess,
 }
 
@@ -44,12 +47,14 @@ pub fn serve(
     status: Addr<Status>,
     poller: Addr<Poller>,
     uploader: Addr<Uploader>,
+    journal: Addr<Journal>,
     access: ControlAccess,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = State {
         status,
         poller,
         uploader,
+        journal,
         access,
     };
     Ok(HttpServer::new(move || {
@@ -57,6 +62,7 @@ pub fn serve(
             .app_data(web::Data::new(state.clone()))
             .route("/health", web::get().to(health))
             .route("/status", web::get().to(status_document))
+            .route("/sessions", web::get().to(sessions))
             .route("/control/resume", web::post().to(resume))
             .route("/control/sync-now", web::post().to(sync_now))
     })
@@ -167,6 +173,41 @@ async fn health(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "unhealthy", "reasons": ["the status actor is restarting"]
         })),
+    }
+}
+
+/// The newest sessions the journal keeps, per direction.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SessionsDocument {
+    pub downloads: Vec<DownloadSession>,
+    pub uploads: Vec<UploadSession>,
+}
+
+#[derive(serde::Deserialize)]
+struct SessionsQuery {
+    limit: Option<usize>,
+}
+
+/// Sessions a `GET /sessions` answers with at most, per direction.
+const MAX_SESSIONS: usize = 10_000;
+
+async fn sessions(
+    req: HttpRequest,
+    state: web::Data<State>,
+    query: web::Query<SessionsQuery>,
+) -> HttpResponse {
+    if let Err(refusal) = check_host(&req, &state.access) {
+        return refusal;
+    }
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_SESSIONS);
+    match state.journal.send(Recent { limit }).await {
+        Ok(Ok((downloads, uploads))) => {
+            HttpResponse::Ok().json(SessionsDocument { downloads, uploads })
+        }
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": format!("message database: {e}") })),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": "the journal is restarting" })),
     }
 }
 

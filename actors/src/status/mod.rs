@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use health::{assess, Health, HealthInputs, Problem};
-pub use http::{serve, ControlAccess};
+pub use http::{serve, ControlAccess, SessionsDocument};
 
 use crate::journal::{DownloadSession, Journal, Recent, UploadSession};
 use crate::supervisor::{ActorHealth, Supervision};

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use cdx::server::report::{table, time as rfc3339};
+
 use super::StatusDocument;
 
 /// Characters of a progress bar.
@@ -240,4 +242,161 @@ mod tests {
         );
         assert!(text.contains("POST /control/resume"), "{text}");
     }
+}
+
+/// Which sessions `cdx-client sessions` lists.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub downloads: bool,
+    pub uploads: bool,
+    /// A status name, compared case-insensitively.
+    pub status: Option<String>,
+    pub limit: usize,
+}
+
+/// The sessions as the original's Download sessions and Upload sessions
+/// forms: one line each, newest first, times in RFC 3339.
+pub fn sessions_table(doc: &super::SessionsDocument, filter: &SessionFilter) -> String {
+    let both = filter.downloads == filter.uploads;
+    let wanted = |status: &str| {
+        filter
+            .status
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(status))
+    };
+    let mut out = String::new();
+    if both || filter.downloads {
+        let rows: Vec<Vec<String>> = doc
+            .downloads
+            .iter()
+            .map(|s| (s, format!("{:?}", s.status)))
+            .filter(|(_, status)| wanted(status))
+            .take(filter.limit)
+            .map(|(s, status)| {
+                vec![
+                    s.id.to_string(),
+                    s.package.id.to_string(),
+                    s.package.sequence.to_string(),
+                    s.package.job.clone(),
+                    status,
+                    s.attempts.to_string(),
+                    s.bytes_done.to_string(),
+                    s.rows_applied.to_string(),
+                    rfc3339(s.updated_at_ms),
+                    s.last_error.as_deref().map(short).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let _ = writeln!(out, "Download sessions");
+        out += &table(
+            &[
+                "SESSION", "PACKAGE", "SEQ", "JOB", "STATUS", "ATTEMPTS", "BYTES", "ROWS",
+                "UPDATED", "ERROR",
+            ],
+            rows,
+        );
+    }
+    if both {
+        out.push('\n');
+    }
+    if both || filter.uploads {
+        let rows: Vec<Vec<String>> = doc
+            .uploads
+            .iter()
+            .map(|s| (s, format!("{:?}", s.status)))
+            .filter(|(_, status)| wanted(status))
+            .take(filter.limit)
+            .map(|(s, status)| {
+                vec![
+                    s.id.to_string(),
+                    s.table.clone(),
+                    format!("{}..={}", s.first_counter, s.last_counter),
+                    status,
+                    s.attempts.to_string(),
+                    s.rows.to_string(),
+                    s.bytes.to_string(),
+                    rfc3339(s.updated_at_ms),
+                    s.last_error.as_deref().map(short).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let _ = writeln!(out, "Upload sessions");
+        out += &table(
+            &[
+                "SESSION", "TABLE", "COUNTERS", "STATUS", "ATTEMPTS", "ROWS", "BYTES", "UPDATED",
+                "ERROR",
+            ],
+            rows,
+        );
+    }
+    out
+}
+
+/// One session with its status history, found by its id, its package id or
+/// its upload id (or a unique prefix of one); `None` when nothing matches.
+pub fn session_detail(doc: &super::SessionsDocument, id: &str) -> Option<String> {
+    let id = id.to_ascii_lowercase();
+    let matches = |candidates: &[String]| candidates.iter().any(|c| c.starts_with(&id));
+    let mut out = String::new();
+    if let Some(s) = doc
+        .downloads
+        .iter()
+        .find(|s| matches(&[s.id.to_string(), s.package.id.to_string()]))
+    {
+        let _ = writeln!(out, "download session {}", s.id);
+        let _ = writeln!(
+            out,
+            "package {} (#{} job {}, {:?}, {} bytes, {} rows)",
+            s.package.id,
+            s.package.sequence,
+            s.package.job,
+            s.package.kind,
+            s.package.bytes,
+            s.package.rows
+        );
+        let _ = writeln!(
+            out,
+            "status {:?}, {} failed tries, {} bytes downloaded, {} rows applied",
+            s.status, s.attempts, s.bytes_done, s.rows_applied
+        );
+        history(&mut out, &s.history);
+        return Some(out);
+    }
+    let s = doc
+        .uploads
+        .iter()
+        .find(|s| matches(&[s.id.to_string(), s.upload_id.to_string()]))?;
+    let _ = writeln!(out, "upload session {} (upload {})", s.id, s.upload_id);
+    let _ = writeln!(
+        out,
+        "table {}, counters {}..={}, {} rows, {} bytes",
+        s.table, s.first_counter, s.last_counter, s.rows, s.bytes
+    );
+    let _ = writeln!(out, "status {:?}, {} failed tries", s.status, s.attempts);
+    history(&mut out, &s.history);
+    Some(out)
+}
+
+fn history(out: &mut String, history: &[crate::journal::Transition]) {
+    let _ = writeln!(out, "history:");
+    for t in history {
+        let _ = writeln!(
+            out,
+            "  {}  {}{}",
+            rfc3339(t.at_ms),
+            t.status,
+            t.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(80).collect();
+    if text.chars().count() > 80 {
+        s.push('…');
+    }
+    s
 }
