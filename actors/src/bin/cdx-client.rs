@@ -225,10 +225,11 @@ fn agent_address(config: &Config) -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
-fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
-    let url = format!("http://{}/status", agent_address(&config)?);
-    actix_rt::System::new().block_on(async move {
+/// GETs `path` from the running agent's status endpoint and decodes the
+/// JSON document it answers with.
+fn agent_get<T: serde::de::DeserializeOwned>(config: &Config, path: &str) -> anyhow::Result<T> {
+    let url = format!("http://{}{path}", agent_address(config)?);
+    actix_rt::System::new().block_on(async {
         let response = reqwest::Client::new()
             .get(&url)
             .send()
@@ -241,20 +242,25 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 response.text().await.unwrap_or_default()
             );
         }
-        let doc: cdx_actors::status::StatusDocument = response
+        response
             .json()
             .await
-            .with_context(|| format!("{url}: not a status document"))?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        } else {
-            print!(
-                "{}",
-                cdx_actors::status::screen::render(&doc, cdx::protocol::now_ms())
-            );
-        }
-        anyhow::Ok(())
+            .with_context(|| format!("{url}: not the document expected"))
     })
+}
+
+fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let doc: cdx_actors::status::StatusDocument = agent_get(&config, "/status")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!(
+            "{}",
+            cdx_actors::status::screen::render(&doc, cdx::protocol::now_ms())
+        );
+    }
+    Ok(())
 }
 
 fn sessions(
@@ -276,25 +282,8 @@ fn sessions(
     } else {
         filter.limit.max(1)
     };
-    let url = format!("http://{}/sessions?limit={limit}", agent_address(&config)?);
-    let doc: cdx_actors::status::SessionsDocument = actix_rt::System::new().block_on(async {
-        let response = reqwest::Client::new()
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("the agent is not running (no answer at {url})"))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            anyhow::bail!(
-                "{url}: HTTP {status}: {}",
-                response.text().await.unwrap_or_default()
-            );
-        }
-        response
-            .json()
-            .await
-            .with_context(|| format!("{url}: not a sessions document"))
-    })?;
+    let doc: cdx_actors::status::SessionsDocument =
+        agent_get(&config, &format!("/sessions?limit={limit}"))?;
     match shown {
         Some(id) => match screen::session_detail(&doc, &id) {
             Some(text) => print!("{text}"),
