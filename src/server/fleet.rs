@@ -72,7 +72,14 @@ impl Store {
     /// furthest behind, then by id.
     pub fn fleet(&self, filter: &FleetFilter) -> Result<Vec<StoreState>, ServerError> {
         let channels = self.channels()?;
-        let high_waters = self.upload_tables(None)?;
+        // Grouped once: a scan per channel would cost channels × tables.
+        let mut high_waters: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
+        for t in self.upload_tables(None)? {
+            high_waters
+                .entry(t.channel)
+                .or_default()
+                .insert(t.table, t.high_water);
+        }
         let mut states: Vec<StoreState> = self.with_conn(|conn| {
             let latest: HashMap<String, u64> = conn
                 .prepare("SELECT data_group, MAX(sequence) FROM packages GROUP BY data_group")?
@@ -148,11 +155,7 @@ impl Store {
                     waiting_since_ms,
                     problems: problems.remove(&c.id).unwrap_or_default(),
                     last_upload_ms: last_upload.get(&c.id).copied(),
-                    high_water: high_waters
-                        .iter()
-                        .filter(|t| t.channel == c.id)
-                        .map(|t| (t.table.clone(), t.high_water))
-                        .collect(),
+                    high_water: high_waters.remove(&c.id).unwrap_or_default(),
                 });
             }
             Ok(states)

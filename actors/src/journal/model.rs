@@ -218,11 +218,13 @@ pub struct PackageInfoV1 {
 }
 
 impl From<DownloadSessionV1> for DownloadSession {
+    /// Through the next layout: a V1 record is a V2 one without
+    /// `content_bytes`.
     fn from(old: DownloadSessionV1) -> Self {
         let p = old.package;
-        DownloadSession {
+        DownloadSessionV2 {
             id: old.id,
-            package: PackageInfo {
+            package: PackageInfoV2 {
                 id: p.id,
                 data_group: p.data_group,
                 job: p.job,
@@ -233,7 +235,6 @@ impl From<DownloadSessionV1> for DownloadSession {
                 rows: p.rows,
                 created_at_ms: p.created_at_ms,
                 content_bytes: None,
-                content_url: None,
             },
             status: old.status,
             attempts: old.attempts,
@@ -244,6 +245,7 @@ impl From<DownloadSessionV1> for DownloadSession {
             created_at_ms: old.created_at_ms,
             updated_at_ms: old.updated_at_ms,
         }
+        .into()
     }
 }
 
