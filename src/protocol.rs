@@ -160,6 +160,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds as an RFC 3339 UTC time with milliseconds
+/// (`2026-12-02T15:13:38.123Z`), as documents for people show times.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 /// `GET /v1/sessions`: the channel's own sessions as the server records them,
 /// for debugging.
 pub const SESSIONS: &str = "/v1/sessions";

@@ -1,6 +1,6 @@
 //! What the message database holds: download and upload sessions.
 
-use cdx::protocol::{now_ms, PackageInfo, StatusReport};
+use cdx::protocol::{now_ms, rfc3339_ms, PackageInfo, StatusReport};
 use cdx::status::{Direction, DownloadStatus, UploadStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -9,14 +9,14 @@ use uuid::Uuid;
 const MAX_HISTORY: usize = 64;
 
 /// One status change of a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Transition {
     pub status: String,
     pub at_ms: i64,
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DownloadSession {
     pub id: Uuid,
     /// The package, as the server listed it.
@@ -32,7 +32,7 @@ pub struct DownloadSession {
     pub updated_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct UploadSession {
     pub id: Uuid,
     /// The batch's idempotency key at the server; kept across re-sends.
@@ -48,6 +48,79 @@ pub struct UploadSession {
     pub history: Vec<Transition>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+// The sessions are stored with bincode and shown as JSON. For people (a
+// human-readable format: JSON) each `*_at_ms` time is followed by the same
+// time in RFC 3339 (`*_at`); the stored form has the milliseconds only, so
+// the journal's layout does not change. Reading ignores the `*_at` fields.
+
+impl Serialize for Transition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let people = serializer.is_human_readable();
+        let mut s = serializer.serialize_struct("Transition", 3 + people as usize)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("at_ms", &self.at_ms)?;
+        if people {
+            s.serialize_field("at", &rfc3339_ms(self.at_ms))?;
+        }
+        s.serialize_field("message", &self.message)?;
+        s.end()
+    }
+}
+
+impl Serialize for DownloadSession {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let people = serializer.is_human_readable();
+        let mut s = serializer.serialize_struct("DownloadSession", 10 + 2 * people as usize)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("package", &self.package)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("attempts", &self.attempts)?;
+        s.serialize_field("bytes_done", &self.bytes_done)?;
+        s.serialize_field("rows_applied", &self.rows_applied)?;
+        s.serialize_field("last_error", &self.last_error)?;
+        s.serialize_field("history", &self.history)?;
+        s.serialize_field("created_at_ms", &self.created_at_ms)?;
+        if people {
+            s.serialize_field("created_at", &rfc3339_ms(self.created_at_ms))?;
+        }
+        s.serialize_field("updated_at_ms", &self.updated_at_ms)?;
+        if people {
+            s.serialize_field("updated_at", &rfc3339_ms(self.updated_at_ms))?;
+        }
+        s.end()
+    }
+}
+
+impl Serialize for UploadSession {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let people = serializer.is_human_readable();
+        let mut s = serializer.serialize_struct("UploadSession", 13 + 2 * people as usize)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("upload_id", &self.upload_id)?;
+        s.serialize_field("table", &self.table)?;
+        s.serialize_field("first_counter", &self.first_counter)?;
+        s.serialize_field("last_counter", &self.last_counter)?;
+        s.serialize_field("rows", &self.rows)?;
+        s.serialize_field("bytes", &self.bytes)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("attempts", &self.attempts)?;
+        s.serialize_field("last_error", &self.last_error)?;
+        s.serialize_field("history", &self.history)?;
+        s.serialize_field("created_at_ms", &self.created_at_ms)?;
+        if people {
+            s.serialize_field("created_at", &rfc3339_ms(self.created_at_ms))?;
+        }
+        s.serialize_field("updated_at_ms", &self.updated_at_ms)?;
+        if people {
+            s.serialize_field("updated_at", &rfc3339_ms(self.updated_at_ms))?;
+        }
+        s.end()
+    }
 }
 
 fn push_history(history: &mut Vec<Transition>, status: String, message: Option<String>) {
@@ -373,7 +446,68 @@ impl DownloadSessionV1 {
 
 #[cfg(test)]
 mod tests {
-    use super::attempt_number;
+    use super::*;
+
+    fn download() -> DownloadSession {
+        let package = PackageInfo {
+            id: Uuid::now_v7(),
+            data_group: "g".into(),
+            job: "j".into(),
+            sequence: 7,
+            kind: cdx::package::PackageKind::Full,
+            bytes: 10,
+            sha256: "ab".into(),
+            rows: 3,
+            created_at_ms: 1,
+            content_bytes: Some(12),
+            content_url: None,
+        };
+        let mut s = DownloadSession::new(package, DownloadStatus::Available, None);
+        s.transition(DownloadStatus::ApplyFailed, Some("disk".into()));
+        s.created_at_ms = 1_764_688_418_123;
+        s
+    }
+
+    /// The stored layout is the derived one (the fields in order, as a
+    /// tuple), so journals written before the RFC 3339 times read the same;
+    /// JSON adds the times for people and reads back.
+    #[test]
+    fn stored_layout_has_no_times_and_json_has_rfc3339() {
+        let s = download();
+        let stored = bincode::serialize(&s).unwrap();
+        let fields = (
+            s.id,
+            &s.package,
+            s.status,
+            s.attempts,
+            s.bytes_done,
+            s.rows_applied,
+            &s.last_error,
+            s.history
+                .iter()
+                .map(|t| (&t.status, t.at_ms, &t.message))
+                .collect::<Vec<_>>(),
+            s.created_at_ms,
+            s.updated_at_ms,
+        );
+        assert_eq!(stored, bincode::serialize(&fields).unwrap());
+        assert_eq!(bincode::deserialize::<DownloadSession>(&stored).unwrap(), s);
+
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["created_at"], "2025-12-02T15:13:38.123Z");
+        assert_eq!(json["created_at_ms"], 1_764_688_418_123i64);
+        assert!(json["history"][1]["at"].as_str().unwrap().ends_with('Z'));
+        let back: DownloadSession = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+
+        let mut u = UploadSession::new("sales", 1, 5, 5);
+        u.updated_at_ms = 0;
+        let stored = bincode::serialize(&u).unwrap();
+        assert_eq!(bincode::deserialize::<UploadSession>(&stored).unwrap(), u);
+        let json = serde_json::to_value(&u).unwrap();
+        assert_eq!(json["updated_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(serde_json::from_value::<UploadSession>(json).unwrap(), u);
+    }
 
     /// Reports count tries from 1: the first try's Requested and Applied
     /// are attempt 1, its failure too, and the retry after it attempt 2.

@@ -19,6 +19,9 @@ pub struct Problem {
     pub class: FailureClass,
     /// When the stage first failed since it last succeeded.
     pub since_ms: i64,
+    /// `since_ms` in RFC 3339, filled in when the status document is made.
+    #[serde(default)]
+    pub since: String,
     pub failures: u64,
 }
 
@@ -141,6 +144,7 @@ mod tests {
             error: "No space left on device".into(),
             class: FailureClass::Transient,
             since_ms,
+            since: String::new(),
             failures: 7,
         }
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use cdx::failure::FailureClass;
-use cdx::protocol::now_ms;
+use cdx::protocol::{now_ms, rfc3339_ms};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -69,6 +69,9 @@ pub enum StatusEvent {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PollState {
     pub at_ms: Option<i64>,
+    /// `at_ms` in RFC 3339, filled in when the document is made.
+    #[serde(default)]
+    pub at: Option<String>,
     pub ok: Option<bool>,
     pub error: Option<String>,
     pub listed: usize,
@@ -81,6 +84,9 @@ pub struct WatermarkState {
     pub counter: i64,
     pub server_high_water: Option<i64>,
     pub at_ms: i64,
+    /// `at_ms` in RFC 3339, filled in when the document is made.
+    #[serde(default)]
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +109,10 @@ pub struct StatusDocument {
     pub server_url: String,
     pub transfer_mode: String,
     pub started_at_ms: i64,
+    /// `started_at_ms` in RFC 3339; every `*_at_ms` time in the document
+    /// has its RFC 3339 twin beside it (`*_at`, `since`).
+    #[serde(default)]
+    pub started_at: String,
     pub uptime_ms: i64,
     pub healthy: bool,
     /// Why the agent is not healthy (what `/health` answers 503 with).
@@ -234,6 +244,7 @@ impl Handler<StatusEvent> for Status {
             } => {
                 self.poll = PollState {
                     at_ms: Some(now_ms()),
+                    at: None,
                     ok: Some(true),
                     error: None,
                     listed,
@@ -260,6 +271,7 @@ impl Handler<StatusEvent> for Status {
                     error: String::new(),
                     class,
                     since_ms: now,
+                    since: String::new(),
                     failures: 0,
                 });
                 p.component = component.to_string();
@@ -304,6 +316,7 @@ impl Handler<StatusEvent> for Status {
                         counter,
                         server_high_water: server_high_water.or(known),
                         at_ms: now_ms(),
+                        at: String::new(),
                     },
                 );
             }
@@ -335,17 +348,28 @@ impl Handler<GetStatus> for Status {
             };
             let actors = act.actors();
             let health = act.health(&actors);
+            let mut last_poll = act.poll.clone();
+            last_poll.at = last_poll.at_ms.map(rfc3339_ms);
+            let mut problems = act.problems.clone();
+            for p in problems.values_mut() {
+                p.since = rfc3339_ms(p.since_ms);
+            }
+            let mut watermarks = act.watermarks.clone();
+            for w in watermarks.values_mut() {
+                w.at = rfc3339_ms(w.at_ms);
+            }
             StatusDocument {
                 channel_id: act.identity.channel_id.clone(),
                 server_url: act.identity.server_url.clone(),
                 transfer_mode: act.identity.transfer_mode.clone(),
                 started_at_ms: act.started_at_ms,
+                started_at: rfc3339_ms(act.started_at_ms),
                 uptime_ms: now_ms() - act.started_at_ms,
                 healthy: health.healthy,
                 health_reasons: health.reasons,
-                problems: act.problems.clone(),
+                problems,
                 actors,
-                last_poll: act.poll.clone(),
+                last_poll,
                 activity: act
                     .activity
                     .iter()
@@ -353,7 +377,7 @@ impl Handler<GetStatus> for Status {
                     .collect(),
                 download_progress: act.progress.clone(),
                 suspended: act.suspended.clone(),
-                watermarks: act.watermarks.clone(),
+                watermarks,
                 recent_downloads,
                 recent_uploads,
             }

@@ -159,6 +159,7 @@ mod tests {
             server_url: "http://hq:8080".into(),
             transfer_mode: "reliable".into(),
             started_at_ms: 0,
+            started_at: String::new(),
             uptime_ms: 3_723_000,
             healthy: true,
             health_reasons: vec![],
@@ -166,6 +167,7 @@ mod tests {
             actors: Default::default(),
             last_poll: PollState {
                 at_ms: Some(990_000),
+                at: None,
                 ok: Some(true),
                 error: None,
                 listed: 2,
@@ -195,6 +197,7 @@ mod tests {
                 counter: 700,
                 server_high_water: Some(700),
                 at_ms: 995_000,
+                at: String::new(),
             },
         );
         let text = render(&d, 1_000_000);
