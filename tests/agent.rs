@@ -16,8 +16,10 @@ mod agent {
     mod edges;
     mod exact;
     mod hostile;
+    mod operators;
     mod outage;
     mod process;
+    mod prometheus;
     mod reliable;
     mod resources;
     mod sqlserver;

@@ -147,6 +147,7 @@ impl Agent {
         let reporter = Reporter::start(hq.clone(), &supervision);
         supervision.watch("reporter", watch(&reporter));
         let journal = Journal::start(store, Some(reporter.recipient()), &supervision);
+        crate::status::metrics::install();
         let status = Status::start(identity(&config), journal.clone(), &supervision);
         supervision.watch("status", watch(&status));
         let downloader = Downloader::start(
@@ -158,7 +159,12 @@ impl Agent {
             &supervision,
         );
         supervision.watch("downloader", watch(&downloader));
-        let applier = Applier::start(open_db.clone(), config.upload.tables.clone(), &supervision);
+        let applier = Applier::start(
+            open_db.clone(),
+            config.upload.tables.clone(),
+            status.clone(),
+            &supervision,
+        );
         let poller = Poller::start(
             Pipeline {
                 hq: hq.clone(),

@@ -15,6 +15,8 @@ use cdx::package::{Declared, PackageReader};
 use cdx::plan;
 
 use crate::error::ActorError;
+use crate::status::metrics::{APPLY_DURATION, PACKAGES_APPLIED, ROWS_APPLIED};
+use crate::status::{Status, StatusEvent};
 use crate::supervisor::{guard, Supervision};
 use cdx::protocol::PackageInfo;
 
@@ -43,13 +45,20 @@ pub struct Applier {
     db: Option<Box<dyn ChannelDb>>,
     /// The store's upload tables: no package may write them.
     upload_tables: Arc<[UploadTable]>,
+    status: Addr<Status>,
     supervision: Supervision,
 }
+
+/// How often a long apply tells the status actor how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often a long apply says so in the log.
+const LOG_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Applier {
     pub fn start(
         open: ChannelDbFactory,
         upload_tables: Vec<UploadTable>,
+        status: Addr<Status>,
         supervision: &Supervision,
     ) -> Addr<Self> {
         let sup = supervision.clone();
@@ -58,6 +67,7 @@ impl Applier {
             open: open.clone(),
             db: None,
             upload_tables: upload_tables.clone(),
+            status: status.clone(),
             supervision: sup.clone(),
         });
         let addr = SyncArbiter::start(1, factory);
@@ -88,7 +98,14 @@ impl Handler<Apply> for Applier {
             let started = std::time::Instant::now();
             // A busy or unreachable database is retried by the poller, as
             // a transient failure that costs no try.
-            let outcome = self.apply_once(&msg)?;
+            let outcome = self.apply_once(&msg);
+            self.status.do_send(StatusEvent::ApplyEnded);
+            let outcome = outcome?;
+            if let ApplyOutcome::Applied(r) = &outcome {
+                metrics::counter!(PACKAGES_APPLIED).increment(1);
+                metrics::counter!(ROWS_APPLIED).increment(r.upserts + r.deletes);
+                metrics::histogram!(APPLY_DURATION).record(started.elapsed().as_secs_f64());
+            }
             tracing::info!(package = %msg.package.id, sequence = msg.package.sequence,
                 job = %msg.package.job, outcome = ?outcome,
                 elapsed_ms = started.elapsed().as_millis() as u64, "package applied");
@@ -109,13 +126,13 @@ impl Applier {
         let file = std::fs::File::open(&msg.path).map_err(|e| package_err(e.into()))?;
         let input: Box<dyn std::io::Read + Send> =
             Box::new(BufReader::with_capacity(1 << 20, file));
-        let source: PackageSource<'_> =
-            PackageReader::open(input)
-                .map_err(package_err)?
-                .expect(Declared {
-                    rows: listed.rows,
-                    content_bytes: listed.content_bytes,
-                });
+        let source: PackageSource<'_> = PackageReader::open(input)
+            .map_err(package_err)?
+            .expect(Declared {
+                rows: listed.rows,
+                content_bytes: listed.content_bytes,
+            })
+            .on_progress(progress_hook(self.status.clone(), listed));
         plan::check_listed(source.header(), listed, &self.upload_tables)?;
         let outcome = self.db()?.apply_package(source);
         if outcome.is_err() {
@@ -123,6 +140,30 @@ impl Applier {
             self.db = None;
         }
         outcome
+    }
+}
+
+/// Tells the status actor every [`PROGRESS_EVERY`], and the log every
+/// [`LOG_PROGRESS_EVERY`], how many rows of the package are applied.
+fn progress_hook(status: Addr<Status>, listed: &PackageInfo) -> impl FnMut(u64) + Send {
+    let (package_id, total) = (listed.id, listed.rows);
+    let started = std::time::Instant::now();
+    let (mut told, mut logged) = (None::<std::time::Instant>, started);
+    move |rows| {
+        let now = std::time::Instant::now();
+        if told.is_none_or(|t| now - t >= PROGRESS_EVERY) {
+            told = Some(now);
+            status.do_send(StatusEvent::ApplyProgress {
+                package_id,
+                rows,
+                total,
+            });
+        }
+        if now - logged >= LOG_PROGRESS_EVERY {
+            logged = now;
+            tracing::info!(package = %package_id, rows, total,
+                elapsed_s = (now - started).as_secs(), "applying package");
+        }
     }
 }
 

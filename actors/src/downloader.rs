@@ -100,6 +100,10 @@ impl Handler<Fetch> for Downloader {
             let done = transfer::download(&mut ctx, &package).await;
             status.do_send(StatusEvent::DownloadEnded);
             let done = done?;
+            metrics::counter!(crate::status::metrics::DOWNLOADED_BYTES)
+                .increment(done.bytes.saturating_sub(done.resumed_from));
+            metrics::histogram!(crate::status::metrics::DOWNLOAD_DURATION)
+                .record(started.elapsed().as_secs_f64());
             tracing::info!(package = %id, bytes = done.bytes, resumed_from = done.resumed_from,
                 elapsed_ms = started.elapsed().as_millis() as u64, mode = ?config.mode, "package downloaded");
             Ok(done)

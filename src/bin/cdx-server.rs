@@ -197,6 +197,12 @@ struct ServeArgs {
     /// DATA/content (every package is linked there).
     #[arg(long, value_name = "URL")]
     content_url_base: Option<String>,
+    /// A file holding the token operators' routes (`/metrics`) require as
+    /// `Authorization: Bearer TOKEN`; the environment variable
+    /// CDX_ADMIN_TOKEN may hold it instead. Never a channel's secret.
+    /// Without one, those routes answer only clients on this machine.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -469,6 +475,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(base = %base, packages = linked,
             "listing packages with a content_url; their files are linked in content/");
     }
+    if let Some(token) = admin_token(args.admin_token_file.as_deref())? {
+        store.set_admin_token(token)?;
+    }
     let listener = std::net::TcpListener::bind(&args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.data.display(), "serving");
@@ -483,6 +492,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.await
     })?;
     Ok(())
+}
+
+/// The admin token from `file` (its first line) or from CDX_ADMIN_TOKEN.
+fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<cdx::config::Secret>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the admin token file {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned(),
+        None => match std::env::var("CDX_ADMIN_TOKEN") {
+            Ok(token) => token.trim().to_owned(),
+            Err(_) => return Ok(None),
+        },
+    };
+    if token.len() < 16 {
+        anyhow::bail!(
+            "the admin token (from {}) must be at least 16 characters",
+            file.map_or("CDX_ADMIN_TOKEN".to_owned(), |p| p.display().to_string())
+        );
+    }
+    Ok(Some(cdx::config::Secret::new(token)))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

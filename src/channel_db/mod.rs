@@ -111,4 +111,8 @@ pub trait ChannelDb: Send {
 
     /// Rows in `table`, for reconciliation and status.
     fn row_count(&mut self, table: &str) -> Result<u64, ChannelDbError>;
+
+    /// Rows of the upload table with counter above `after`: what waits to
+    /// be uploaded when `after` is the watermark.
+    fn rows_above(&mut self, table: &UploadTable, after: i64) -> Result<u64, ChannelDbError>;
 }

@@ -48,7 +48,14 @@ pub struct PackageReader<R: Read> {
     content_read: u64,
     /// What the listing declares, when the caller said ([`Self::expect`]).
     declared: Option<Declared>,
+    /// Told the rows read so far every [`PROGRESS_ROWS`] rows
+    /// ([`Self::on_progress`]).
+    progress: Option<Box<dyn FnMut(u64) + Send>>,
 }
+
+/// Rows between two calls of a progress hook: often enough for a person,
+/// rare enough to cost nothing beside decoding the rows.
+pub const PROGRESS_ROWS: u64 = 16_384;
 
 /// A package's size as its listing declares it, enforced while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +132,7 @@ impl<R: Read> PackageReader<R> {
             state: State::Frames,
             content_read: 0,
             declared: None,
+            progress: None,
         })
     }
 
@@ -137,6 +145,13 @@ impl<R: Read> PackageReader<R> {
     /// frame is allocated), and at the end unless both match exactly.
     pub fn expect(mut self, declared: Declared) -> Self {
         self.declared = Some(declared);
+        self
+    }
+
+    /// Calls `hook` with the rows (upserts and deletes) read so far every
+    /// [`PROGRESS_ROWS`] rows, so a long apply can say how far it is.
+    pub fn on_progress(mut self, hook: impl FnMut(u64) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(hook));
         self
     }
 
@@ -208,6 +223,15 @@ impl<R: Read> PackageReader<R> {
 
         let frame = codec::decode_frame(&self.buf)?;
         self.checker.check(&frame)?;
+        if let Some(hook) = self.progress.as_mut() {
+            let rows = self.checker.rows();
+            if rows.is_multiple_of(PROGRESS_ROWS)
+                && rows > 0
+                && matches!(frame, Frame::Upsert(_) | Frame::Delete(_))
+            {
+                hook(rows);
+            }
+        }
         if let Some(declared) = self.declared {
             let rows = self.checker.rows();
             let ended = matches!(frame, Frame::End { .. });

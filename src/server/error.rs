@@ -46,6 +46,14 @@ pub enum ServerError {
     #[error("{0}")]
     MissingCredentials(&'static str),
 
+    /// An operators' route without the admin token.
+    #[error("{0}")]
+    NotAdmin(&'static str),
+
+    /// An operators' route from another machine while no admin token is set.
+    #[error("{0}")]
+    Forbidden(&'static str),
+
     #[error("unknown channel database id `{0}`")]
     UnknownChannel(String),
 

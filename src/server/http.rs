@@ -39,6 +39,7 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// (or spawned) on an actix runtime; stop it through `Server::handle`. OS
 /// signals are not handled: the caller decides when to stop.
 pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    super::metrics::install();
     // Last connections are written here, off the request path.
     let flushed = store.clone();
     actix_rt::spawn(async move {
@@ -69,7 +70,14 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                 async move {
                     let response = response.await?;
                     let status = response.status().as_u16();
-                    let ms = started.elapsed().as_millis() as u64;
+                    let elapsed = started.elapsed();
+                    let ms = elapsed.as_millis() as u64;
+                    let route = response.request().match_pattern();
+                    super::metrics::request(
+                        route.as_deref().unwrap_or("unmatched"),
+                        status,
+                        elapsed.as_secs_f64(),
+                    );
                     match response.response().error() {
                         Some(error) => {
                             tracing::warn!(%method, %path, status, ms, %error, "request failed")
@@ -97,6 +105,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                     .route("/uploads/high-water", web::get().to(high_water))
                     .route("/sessions", web::get().to(sessions)),
             )
+            .route("/metrics", web::get().to(metrics))
             .default_service(web::to(no_route))
     })
     .disable_signals()
@@ -127,7 +136,9 @@ impl ResponseError for ServerError {
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
-            ServerError::MissingCredentials(_)
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServerError::NotAdmin(_)
+            | ServerError::MissingCredentials(_)
             | ServerError::UnknownChannel(_)
             | ServerError::WrongSecret(_) => StatusCode::UNAUTHORIZED,
             ServerError::Io { .. } | ServerError::Db(_) | ServerError::Package(_) => {
@@ -139,7 +150,9 @@ impl ResponseError for ServerError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
+        if let ServerError::NotAdmin(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"cdx admin\""));
+        } else if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"cdx\""));
         }
         response.json(ErrorBody {
@@ -210,6 +223,7 @@ async fn packages(
     // Subscribe before the first read, so a publication between a read and
     // the wait still wakes us.
     let mut published = store.subscribe();
+    let _waiting = (query.wait_ms > 0).then(super::metrics::LongPollGuard::new);
     let packages = loop {
         let (store2, group, after) = (store.clone(), channel.data_group.clone(), query.after);
         let found =
@@ -269,6 +283,8 @@ async fn upload(
         store.store_upload(&channel.channel_id, &body)
     })
     .await?;
+    metrics::counter!(super::metrics::UPLOADS_STORED).increment(ack.stored);
+    metrics::counter!(super::metrics::UPLOAD_DUPLICATES).increment(ack.duplicates);
     Ok(HttpResponse::Ok().json(ack))
 }
 
@@ -290,6 +306,44 @@ fn decode_zstd(body: &[u8]) -> Result<web::Bytes, ServerError> {
         )));
     }
     Ok(decoded.into())
+}
+
+/// `GET /metrics`: with an admin token configured, for requests that carry
+/// it (`Authorization: Bearer`); without one, for loopback clients only.
+async fn metrics(req: HttpRequest, store: web::Data<Store>) -> Result<HttpResponse, ServerError> {
+    admin_only(&req, &store)?;
+    let fleet = blocking(move || store.fleet(&super::fleet::FleetFilter::default())).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(super::metrics::render(&fleet)))
+}
+
+/// Refuses an operators' route to a client without the admin token (or,
+/// when none is configured, to a client not on this machine).
+pub(crate) fn admin_only(req: &HttpRequest, store: &Store) -> Result<(), ServerError> {
+    match store.admin_token() {
+        Some(token) => {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if token.matches(given.trim()) {
+                Ok(())
+            } else {
+                Err(ServerError::NotAdmin(
+                    "this route needs `Authorization: Bearer <admin token>` \
+                     (serve --admin-token-file or CDX_ADMIN_TOKEN)",
+                ))
+            }
+        }
+        None if req.peer_addr().is_some_and(|a| a.ip().is_loopback()) => Ok(()),
+        None => Err(ServerError::Forbidden(
+            "this route answers only on this machine until an admin token is set \
+             (serve --admin-token-file or CDX_ADMIN_TOKEN)",
+        )),
+    }
 }
 
 async fn high_water(

@@ -31,6 +31,7 @@ mod content;
 mod error;
 mod fleet;
 mod http;
+pub mod metrics;
 mod publish;
 pub mod report;
 mod running;

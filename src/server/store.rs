@@ -60,6 +60,9 @@ struct Inner {
     /// Base URL under which `content/` is served to agents (a CDN or any
     /// HTTP server), set by `serve --content-url-base`.
     content_url_base: std::sync::OnceLock<String>,
+    /// The token operators' routes (`/metrics`, `/console`) require, set by
+    /// `serve --admin-token-file` or `CDX_ADMIN_TOKEN`.
+    admin_token: std::sync::OnceLock<crate::config::Secret>,
 }
 
 impl Drop for Inner {
@@ -101,8 +104,23 @@ impl Store {
                 published,
                 seen: Mutex::new(HashMap::new()),
                 content_url_base: std::sync::OnceLock::new(),
+                admin_token: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Makes the operators' routes require `token` (once per store).
+    pub fn set_admin_token(&self, token: crate::config::Secret) -> Result<(), ServerError> {
+        self.inner
+            .admin_token
+            .set(token)
+            .map_err(|_| ServerError::Conflict("the admin token is already set".into()))
+    }
+
+    /// The token operators' routes require; `None`: they answer loopback
+    /// clients only.
+    pub fn admin_token(&self) -> Option<&crate::config::Secret> {
+        self.inner.admin_token.get()
     }
 
     /// Where the file with SHA-256 `sha256` is linked for a CDN or another

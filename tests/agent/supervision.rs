@@ -67,6 +67,9 @@ impl ChannelDb for Injected {
     fn row_count(&mut self, t: &str) -> Result<u64, ChannelDbError> {
         self.inner.row_count(t)
     }
+    fn rows_above(&mut self, t: &UploadTable, after: i64) -> Result<u64, ChannelDbError> {
+        self.inner.rows_above(t, after)
+    }
 }
 
 /// A hook that panics the first time, and sets `hit`.

@@ -693,6 +693,14 @@ impl HqProcess {
         publish_to(&self.store, package)
     }
 
+    /// Publishes the initial full packages of `size`; returns them.
+    pub fn publish_initial(&self, size: DataSetSize) -> Vec<PackageInfo> {
+        cdx::retail::initial_packages(size, SEED)
+            .into_iter()
+            .map(|p| self.publish(p))
+            .collect()
+    }
+
     pub fn uploaded(&self, table: &str) -> u64 {
         self.store.uploaded_row_count(CHANNEL, table).unwrap()
     }

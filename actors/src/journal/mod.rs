@@ -86,6 +86,11 @@ pub struct Recent {
     pub limit: usize,
 }
 
+/// How many sessions there are, by direction and status (for `/metrics`).
+#[derive(Message)]
+#[rtype(result = "Result<crate::status::metrics::SessionCounts, ActorError>")]
+pub struct CountSessions;
+
 /// Makes every write so far durable.
 #[derive(Message)]
 #[rtype(result = "Result<(), ActorError>")]
@@ -185,6 +190,27 @@ impl Handler<Recent> for Journal {
             let downloads = store.recent_downloads(msg.limit)?;
             let uploads = store.recent_uploads(msg.limit)?;
             Ok((downloads, uploads))
+        })
+    }
+}
+
+impl Handler<CountSessions> for Journal {
+    type Result = Result<crate::status::metrics::SessionCounts, ActorError>;
+    fn handle(&mut self, _: CountSessions, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            let mut counts = crate::status::metrics::SessionCounts::new();
+            for s in store.downloads()? {
+                *counts
+                    .entry(("download", format!("{:?}", s.status)))
+                    .or_default() += 1;
+            }
+            for s in store.uploads()? {
+                *counts
+                    .entry(("upload", format!("{:?}", s.status)))
+                    .or_default() += 1;
+            }
+            Ok(counts)
         })
     }
 }

@@ -112,6 +112,11 @@ impl Pipeline {
             data_group: list.data_group.clone(),
             listed: list.packages.len(),
             last_applied,
+            pending: list
+                .packages
+                .iter()
+                .map(|p| (p.sequence, p.created_at_ms))
+                .collect(),
         });
         if list.packages.is_empty() {
             return Ok(PassOutcome::Idle);
@@ -281,6 +286,9 @@ impl Pipeline {
                 };
                 session.transition(DownloadStatus::Applied, message);
                 self.save(session, true).await?;
+                self.status.do_send(StatusEvent::Applied {
+                    sequence: session.package.sequence,
+                });
                 let _ = tokio::fs::remove_file(&path).await;
                 Ok(())
             }

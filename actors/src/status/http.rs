@@ -1,7 +1,8 @@
 //! The status endpoint: `GET /health`, `GET /status`,
 //! `POST /control/resume` to release a suspended package, and
 //! `POST /control/sync-now` to poll and upload at once, and
-//! `GET /sessions?limit=N` for the journal's newest sessions.
+//! `GET /sessions?limit=N` for the journal's newest sessions, and
+//! `GET /metrics` in the Prometheus text format.
 //!
 //! Only its own host can steer it. Every route answers only requests whose
 //! `Host` is a loopback name or one configured (`status.allowed_hosts`), so
@@ -18,7 +19,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use cdx::config::Secret;
 
 use super::{GetHealth, GetStatus, Status};
-use crate::journal::{DownloadSession, Journal, Recent, UploadSession};
+use crate::journal::{CountSessions, DownloadSession, Journal, Recent, UploadSession};
 use crate::poller::{PollNow, Poller, Resume};
 use crate::uploader::{UploadNow, Uploader};
 
@@ -63,6 +64,7 @@ pub fn serve(
             .route("/health", web::get().to(health))
             .route("/status", web::get().to(status_document))
             .route("/sessions", web::get().to(sessions))
+            .route("/metrics", web::get().to(metrics))
             .route("/control/resume", web::post().to(resume))
             .route("/control/sync-now", web::post().to(sync_now))
     })
@@ -220,6 +222,22 @@ async fn status_document(req: HttpRequest, state: web::Data<State>) -> HttpRespo
         Err(_) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "error": "the status actor is restarting" })),
     }
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_host(&req, &state.access) {
+        return refusal;
+    }
+    let (Ok(doc), Ok(Ok(sessions))) = (
+        state.status.send(GetStatus).await,
+        state.journal.send(CountSessions).await,
+    ) else {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": "the status actor or the journal is restarting" }));
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(super::metrics::render(&doc, &sessions))
 }
 
 /// Polls headquarters and uploads now instead of at the next intervals

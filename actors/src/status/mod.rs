@@ -4,6 +4,7 @@
 
 mod health;
 mod http;
+pub mod metrics;
 pub mod screen;
 
 use std::collections::BTreeMap;
@@ -31,7 +32,23 @@ pub enum StatusEvent {
         data_group: String,
         listed: usize,
         last_applied: u64,
+        /// The packages listed, as (sequence, created at in ms).
+        pending: Vec<(u64, i64)>,
     },
+    /// A package committed to the channel database.
+    Applied { sequence: u64 },
+    /// Rows of a package read and applied so far, of the declared total
+    /// (sent every few seconds of a long apply).
+    ApplyProgress {
+        package_id: Uuid,
+        rows: u64,
+        total: u64,
+    },
+    /// An apply ended, done or not.
+    ApplyEnded,
+    /// Rows of an upload table above its watermark, counted at the start of
+    /// an upload pass; acknowledged batches count down from it.
+    Waiting { table: String, rows: u64 },
     /// A stage (`poll`, `download`, `apply`, `upload`) failed; it keeps
     /// failing until a `Recovered` of the same stage.
     Failing {
@@ -59,6 +76,8 @@ pub enum StatusEvent {
         table: String,
         counter: i64,
         server_high_water: Option<i64>,
+        /// Rows headquarters just acknowledged (0 when none were sent).
+        acknowledged_rows: u64,
     },
     Suspended {
         package_id: Option<Uuid>,
@@ -87,6 +106,9 @@ pub struct WatermarkState {
     /// `at_ms` in RFC 3339, filled in when the document is made.
     #[serde(default)]
     pub at: String,
+    /// Rows above the watermark, as of the last upload pass.
+    #[serde(default)]
+    pub waiting: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +116,25 @@ pub struct Progress {
     pub package_id: Uuid,
     pub bytes: u64,
     pub total: u64,
+}
+
+/// An apply under way: rows read and applied of the package's declared rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyProgress {
+    pub package_id: Uuid,
+    pub rows: u64,
+    pub total: u64,
+}
+
+/// How far the store is behind headquarters, as of the last poll and the
+/// packages applied since.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Behind {
+    /// Packages listed and not applied yet.
+    pub packages: usize,
+    /// When the oldest of them was published.
+    pub oldest_created_at_ms: Option<i64>,
+    pub oldest_created_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,8 +162,17 @@ pub struct StatusDocument {
     pub problems: BTreeMap<String, Problem>,
     pub actors: BTreeMap<String, ActorHealth>,
     pub last_poll: PollState,
+    /// The last poll that succeeded, even when later ones failed.
+    #[serde(default)]
+    pub last_successful_poll_ms: Option<i64>,
+    #[serde(default)]
+    pub last_successful_poll: Option<String>,
+    #[serde(default)]
+    pub behind: Behind,
     pub activity: BTreeMap<String, String>,
     pub download_progress: Option<Progress>,
+    #[serde(default)]
+    pub apply_progress: Option<ApplyProgress>,
     pub suspended: Option<SuspendedState>,
     pub watermarks: BTreeMap<String, WatermarkState>,
     pub recent_downloads: Vec<DownloadSession>,
@@ -146,8 +196,12 @@ pub struct Status {
     journal: Addr<Journal>,
     supervision: Supervision,
     poll: PollState,
+    last_successful_poll_ms: Option<i64>,
+    /// Listed and not applied: (sequence, created at in ms), in order.
+    pending: Vec<(u64, i64)>,
     activity: BTreeMap<&'static str, String>,
     progress: Option<Progress>,
+    apply_progress: Option<ApplyProgress>,
     suspended: Option<SuspendedState>,
     watermarks: BTreeMap<String, WatermarkState>,
     problems: BTreeMap<String, Problem>,
@@ -169,8 +223,11 @@ impl Status {
             journal,
             supervision: supervision.clone(),
             poll: PollState::default(),
+            last_successful_poll_ms: None,
+            pending: Vec::new(),
             activity: BTreeMap::new(),
             progress: None,
+            apply_progress: None,
             suspended: None,
             watermarks: BTreeMap::new(),
             problems: BTreeMap::new(),
@@ -241,7 +298,10 @@ impl Handler<StatusEvent> for Status {
                 data_group,
                 listed,
                 last_applied,
+                pending,
             } => {
+                self.last_successful_poll_ms = Some(now_ms());
+                self.pending = pending;
                 self.poll = PollState {
                     at_ms: Some(now_ms()),
                     at: None,
@@ -280,6 +340,36 @@ impl Handler<StatusEvent> for Status {
                 p.failures += 1;
             }
             StatusEvent::Recovered { stage } => self.recovered(stage),
+            StatusEvent::Applied { sequence } => {
+                self.pending.retain(|(s, _)| *s > sequence);
+                self.poll.last_applied_sequence = self.poll.last_applied_sequence.max(sequence);
+                self.apply_progress = None;
+            }
+            StatusEvent::ApplyProgress {
+                package_id,
+                rows,
+                total,
+            } => {
+                // Rows going into the database are progress, even before
+                // the commit.
+                self.last_download_progress_ms = Some(now_ms());
+                self.apply_progress = Some(ApplyProgress {
+                    package_id,
+                    rows,
+                    total,
+                });
+            }
+            StatusEvent::ApplyEnded => self.apply_progress = None,
+            StatusEvent::Waiting { table, rows } => {
+                let w = self.watermarks.entry(table).or_insert(WatermarkState {
+                    counter: 0,
+                    server_high_water: None,
+                    at_ms: now_ms(),
+                    at: String::new(),
+                    waiting: None,
+                });
+                w.waiting = Some(rows);
+            }
             StatusEvent::DownloadProgress {
                 package_id,
                 bytes,
@@ -305,18 +395,22 @@ impl Handler<StatusEvent> for Status {
                 table,
                 counter,
                 server_high_water,
+                acknowledged_rows,
             } => {
-                let known = self
-                    .watermarks
-                    .get(&table)
-                    .and_then(|w| w.server_high_water);
+                let known = self.watermarks.get(&table);
+                let server_high_water =
+                    server_high_water.or(known.and_then(|w| w.server_high_water));
+                let waiting = known
+                    .and_then(|w| w.waiting)
+                    .map(|w| w.saturating_sub(acknowledged_rows));
                 self.watermarks.insert(
                     table,
                     WatermarkState {
                         counter,
-                        server_high_water: server_high_water.or(known),
+                        server_high_water,
                         at_ms: now_ms(),
                         at: String::new(),
+                        waiting,
                     },
                 );
             }
@@ -354,6 +448,12 @@ impl Handler<GetStatus> for Status {
             for p in problems.values_mut() {
                 p.since = rfc3339_ms(p.since_ms);
             }
+            let oldest = act.pending.iter().map(|(_, at)| *at).min();
+            let behind = Behind {
+                packages: act.pending.len(),
+                oldest_created_at_ms: oldest,
+                oldest_created_at: oldest.map(rfc3339_ms),
+            };
             let mut watermarks = act.watermarks.clone();
             for w in watermarks.values_mut() {
                 w.at = rfc3339_ms(w.at_ms);
@@ -370,12 +470,16 @@ impl Handler<GetStatus> for Status {
                 problems,
                 actors,
                 last_poll,
+                last_successful_poll_ms: act.last_successful_poll_ms,
+                last_successful_poll: act.last_successful_poll_ms.map(rfc3339_ms),
+                behind,
                 activity: act
                     .activity
                     .iter()
                     .map(|(actor, doing)| (actor.to_string(), doing.clone()))
                     .collect(),
                 download_progress: act.progress.clone(),
+                apply_progress: act.apply_progress.clone(),
                 suspended: act.suspended.clone(),
                 watermarks,
                 recent_downloads,

@@ -11,6 +11,22 @@ use super::StatusDocument;
 /// Characters of a progress bar.
 const BAR: usize = 30;
 
+/// `[####------] 40% 4 of 10`
+pub fn bar(done: u64, total: u64) -> String {
+    let share = if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let filled = (share * BAR as f64).round() as usize;
+    format!(
+        "[{}{}] {:.0}% {done} of {total}",
+        "#".repeat(filled),
+        "-".repeat(BAR - filled),
+        share * 100.0
+    )
+}
+
 /// The screen for `doc` at `now_ms`.
 pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
     let mut out = String::new();
@@ -48,10 +64,15 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
                     .map(|g| format!(" of data group {g}"))
                     .unwrap_or_default()
             );
+            let behind = &doc.behind;
             let _ = writeln!(
                 out,
-                "behind: {} package(s) listed and not applied yet",
-                poll.listed
+                "behind: {} package(s) listed and not applied yet{}",
+                behind.packages,
+                behind
+                    .oldest_created_at_ms
+                    .map(|at| format!(", the oldest published {} ago", ago(at)))
+                    .unwrap_or_default()
             );
         }
         None => {
@@ -59,21 +80,19 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
         }
     }
     if let Some(p) = &doc.download_progress {
-        let share = if p.total == 0 {
-            1.0
-        } else {
-            (p.bytes as f64 / p.total as f64).clamp(0.0, 1.0)
-        };
-        let filled = (share * BAR as f64).round() as usize;
         let _ = writeln!(
             out,
-            "downloading {}: [{}{}] {:.0}% {} of {} bytes",
+            "downloading {}: {} bytes",
             p.package_id,
-            "#".repeat(filled),
-            "-".repeat(BAR - filled),
-            share * 100.0,
-            p.bytes,
-            p.total
+            bar(p.bytes, p.total)
+        );
+    }
+    if let Some(p) = &doc.apply_progress {
+        let _ = writeln!(
+            out,
+            "applying {}: {} rows",
+            p.package_id,
+            bar(p.rows, p.total)
         );
     }
     for (actor, doing) in &doc.activity {
@@ -111,9 +130,13 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
             .server_high_water
             .map(|h| format!(", headquarters holds up to {h}"))
             .unwrap_or_default();
+        let waiting = w
+            .waiting
+            .map(|n| format!(", {n} row(s) waiting"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "uploads of {table}: sent up to counter {}{held} ({} ago)",
+            "uploads of {table}: sent up to counter {}{held}{waiting} ({} ago)",
             w.counter,
             ago(w.at_ms)
         );
@@ -151,7 +174,7 @@ fn age(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{PollState, Progress, SuspendedState, WatermarkState};
+    use crate::status::{Behind, PollState, Progress, SuspendedState, WatermarkState};
 
     fn doc() -> StatusDocument {
         StatusDocument {
@@ -160,6 +183,14 @@ mod tests {
             transfer_mode: "reliable".into(),
             started_at_ms: 0,
             started_at: String::new(),
+            last_successful_poll_ms: Some(990_000),
+            last_successful_poll: None,
+            behind: Behind {
+                packages: 2,
+                oldest_created_at_ms: Some(400_000),
+                oldest_created_at: None,
+            },
+            apply_progress: None,
             uptime_ms: 3_723_000,
             healthy: true,
             health_reasons: vec![],
@@ -198,6 +229,7 @@ mod tests {
                 server_high_water: Some(700),
                 at_ms: 995_000,
                 at: String::new(),
+                waiting: Some(12),
             },
         );
         let text = render(&d, 1_000_000);
@@ -210,14 +242,20 @@ mod tests {
             text.contains("last poll: 10s ago, ok; applied up to #17 of data group default"),
             "{text}"
         );
-        assert!(text.contains("behind: 2 package(s)"), "{text}");
+        assert!(
+            text.contains(
+                "behind: 2 package(s) listed and not applied yet, the oldest published 10m ago"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("[########----------------------] 25% 50 of 200 bytes"),
             "{text}"
         );
         assert!(
             text.contains(
-                "uploads of sales: sent up to counter 700, headquarters holds up to 700 (5s ago)"
+                "uploads of sales: sent up to counter 700, headquarters holds up to 700, \
+                 12 row(s) waiting (5s ago)"
             ),
             "{text}"
         );

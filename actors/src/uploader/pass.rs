@@ -71,6 +71,17 @@ impl UploadPass {
     /// Uploads batches of `table` until none is left.
     async fn drain(&self, table: &UploadTable) -> Result<(), ActorError> {
         self.recover_watermark(table).await?;
+        let t = table.clone();
+        let waiting = self
+            .with_db(move |db| {
+                let watermark = db.watermark(&t.name)?;
+                Ok(db.rows_above(&t, watermark)?)
+            })
+            .await?;
+        self.status.do_send(StatusEvent::Waiting {
+            table: table.name.clone(),
+            rows: waiting,
+        });
         let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
         let mut resumed = open.into_iter().filter(|s| s.table == table.name);
         loop {
@@ -153,10 +164,15 @@ impl UploadPass {
             })
             .await?;
         let Some((first, last)) = rows.counters else {
+            self.status.do_send(StatusEvent::Waiting {
+                table: table.name.clone(),
+                rows: 0,
+            });
             self.status.do_send(StatusEvent::Watermark {
                 table: table.name.clone(),
                 counter: watermark,
                 server_high_water: None,
+                acknowledged_rows: 0,
             });
             return Ok(None);
         };
@@ -299,7 +315,9 @@ impl UploadPass {
             table: table.name.clone(),
             counter: session.last_counter,
             server_high_water: Some(ack.high_water),
+            acknowledged_rows: session.rows,
         });
+        metrics::counter!(crate::status::metrics::UPLOADED_ROWS).increment(session.rows);
         // Each acknowledged batch is progress: a long backlog is not a stall.
         self.status
             .do_send(StatusEvent::Recovered { stage: "upload" });

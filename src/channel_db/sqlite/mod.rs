@@ -285,6 +285,23 @@ impl ChannelDb for SqliteChannelDb {
             })
             .context(|| format!("count the rows of {table}"))
     }
+
+    fn rows_above(&mut self, table: &UploadTable, after: i64) -> Result<u64, ChannelDbError> {
+        let (name, counter) = (&table.name, &table.counter_column);
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {} > ?1",
+            plan::quote_ident(name)?,
+            plan::quote_ident(counter)?
+        );
+        if read_table(&self.conn, name)?.is_none() {
+            return Err(ChannelDbError::UnknownTable {
+                table: name.clone(),
+            });
+        }
+        self.conn
+            .query_row(&sql, [after], |row| row.get(0))
+            .context(|| format!("count the rows of {name} above counter {after}"))
+    }
 }
 
 /// The highest sequence applied for `data_group`, 0 when none.

@@ -91,7 +91,15 @@ impl ChannelDb for SqlServerChannelDb {
     }
 
     fn row_count(&mut self, table: &str) -> Result<u64, ChannelDbError> {
-        read::row_count(&self.pool, table)
+        read::row_count(&self.pool, table, None)
+    }
+
+    fn rows_above(&mut self, table: &UploadTable, after: i64) -> Result<u64, ChannelDbError> {
+        read::row_count(
+            &self.pool,
+            &table.name,
+            Some((&table.counter_column, after)),
+        )
     }
 }
 

@@ -283,9 +283,23 @@ pub(super) fn advance_watermark(
     Ok(())
 }
 
-pub(super) fn row_count(pool: &SqlServerPool, table: &str) -> Result<u64, ChannelDbError> {
+/// Rows of `table`, or only those whose `counter` column is above a value.
+pub(super) fn row_count(
+    pool: &SqlServerPool,
+    table: &str,
+    above: Option<(&str, i64)>,
+) -> Result<u64, ChannelDbError> {
     let qualified = tsql::qualified(&pool.config().schema, table)?;
-    let sql = format!("SELECT COUNT_BIG(*) FROM {qualified}");
+    let (sql, after) = match above {
+        Some((counter, after)) => (
+            format!(
+                "SELECT COUNT_BIG(*) FROM {qualified} WHERE {} > @P1",
+                tsql::quote(counter)?
+            ),
+            Some(after),
+        ),
+        None => (format!("SELECT COUNT_BIG(*) FROM {qualified}"), None),
+    };
     let context = || format!("count the rows of {table}");
     pool.retrying(|c| {
         pool.block_on(async {
@@ -294,7 +308,8 @@ pub(super) fn row_count(pool: &SqlServerPool, table: &str) -> Result<u64, Channe
                     table: table.to_owned(),
                 });
             }
-            let rows = query(pool, c, context, &sql, &[]).await?;
+            let params: Vec<&dyn ToSql> = after.iter().map(|a| a as &dyn ToSql).collect();
+            let rows = query(pool, c, context, &sql, &params).await?;
             let count = rows.first().and_then(|r| cell::<i64>(r, 0)).unwrap_or(0);
             Ok(u64::try_from(count).unwrap_or(0))
         })
