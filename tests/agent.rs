@@ -9,6 +9,7 @@ mod agent {
     #[path = "../support/mock_tds.rs"]
     mod mock_tds;
 
+    mod browser;
     mod cdn;
     mod chaos;
     mod corrupt;
@@ -18,6 +19,7 @@ mod agent {
     mod hostile;
     mod operators;
     mod outage;
+    mod page;
     mod process;
     mod prometheus;
     mod reliable;

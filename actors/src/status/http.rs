@@ -1,4 +1,5 @@
-//! The status endpoint: `GET /health`, `GET /status`,
+//! The status endpoint: the status page at `/` (with its Resume form,
+//! `POST /resume`), `GET /health`, `GET /status`,
 //! `POST /control/resume` to release a suspended package, and
 //! `POST /control/sync-now` to poll and upload at once, and
 //! `GET /sessions?limit=N` for the journal's newest sessions, and
@@ -61,6 +62,8 @@ pub fn serve(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .route("/", web::get().to(page))
+            .route("/resume", web::post().to(resume_form))
             .route("/health", web::get().to(health))
             .route("/status", web::get().to(status_document))
             .route("/sessions", web::get().to(sessions))
@@ -120,6 +123,21 @@ fn check_host(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpRespo
 /// A control call must come from the same origin (or from no browser at
 /// all) and carry the control token.
 fn check_control(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpResponse> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    check_control_with(req, access, given)
+}
+
+/// As [`check_control`], with the token `given` (from a header or a form).
+fn check_control_with(
+    req: &HttpRequest,
+    access: &ControlAccess,
+    given: &str,
+) -> Result<(), HttpResponse> {
     check_host(req, access)?;
     let forbidden = actix_web::http::StatusCode::FORBIDDEN;
     let host = req
@@ -148,12 +166,6 @@ fn check_control(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpRe
             "cross-site control requests are refused",
         ));
     }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
     if !access.token.matches(given.trim()) {
         return Err(refused(
             actix_web::http::StatusCode::UNAUTHORIZED,
@@ -253,6 +265,85 @@ async fn sync_now(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             .json(serde_json::json!({ "error": "the poller or the uploader is restarting" }));
     }
     HttpResponse::Accepted().json(serde_json::json!({ "poll": "started", "upload": "started" }))
+}
+
+/// The status page (`/`).
+async fn page(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_host(&req, &state.access) {
+        return refusal;
+    }
+    let resumed = web::Query::<PageQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().resumed);
+    render_page(
+        &state,
+        resumed.map(super::page::Notice::Resumed),
+        actix_web::http::StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    resumed: Option<String>,
+}
+
+async fn render_page(
+    state: &State,
+    notice: Option<super::page::Notice>,
+    code: actix_web::http::StatusCode,
+) -> HttpResponse {
+    match state.status.send(GetStatus).await {
+        Ok(doc) => HttpResponse::build(code)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(
+                super::page::render(&doc, cdx::protocol::now_ms(), notice.as_ref()).into_string(),
+            ),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("the status actor is restarting; reload in a moment"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ResumeForm {
+    token: String,
+}
+
+/// The page's Resume button: the control token comes in the form. On
+/// success, back to the page (303, so a reload does not post again).
+async fn resume_form(
+    req: HttpRequest,
+    state: web::Data<State>,
+    form: web::Form<ResumeForm>,
+) -> HttpResponse {
+    use super::page::Notice;
+    if let Err(refusal) = check_control_with(&req, &state.access, &form.token) {
+        let why = if refusal.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+            "wrong control token (it is in the agent's status.control_token_file)".to_owned()
+        } else {
+            return refusal;
+        };
+        return render_page(&state, Some(Notice::Refused(why)), refusal.status()).await;
+    }
+    match state.poller.send(Resume).await {
+        Ok(Some(package)) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/?resumed={package}")))
+            .finish(),
+        Ok(None) => {
+            let why = "no download is suspended".to_owned();
+            render_page(
+                &state,
+                Some(Notice::Refused(why)),
+                actix_web::http::StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("the poller is restarting; go back and try again"),
+    }
 }
 
 async fn resume(req: HttpRequest, state: web::Data<State>) -> HttpResponse {

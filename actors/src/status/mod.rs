@@ -5,6 +5,7 @@
 mod health;
 mod http;
 pub mod metrics;
+pub mod page;
 pub mod screen;
 
 use std::collections::BTreeMap;

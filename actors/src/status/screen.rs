@@ -160,7 +160,8 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
 }
 
 /// `1h 2m`, `45s`: whole seconds, the two largest units.
-fn age(ms: i64) -> String {
+/// A duration for people: its two largest units (`1h 2m`), `0s` under one.
+pub(crate) fn age(ms: i64) -> String {
     let secs = (ms.max(0) / 1000) as u64;
     let text = humantime::format_duration(Duration::from_secs(secs)).to_string();
     let parts: Vec<&str> = text.split(' ').take(2).collect();
@@ -172,11 +173,11 @@ fn age(ms: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::status::{Behind, PollState, Progress, SuspendedState, WatermarkState};
 
-    fn doc() -> StatusDocument {
+    pub(crate) fn doc() -> StatusDocument {
         StatusDocument {
             channel_id: "store-0001".into(),
             server_url: "http://hq:8080".into(),
