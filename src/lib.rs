@@ -31,3 +31,4 @@ pub mod retail;
 pub mod retry;
 pub mod server;
 pub mod status;
+pub mod systemd;

@@ -19,7 +19,7 @@ use crate::poller::{Pipeline, Poller};
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
 use crate::shutdown::Shutdown;
-use crate::status::{self, Identity, Status};
+use crate::status::{self, GetHealth, Identity, Status};
 use crate::supervisor::Supervision;
 use crate::uploader::{UploadPass, Uploader};
 
@@ -77,7 +77,7 @@ struct Actors {
     _scheduler: Addr<Scheduler>,
     poller: Addr<Poller>,
     uploader: Addr<Uploader>,
-    _status: Addr<Status>,
+    status: Addr<Status>,
 }
 
 /// Opens SQLite channel databases at `path`.
@@ -238,7 +238,7 @@ impl Agent {
                 _scheduler: scheduler,
                 poller,
                 uploader,
-                _status: status,
+                status,
             },
             status_server,
             _lock: lock,
@@ -262,6 +262,28 @@ impl Agent {
             server.stop(true).await;
         }
         tracing::info!("stopped");
+    }
+
+    /// Whether the agent is alive, for systemd's watchdog: the status actor
+    /// answers within `within` and no actor is down. A failing stage (say,
+    /// headquarters unreachable) is not a reason: `/health` reports it, and
+    /// a restart would not fix it.
+    pub async fn alive(&self, within: Duration) -> Result<(), String> {
+        let down: Vec<&str> = self
+            .supervision
+            .snapshot()
+            .into_iter()
+            .filter(|(_, a)| !a.alive)
+            .map(|(name, _)| name)
+            .collect();
+        if !down.is_empty() {
+            return Err(format!("actors down: {}", down.join(", ")));
+        }
+        match tokio::time::timeout(within, self.actors.status.send(GetHealth)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("the status actor is gone".into()),
+            Err(_) => Err(format!("the status actor did not answer in {within:?}")),
+        }
     }
 
     /// Whether a pass is still in hand. A dead actor has nothing in hand.

@@ -481,14 +481,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.data.display(), "serving");
+    let addr = listener.local_addr()?;
     actix_rt::System::new().block_on(async move {
         let server = server::serve(store, listener)?;
         let handle = server.handle();
         actix_rt::spawn(async move {
             shutdown_signal().await;
             tracing::info!("stopping");
+            cdx::systemd::stopping();
             handle.stop(true).await;
         });
+        cdx::systemd::ready(&format!("serving on {addr}"));
+        if let Some(every) = cdx::systemd::watchdog_interval() {
+            // Ticks only while the event loop runs: a stuck server stops
+            // telling the watchdog, and systemd restarts it.
+            actix_rt::spawn(async move {
+                loop {
+                    cdx::systemd::watchdog();
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         server.await
     })?;
     Ok(())

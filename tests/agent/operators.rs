@@ -234,3 +234,141 @@ fn metrics_parse_and_move_when_packages_apply_and_sales_upload() {
         .is_some_and(|v| v <= 1.0));
     agent.kill().unwrap();
 }
+
+/// Reads systemd notifications sent to a datagram socket of the test.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = message.lines().any(|l| l == want);
+            got.push(message);
+            if done {
+                return got;
+            }
+        }
+    }
+    panic!("no {want} within 30 s; got {got:?}");
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec`), both binaries say
+/// `READY=1` once they serve, then `WATCHDOG=1` while alive, and
+/// `STOPPING=1` on SIGTERM.
+#[test]
+fn both_binaries_notify_systemd_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+
+    let hq = HqProcess::new();
+    let mut server = Child(
+        std::process::Command::new(server_bin())
+            .args(["serve", "--data"])
+            .arg(hq.dir.path().join("hq"))
+            .args(["--listen", &hq.addr.to_string()])
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "1000000")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let got = notifications(&socket, "READY=1");
+    assert!(
+        std::net::TcpStream::connect(hq.addr).is_ok(),
+        "READY=1 before the server listens"
+    );
+    assert!(got.last().unwrap().contains("STATUS=serving on"), "{got:?}");
+    notifications(&socket, "WATCHDOG=1");
+
+    let store = StoreDir::new();
+    let _pos = store.pos();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let mut agent = Child(
+        std::process::Command::new(client_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "1000000")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    // The server's watchdog keeps talking on the same socket: wait for the
+    // agent's READY, which says where its status page is.
+    let got = notifications(&socket, "READY=1");
+    assert!(
+        got.last()
+            .unwrap()
+            .contains(&format!("status at http://{status}/")),
+        "{got:?}"
+    );
+    let (code, _) = http(status, "GET", "/health");
+    assert!(
+        code == 200 || code == 503,
+        "READY=1 before the status endpoint serves"
+    );
+    // Two watchdog pings in a row: the loop keeps running.
+    notifications(&socket, "WATCHDOG=1");
+    notifications(&socket, "WATCHDOG=1");
+
+    for child in [&mut agent, &mut server] {
+        sigterm(child.id());
+        notifications(&socket, "STOPPING=1");
+        let exited = wait_until(Duration::from_secs(20), || {
+            child.try_wait().unwrap().is_some()
+        });
+        assert!(exited, "SIGTERM did not stop it");
+    }
+}
+
+/// SIGTERM, as systemd stops a service.
+fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The units in `contrib/` are valid for systemd (`systemd-analyze verify`,
+/// with `ExecStart` pointed at the binaries just built).
+#[test]
+fn the_systemd_units_verify() {
+    let analyze = std::path::Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        eprintln!("skipped: systemd-analyze is not installed here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = client_bin();
+    let bin_dir = bin.parent().unwrap().display().to_string();
+    let _ = server_bin();
+    for unit in ["cdx-client.service", "cdx-server.service"] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("contrib")
+                .join(unit),
+        )
+        .unwrap()
+        .replace("/usr/local/bin", &bin_dir);
+        let path = dir.path().join(unit);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(analyze)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{unit}: {said}"
+        );
+    }
+}

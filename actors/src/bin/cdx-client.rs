@@ -152,13 +152,40 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let open_db = channel_db_factory(&config);
     actix_rt::System::new().block_on(async move {
         let agent = Agent::start(config, open_db).await?;
-        if let Some(addr) = agent.status_addr {
-            tracing::info!("status at http://{addr}/status");
+        let serving = match agent.status_addr {
+            Some(addr) => {
+                tracing::info!("status at http://{addr}/ (page), /status, /metrics");
+                format!("syncing; status at http://{addr}/")
+            }
+            None => "syncing".to_owned(),
+        };
+        cdx::systemd::ready(&serving);
+        match cdx::systemd::watchdog_interval() {
+            Some(every) => {
+                tokio::select! {
+                    () = wait_for_signal() => {}
+                    () = watchdog(&agent, every) => {}
+                }
+            }
+            None => wait_for_signal().await,
         }
-        wait_for_signal().await;
+        cdx::systemd::stopping();
         agent.shutdown().await;
         Ok(())
     })
+}
+
+/// Tells systemd's watchdog every `every` that the agent is alive, for as
+/// long as it is; a stuck or broken agent stops telling it, and systemd
+/// restarts it (`WatchdogSec` in the unit).
+async fn watchdog(agent: &Agent, every: std::time::Duration) {
+    loop {
+        match agent.alive(every).await {
+            Ok(()) => cdx::systemd::watchdog(),
+            Err(why) => tracing::error!(%why, "not telling systemd's watchdog the agent is alive"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn test_connection(path: &std::path::Path) -> anyhow::Result<()> {
