@@ -23,6 +23,7 @@
 pub mod channel_db;
 pub mod config;
 pub mod failure;
+pub mod html;
 pub mod metrics;
 pub mod package;
 pub mod plan;

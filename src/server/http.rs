@@ -106,6 +106,7 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                     .route("/sessions", web::get().to(sessions)),
             )
             .route("/metrics", web::get().to(metrics))
+            .configure(super::console::routes)
             .default_service(web::to(no_route))
     })
     .disable_signals()
@@ -165,11 +166,14 @@ impl ResponseError for ServerError {
 fn json_error_body<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = response
+    // JSON already, or a console page made on purpose.
+    let has_body = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if has_body {
         return Ok(ErrorHandlerResponse::Response(
             response.map_into_left_body(),
         ));

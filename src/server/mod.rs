@@ -27,6 +27,7 @@
 //! the event loop.
 
 mod auth;
+mod console;
 mod content;
 mod error;
 mod fleet;

@@ -113,6 +113,19 @@ pub fn channels(channels: &[ChannelInfo]) -> String {
     table(&["CHANNEL", "GROUP", "CREATED", "LAST CONNECTION"], rows)
 }
 
+/// A duration for people: its two largest units (`1h 2m`), `0s` under a
+/// second.
+pub fn age(ms: i64) -> String {
+    let secs = (ms.max(0) / 1000) as u64;
+    let text = humantime::format_duration(Duration::from_secs(secs)).to_string();
+    let parts: Vec<&str> = text.split(' ').take(2).collect();
+    if parts.is_empty() || secs == 0 {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Unix milliseconds as RFC 3339 UTC.
 pub fn time(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);

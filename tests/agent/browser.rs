@@ -110,6 +110,15 @@ impl Browser {
         value
     }
 
+    /// Resizes the window (a desk's screen after a phone's).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        );
+    }
+
     pub fn goto(&self, url: &str) {
         self.call("POST", "/url", json!({ "url": url }));
     }
@@ -143,6 +152,18 @@ impl Browser {
                 .to_owned(),
             None => String::new(),
         }
+    }
+
+    /// Waits up to 10 s (a form's answer may still be loading) for the
+    /// element matching `css` to have a text that satisfies `want`; returns
+    /// its last text.
+    pub fn wait_text(&self, css: &str, want: impl Fn(&str) -> bool) -> String {
+        let mut text = String::new();
+        wait_until(Duration::from_secs(10), || {
+            text = self.text(css);
+            want(&text)
+        });
+        text
     }
 
     pub fn type_into(&self, css: &str, text: &str) {

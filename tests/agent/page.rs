@@ -1,7 +1,8 @@
-//! The status page in a real browser: headless Chromium shows a suspended
-//! package, refuses a wrong token, and its Resume button resumes the
-//! package, after which the page shows it applied. Screenshots are saved
-//! under `target/tmp/screenshots/`.
+//! The store's status page and headquarters' console in a real browser:
+//! headless Chromium shows a suspended package on both, the store page
+//! refuses a wrong token and its Resume button resumes the package, after
+//! which both show it applied. Screenshots are saved under
+//! `target/tmp/screenshots/`.
 
 use std::time::Duration;
 
@@ -34,8 +35,13 @@ fn rows(n: i64, name: &str) -> Vec<Vec<Value>> {
 }
 
 #[test]
-fn the_status_page_resumes_a_suspended_package_in_chromium() {
+fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chromium() {
     let hq = Hq::start();
+    let admin = "console-admin-token-0123456789";
+    hq.server
+        .store()
+        .set_admin_token(cdx::config::Secret::new(admin))
+        .unwrap();
     let store = StoreDir::new();
     let good = hq.publish_table("1040", PackageKind::Full, items(), rows(50, "first"));
     let broken = hq.publish_table("1040", PackageKind::Full, items(), rows(80, "second"));
@@ -79,14 +85,63 @@ fn the_status_page_resumes_a_suspended_package_in_chromium() {
     assert_eq!(browser.text("#applied"), good.sequence.to_string());
     browser.screenshot(&screenshot_path("status-page-suspended"));
 
+    // Headquarters' console: signed in with the admin token, the store is
+    // first of the fleet, failing, its suspended session on its page.
+    let reported = wait_until(Duration::from_secs(20), || {
+        hq.download_status(broken.id).as_deref() == Some("Suspended")
+    });
+    assert!(
+        reported,
+        "headquarters shows {:?}",
+        hq.download_status(broken.id)
+    );
+    let console = format!("{}/console", hq.url());
+    browser.resize(1280, 800);
+    browser.goto(&console);
+    assert!(
+        browser.url().ends_with("/console/login"),
+        "{}",
+        browser.url()
+    );
+    browser.type_into("#token", "wrong-admin-token");
+    browser.click("#sign-in");
+    let error = browser.wait_text("#error", |t| t.contains("wrong admin token"));
+    assert!(error.contains("wrong admin token"), "{error}");
+    browser.type_into("#token", admin);
+    browser.click("#sign-in");
+    let signed_in = wait_until(Duration::from_secs(10), || browser.find("#fleet").is_some());
+    assert!(signed_in, "{}: {}", browser.url(), browser.text("body"));
+    assert!(
+        browser.text("#summary").contains("1 failing"),
+        "{}",
+        browser.text("#summary")
+    );
+    let row = browser.text("#fleet tr.failing");
+    assert!(row.contains(CHANNEL) && row.contains("Suspended"), "{row}");
+    browser.screenshot(&screenshot_path("console-fleet-failing"));
+    browser.click(&format!("#fleet a[href='/console/stores/{CHANNEL}']"));
+    let store_page = wait_until(Duration::from_secs(10), || {
+        browser.find("#downloads").is_some()
+    });
+    assert!(store_page, "{}", browser.text("body"));
+    assert!(
+        browser.text("#state").starts_with("failing"),
+        "{}",
+        browser.text("#state")
+    );
+    assert!(browser.text("#downloads").contains("Suspended"));
+    assert!(browser.text("#downloads").contains(&broken.id.to_string()));
+    browser.screenshot(&screenshot_path("console-store-failing"));
+    browser.goto(&format!("{}/console/packages", hq.url()));
+    assert!(browser.text("body").contains(&after.id.to_string()));
+
     // A wrong token is refused on the page and changes nothing.
+    browser.resize(412, 915);
+    browser.goto(&page);
     browser.type_into("#token", "not-the-token");
     browser.click("#resume");
-    assert!(
-        browser.text("#notice").contains("wrong control token"),
-        "{}",
-        browser.text("#notice")
-    );
+    let notice = browser.wait_text("#notice", |t| t.contains("wrong control token"));
+    assert!(notice.contains("wrong control token"), "{notice}");
     assert!(browser.find("#suspended").is_some());
 
     // Repaired at headquarters, resumed from the page.
@@ -115,4 +170,13 @@ fn the_status_page_resumes_a_suspended_package_in_chromium() {
     assert!(browser.text("#downloads").contains("Applied"));
     assert_eq!(store.applied(), after.sequence);
     browser.screenshot(&screenshot_path("status-page-resumed"));
+
+    // The console sees the store in sync once its reports arrive.
+    browser.resize(1280, 800);
+    let in_sync = wait_until(Duration::from_secs(20), || {
+        browser.goto(&console);
+        browser.text("#summary").contains("1 in sync")
+    });
+    assert!(in_sync, "{}", browser.text("#summary"));
+    browser.screenshot(&screenshot_path("console-fleet-in-sync"));
 }

@@ -150,9 +150,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             }
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| at("no value".into()))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
         let name = &line[..name_end];
         if !valid_name(name) {
             return Err(at(format!("bad metric name `{name}`")));

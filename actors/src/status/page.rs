@@ -4,7 +4,8 @@
 //! a suspended package, which needs the control token. Pure: the document
 //! and the time in, markup out.
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use cdx::html::layout;
+use maud::{html, Markup};
 
 use super::screen::age;
 use super::StatusDocument;
@@ -13,23 +14,6 @@ use cdx::protocol::rfc3339_ms;
 
 /// Seconds between reloads.
 pub const REFRESH_SECONDS: u32 = 5;
-
-const STYLE: &str = "
-body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60rem;padding:.75rem;color:#222;overflow-wrap:anywhere}
-.scroll{overflow-x:auto}td,th{overflow-wrap:normal}.err{overflow-wrap:anywhere}
-h1{font-size:1.25rem;margin:.25rem 0}h2{font-size:1.05rem;margin:1.25rem 0 .4rem}
-.ok{background:#e3f6e5;border-left:.4rem solid #2e7d32}.bad{background:#fdecea;border-left:.4rem solid #c62828}
-.box{padding:.5rem .75rem;margin:.5rem 0;border-radius:.25rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;padding:.25rem .4rem;border-bottom:1px solid #ddd;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}progress{width:100%;height:1.1rem}
-code,.id{font-family:ui-monospace,monospace;font-size:.85em;word-break:break-all}
-button{font-size:1rem;padding:.45rem 1.2rem}input{font-size:1rem;padding:.35rem;max-width:100%}
-.muted{color:#666;font-size:.85rem}details summary{cursor:pointer}
-";
-
-/// Reloads the page, unless a person is typing into the Resume form.
-const RELOAD: &str = "setTimeout(function(){var t=document.getElementById('token');\
-if(!t||(!t.value&&document.activeElement!==t)){location.replace('/');}},";
 
 /// What a form post changed, shown at the top of the page.
 #[derive(Debug, Clone)]
@@ -41,118 +25,114 @@ pub enum Notice {
 /// The page for `doc` at `now_ms`.
 pub fn render(doc: &StatusDocument, now_ms: i64, notice: Option<&Notice>) -> Markup {
     let ago = |ms: i64| age(now_ms - ms);
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "cdx " (doc.channel_id) (if doc.healthy { " OK" } else { " UNHEALTHY" }) }
-                style { (PreEscaped(STYLE)) }
-                noscript { meta http-equiv="refresh" content=(REFRESH_SECONDS); }
+    let title = format!(
+        "cdx {}{}",
+        doc.channel_id,
+        if doc.healthy { " OK" } else { " UNHEALTHY" }
+    );
+    layout(
+        &title,
+        Some(REFRESH_SECONDS),
+        html! {
+            h1 { "Store " (doc.channel_id) }
+            p.muted {
+                "Headquarters " code { (doc.server_url) } ", " (doc.transfer_mode)
+                " transfers; agent up " (crate::status::screen::age(doc.uptime_ms))
+                " (since " (doc.started_at) "). Page made " (rfc3339_ms(now_ms)) "."
             }
-            body {
-                h1 { "Store " (doc.channel_id) }
-                p.muted {
-                    "Headquarters " code { (doc.server_url) } ", " (doc.transfer_mode)
-                    " transfers; agent up " (crate::status::screen::age(doc.uptime_ms))
-                    " (since " (doc.started_at) "). Page made " (rfc3339_ms(now_ms)) "."
+            @match notice {
+                Some(Notice::Resumed(id)) => div.box.ok #notice { "Resumed package " span.id { (id) } "." },
+                Some(Notice::Refused(why)) => div.box.bad #notice { "Not resumed: " (why) },
+                None => {},
+            }
+            @if doc.healthy {
+                div.box.ok #health { strong { "Healthy" } }
+            } @else {
+                div.box.bad #health {
+                    strong { "UNHEALTHY" }
+                    ul { @for r in &doc.health_reasons { li { (r) } } }
                 }
-                @match notice {
-                    Some(Notice::Resumed(id)) => div.box.ok #notice { "Resumed package " span.id { (id) } "." },
-                    Some(Notice::Refused(why)) => div.box.bad #notice { "Not resumed: " (why) },
-                    None => {},
-                }
-                @if doc.healthy {
-                    div.box.ok #health { strong { "Healthy" } }
-                } @else {
-                    div.box.bad #health {
-                        strong { "UNHEALTHY" }
-                        ul { @for r in &doc.health_reasons { li { (r) } } }
-                    }
-                }
-                @if let Some(s) = &doc.suspended {
-                    (suspended(s))
-                }
-                h2 { "Downloads" }
-                p #poll {
-                    @match doc.last_poll.at_ms {
-                        Some(at) => {
-                            "Last poll " (ago(at)) " ago ("
-                            (doc.last_poll.at.clone().unwrap_or_else(|| rfc3339_ms(at))) "): "
-                            @match (&doc.last_poll.ok, &doc.last_poll.error) {
-                                (Some(false), Some(e)) => { strong { "failed" } ": " (e) }
-                                _ => "ok",
-                            }
-                            ". Applied up to #" strong #applied { (doc.last_poll.last_applied_sequence) }
-                            @if let Some(g) = &doc.last_poll.data_group { " of data group " (g) }
-                            ". "
+            }
+            @if let Some(s) = &doc.suspended {
+                (suspended(s))
+            }
+            h2 { "Downloads" }
+            p #poll {
+                @match doc.last_poll.at_ms {
+                    Some(at) => {
+                        "Last poll " (ago(at)) " ago ("
+                        (doc.last_poll.at.clone().unwrap_or_else(|| rfc3339_ms(at))) "): "
+                        @match (&doc.last_poll.ok, &doc.last_poll.error) {
+                            (Some(false), Some(e)) => { strong { "failed" } ": " (e) }
+                            _ => "ok",
                         }
-                        None => "No poll yet. ",
+                        ". Applied up to #" strong #applied { (doc.last_poll.last_applied_sequence) }
+                        @if let Some(g) = &doc.last_poll.data_group { " of data group " (g) }
+                        ". "
                     }
-                    @if let Some(at) = doc.last_successful_poll_ms {
-                        @if doc.last_poll.ok == Some(false) {
-                            "Last successful poll " (ago(at)) " ago. "
-                        }
-                    }
-                    "Behind: " strong #behind { (doc.behind.packages) } " package(s)"
-                    @if let Some(at) = doc.behind.oldest_created_at_ms {
-                        ", the oldest published " (ago(at)) " ago"
-                    }
-                    "."
+                    None => "No poll yet. ",
                 }
-                @if let Some(p) = &doc.download_progress {
-                    p { "Downloading " span.id { (p.package_id) } ": " (p.bytes) " of " (p.total) " bytes"
-                        progress max=(p.total) value=(p.bytes) {} }
-                }
-                @if let Some(p) = &doc.apply_progress {
-                    p { "Applying " span.id { (p.package_id) } ": " (p.rows) " of " (p.total) " rows"
-                        progress max=(p.total) value=(p.rows) {} }
-                }
-                @for (actor, doing) in &doc.activity { p.muted { (actor) ": " (doing) } }
-                @for (stage, p) in &doc.problems {
-                    div.box.bad {
-                        strong { (stage) " failing" } " (" (p.component) ") for " (ago(p.since_ms))
-                        ", " (p.failures) " failure(s): " (p.error)
+                @if let Some(at) = doc.last_successful_poll_ms {
+                    @if doc.last_poll.ok == Some(false) {
+                        "Last successful poll " (ago(at)) " ago. "
                     }
                 }
-                (downloads(&doc.recent_downloads, now_ms))
-                h2 { "Uploads" }
-                @if doc.watermarks.is_empty() {
-                    p.muted { "No upload pass yet." }
-                } @else {
-                    div.scroll { table #watermarks {
-                        tr { th { "Table" } th { "Sent up to" } th { "Headquarters holds" } th { "Waiting" } th { "When" } }
-                        @for (table, w) in &doc.watermarks {
-                            tr {
-                                td { (table) }
-                                td.n { (w.counter) }
-                                td.n { (w.server_high_water.map(|h| h.to_string()).unwrap_or_default()) }
-                                td.n { (w.waiting.map(|n| n.to_string()).unwrap_or_default()) }
-                                td { (ago(w.at_ms)) " ago" }
-                            }
-                        }
-                    } }
+                "Behind: " strong #behind { (doc.behind.packages) } " package(s)"
+                @if let Some(at) = doc.behind.oldest_created_at_ms {
+                    ", the oldest published " (ago(at)) " ago"
                 }
-                (uploads(&doc.recent_uploads, now_ms))
-                h2 { "Actors" }
-                div.scroll { table #actors {
-                    tr { th { "Actor" } th { "State" } th { "Restarts" } th { "Panics" } }
-                    @for (name, a) in &doc.actors {
+                "."
+            }
+            @if let Some(p) = &doc.download_progress {
+                p { "Downloading " span.id { (p.package_id) } ": " (p.bytes) " of " (p.total) " bytes"
+                    progress max=(p.total) value=(p.bytes) {} }
+            }
+            @if let Some(p) = &doc.apply_progress {
+                p { "Applying " span.id { (p.package_id) } ": " (p.rows) " of " (p.total) " rows"
+                    progress max=(p.total) value=(p.rows) {} }
+            }
+            @for (actor, doing) in &doc.activity { p.muted { (actor) ": " (doing) } }
+            @for (stage, p) in &doc.problems {
+                div.box.bad {
+                    strong { (stage) " failing" } " (" (p.component) ") for " (ago(p.since_ms))
+                    ", " (p.failures) " failure(s): " (p.error)
+                }
+            }
+            (downloads(&doc.recent_downloads, now_ms))
+            h2 { "Uploads" }
+            @if doc.watermarks.is_empty() {
+                p.muted { "No upload pass yet." }
+            } @else {
+                div.scroll { table #watermarks {
+                    tr { th { "Table" } th { "Sent up to" } th { "Headquarters holds" } th { "Waiting" } th { "When" } }
+                    @for (table, w) in &doc.watermarks {
                         tr {
-                            td { (name) }
-                            td { @if a.alive { "running" } @else { strong { "DOWN" } } }
-                            td.n { (a.restarts) }
-                            td.n { (a.panics) }
+                            td { (table) }
+                            td.n { (w.counter) }
+                            td.n { (w.server_high_water.map(|h| h.to_string()).unwrap_or_default()) }
+                            td.n { (w.waiting.map(|n| n.to_string()).unwrap_or_default()) }
+                            td { (ago(w.at_ms)) " ago" }
                         }
                     }
                 } }
-                p.muted { "JSON: " a href="/status" { "/status" } ", " a href="/sessions" { "/sessions" }
-                    ", " a href="/metrics" { "/metrics" } ". Reloads every " (REFRESH_SECONDS) " s." }
-                script { (PreEscaped(RELOAD)) (REFRESH_SECONDS * 1000) ");" }
             }
-        }
-    }
+            (uploads(&doc.recent_uploads, now_ms))
+            h2 { "Actors" }
+            div.scroll { table #actors {
+                tr { th { "Actor" } th { "State" } th { "Restarts" } th { "Panics" } }
+                @for (name, a) in &doc.actors {
+                    tr {
+                        td { (name) }
+                        td { @if a.alive { "running" } @else { strong { "DOWN" } } }
+                        td.n { (a.restarts) }
+                        td.n { (a.panics) }
+                    }
+                }
+            } }
+            p.muted { "JSON: " a href="/status" { "/status" } ", " a href="/sessions" { "/sessions" }
+                ", " a href="/metrics" { "/metrics" } ". Reloads every " (REFRESH_SECONDS) " s." }
+        },
+    )
 }
 
 fn suspended(s: &super::SuspendedState) -> Markup {

@@ -2,8 +2,8 @@
 //! the store. Pure: the document and the time in, text out.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
+pub(crate) use cdx::server::report::age;
 use cdx::server::report::{table, time as rfc3339};
 
 use super::StatusDocument;
@@ -160,17 +160,6 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
 }
 
 /// `1h 2m`, `45s`: whole seconds, the two largest units.
-/// A duration for people: its two largest units (`1h 2m`), `0s` under one.
-pub(crate) fn age(ms: i64) -> String {
-    let secs = (ms.max(0) / 1000) as u64;
-    let text = humantime::format_duration(Duration::from_secs(secs)).to_string();
-    let parts: Vec<&str> = text.split(' ').take(2).collect();
-    if parts.is_empty() || secs == 0 {
-        "0s".to_owned()
-    } else {
-        parts.join(" ")
-    }
-}
 
 #[cfg(test)]
 pub(crate) mod tests {
