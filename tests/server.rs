@@ -1100,3 +1100,55 @@ fn stores_show_the_fleet_worst_first() {
     );
     assert_eq!(text.lines().count(), 2, "{text}");
 }
+
+/// `publish` tells its progress: records and input bytes grow to the
+/// files' totals, a CSV and a JSON Lines file of one package, and the
+/// encoded bytes to the package's content.
+#[test]
+fn publishing_tells_how_far_it_is() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path().join("data")).unwrap();
+    let csv = dir.path().join("items.csv");
+    let mut text = String::from("id,name\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},item number {i}\n"));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let jsonl = dir.path().join("prices.jsonl");
+    let lines: String = (0..5_000)
+        .map(|i| format!("{{\"id\": {i}, \"price\": \"{i}.50\"}}\n"))
+        .collect();
+    std::fs::write(&jsonl, &lines).unwrap();
+    let files = PublishFiles::from_args(
+        GROUP,
+        "1040",
+        PackageKind::Full,
+        &[
+            format!("items={}", csv.display()),
+            format!("prices={}", jsonl.display()),
+        ],
+        &["items=id".to_string(), "prices=id".to_string()],
+        &[
+            "items=id:integer,name:text".to_string(),
+            "prices=id:integer,price:decimal(9,2)".to_string(),
+        ],
+        &[],
+    )
+    .unwrap();
+    let mut told = Vec::new();
+    let info = server::publish_files_with_progress(&store, &files, &mut |p| told.push(p)).unwrap();
+    let total = (text.len() + lines.len()) as u64;
+    assert!(told.len() >= 3, "{told:?}");
+    assert!(told.iter().all(|p| p.input_total == total));
+    assert!(told.windows(2).all(|w| w[0].records <= w[1].records
+        && w[0].input_read <= w[1].input_read
+        && w[0].encoded <= w[1].encoded));
+    let last = told.last().unwrap();
+    assert_eq!(last.records, 25_000);
+    assert_eq!(last.records, info.rows);
+    assert_eq!(last.input_read, total);
+    assert!(last.encoded > 0 && last.encoded < info.content_bytes.unwrap());
+    // Midway through the CSV, part of it is read.
+    let midway = told.iter().find(|p| p.records == 8_192).unwrap();
+    assert!(midway.input_read > 0 && midway.input_read < text.len() as u64);
+}

@@ -357,7 +357,11 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 &args.deletes,
             )?;
             files.csv_null = CsvNull::from_arg(args.null_marker.as_deref());
-            let info = server::publish_files(&args.data.open()?, &files)?;
+            let store = args.data.open()?;
+            let mut shown = PublishShown::new();
+            let info = server::publish_files_with_progress(&store, &files, &mut |p| shown.tell(p));
+            shown.finish();
+            let info = info?;
             writeln!(
                 out,
                 "published package {} ({} #{}, job {}, {:?}): {} rows, {} bytes, sha256 {}",
@@ -529,6 +533,70 @@ fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<cdx::con
         );
     }
     Ok(Some(cdx::config::Secret::new(token)))
+}
+
+/// A publication's progress on stderr: a bar on a terminal (input bytes
+/// read, records, package bytes encoded), plain lines every 5 seconds
+/// otherwise (a log, a pipe), nothing for a publication shorter than that.
+struct PublishShown {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+}
+
+impl PublishShown {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new() -> Self {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {percent:>3}% {bytes}/{total_bytes} read, {msg} ({elapsed})",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        let now = std::time::Instant::now();
+        PublishShown {
+            bar,
+            started: now,
+            last_line: now,
+        }
+    }
+
+    fn tell(&mut self, p: server::PublishProgress) {
+        let encoded = indicatif::HumanBytes(p.encoded);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(p.input_total);
+                bar.set_position(p.input_read);
+                bar.set_message(format!(
+                    "{} records, {encoded} before compression",
+                    p.records
+                ));
+            }
+            None if self.last_line.elapsed() >= Self::EVERY => {
+                self.last_line = std::time::Instant::now();
+                eprintln!(
+                    "publish: {} records, {} of {} read, {encoded} before compression, {}s",
+                    p.records,
+                    indicatif::HumanBytes(p.input_read),
+                    indicatif::HumanBytes(p.input_total),
+                    self.started.elapsed().as_secs()
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -76,6 +76,12 @@ impl<W: Write> PackageWriter<W> {
 
     /// Opens the section of the table at `index` of the header's tables.
     /// Each table may be opened once.
+    /// Uncompressed body bytes written so far (frames with their length
+    /// prefixes).
+    pub fn content_written(&self) -> u64 {
+        self.body_bytes
+    }
+
     pub fn table(&mut self, index: u32) -> Result<(), PackageError> {
         self.usable()?;
         codec::encode_frame(&FrameRef::Table(index), &mut self.buf)?;

@@ -49,6 +49,8 @@ pub use http::{serve, MAX_UPLOAD_BYTES, PACKAGES_PER_RESPONSE};
 pub use publish::{PackageFileWriter, Publication, PublishSpec};
 pub use running::{spawn, spawn_store, RunningServer};
 pub use sessions::SessionFilter;
-pub use source::{publish_files, CsvNull, PublishFiles, TableInput};
+pub use source::{
+    publish_files, publish_files_with_progress, CsvNull, PublishFiles, PublishProgress, TableInput,
+};
 pub use store::{ChannelInfo, Store, DB_FILE, PACKAGES_DIR};
 pub use uploads::{ExportFormat, UploadTableInfo};

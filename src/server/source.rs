@@ -291,9 +291,46 @@ pub fn infer_columns(path: &Path) -> Result<Vec<Column>, ServerError> {
     }
 }
 
+/// How far a publication is, told every [`PROGRESS_RECORDS`] records and
+/// at the end of each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishProgress {
+    /// Records read, all files so far.
+    pub records: u64,
+    /// Input bytes read, all files so far, of `input_total`.
+    pub input_read: u64,
+    pub input_total: u64,
+    /// Uncompressed package bytes encoded so far.
+    pub encoded: u64,
+}
+
+/// Records between two progress calls.
+pub const PROGRESS_RECORDS: u64 = 8_192;
+
 /// Publishes `files`: checks the schemas, then streams every file into one
 /// package. Any bad record fails the whole publication (nothing published).
 pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo, ServerError> {
+    publish_files_with_progress(store, files, &mut |_| {})
+}
+
+/// [`publish_files`], telling `progress` how far it is.
+pub fn publish_files_with_progress(
+    store: &Store,
+    files: &PublishFiles,
+    progress: &mut dyn FnMut(PublishProgress),
+) -> Result<PackageInfo, ServerError> {
+    let input_total = files
+        .tables
+        .iter()
+        .flat_map(|t| std::iter::once(&t.path).chain(t.deletes.as_ref()))
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let mut told = PublishProgress {
+        records: 0,
+        input_read: 0,
+        input_total,
+        encoded: 0,
+    };
     let mut tables = Vec::with_capacity(files.tables.len());
     for input in &files.tables {
         if input.deletes.is_some() && files.kind == PackageKind::Full {
@@ -346,6 +383,7 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
             writer.table(index as u32)?;
             let mut rows = Records::open(&input.path, &schema.columns, &files.csv_null)?;
             let mut keys = full.then(|| KeySeen::new(schema));
+            let read_before = told.input_read;
             while let Some((line, values)) = rows.next_record()? {
                 if let Some(keys) = &mut keys {
                     keys.check(&input.path, line, &values, &files.csv_null)?;
@@ -353,7 +391,16 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
                 writer
                     .upsert(&values)
                     .map_err(|e| frame_error(&input.path, line, e))?;
+                told.records += 1;
+                if told.records.is_multiple_of(PROGRESS_RECORDS) {
+                    told.input_read = read_before + rows.bytes_read();
+                    told.encoded = writer.content_written();
+                    progress(told);
+                }
             }
+            told.input_read = read_before + rows.bytes_read();
+            told.encoded = writer.content_written();
+            progress(told);
             if let Some(path) = &input.deletes {
                 let key_columns: Vec<Column> = schema
                     .key
@@ -365,7 +412,11 @@ pub fn publish_files(store: &Store, files: &PublishFiles) -> Result<PackageInfo,
                     writer
                         .delete(&values)
                         .map_err(|e| frame_error(path, line, e))?;
+                    told.records += 1;
                 }
+                told.input_read += keys.bytes_read();
+                told.encoded = writer.content_written();
+                progress(told);
             }
         }
         Ok(())
@@ -535,6 +586,14 @@ impl<'a> Records<'a> {
             csv_null: csv_null.clone(),
             inner,
         })
+    }
+
+    /// Bytes of the file read so far.
+    pub fn bytes_read(&self) -> u64 {
+        match &self.inner {
+            RecordsInner::Json { lines, .. } => lines.bytes,
+            RecordsInner::Csv { reader, .. } => reader.position().byte(),
+        }
     }
 
     /// The next record's line and values, or `None` at the end.
@@ -759,6 +818,8 @@ struct JsonLines {
     reader: BufReader<File>,
     buf: String,
     line: u64,
+    /// Bytes read so far.
+    bytes: u64,
 }
 
 impl JsonLines {
@@ -770,6 +831,7 @@ impl JsonLines {
             reader: BufReader::new(file),
             buf: String::new(),
             line: 0,
+            bytes: 0,
         })
     }
 
@@ -782,6 +844,7 @@ impl JsonLines {
             if n == 0 {
                 return Ok(None);
             }
+            self.bytes += n as u64;
             self.line += 1;
             let text = self.buf.trim();
             if text.is_empty() {
