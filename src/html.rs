@@ -21,10 +21,28 @@ button{font-size:1rem;padding:.45rem 1.2rem}input{font-size:1rem;padding:.35rem;
 nav a{margin-right:1rem}
 ";
 
-/// A whole page: `title`, the shared style, a reload every `refresh`
-/// seconds when given (through a script that holds off while a person
-/// types into a field; `<noscript>` falls back to a meta refresh), `body`.
-pub fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
+/// Reload a page every `seconds` from `url` (a fixed path: a page shown
+/// in answer to a form post must not reload by posting nor by getting the
+/// form's URL).
+#[derive(Debug, Clone, Copy)]
+pub struct Refresh<'a> {
+    pub seconds: u32,
+    pub url: &'a str,
+}
+
+/// Headers every HTML page carries: no framing by another site (a Resume
+/// button cannot be clickjacked), no referrer, no caching.
+pub const PAGE_HEADERS: [(&str, &str); 4] = [
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+];
+
+/// A whole page: `title`, the shared style, a reload when given (through a
+/// script that holds off while a person types into a field; `<noscript>`
+/// falls back to a meta refresh), `body`.
+pub fn layout(title: &str, refresh: Option<Refresh<'_>>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -33,19 +51,21 @@ pub fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 style { (PreEscaped(STYLE)) }
-                @if let Some(seconds) = refresh {
-                    noscript { meta http-equiv="refresh" content=(seconds); }
+                @if let Some(r) = refresh {
+                    noscript { meta http-equiv="refresh" content={ (r.seconds) "; url=" (r.url) }; }
                 }
             }
             body {
                 (body)
-                @if let Some(seconds) = refresh {
+                @if let Some(r) = refresh {
+                    // The URL goes in as JSON: a string literal, escaped.
                     script { (PreEscaped(format!(
                         "setTimeout(function(){{var f=document.activeElement;\
                          var typing=Array.prototype.some.call(document.querySelectorAll('input'),\
                          function(i){{return i.value||i===f;}});\
-                         if(!typing){{location.replace(location.pathname);}}}},{});",
-                        seconds * 1000
+                         if(!typing){{location.replace({});}}}},{});",
+                        serde_json::to_string(r.url).unwrap_or_default().replace('<', "\\u003c"),
+                        r.seconds * 1000
                     ))) }
                 }
             }

@@ -160,11 +160,19 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
+
+/// Unix milliseconds as a time, clamped to what RFC 3339 can write (a time
+/// from the other side may be anything).
+pub fn system_time(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.clamp(0, LAST_RFC3339_MS) as u64)
+}
+
 /// Unix milliseconds as an RFC 3339 UTC time with milliseconds
 /// (`2026-12-02T15:13:38.123Z`), as documents for people show times.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
+    humantime::format_rfc3339_millis(system_time(ms)).to_string()
 }
 
 /// `GET /v1/sessions`: the channel's own sessions as the server records them,

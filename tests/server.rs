@@ -1152,3 +1152,42 @@ fn publishing_tells_how_far_it_is() {
     let midway = told.iter().find(|p| p.records == 8_192).unwrap();
     assert!(midway.input_read > 0 && midway.input_read < text.len() as u64);
 }
+
+/// Without an admin token, the operators' routes answer a client on the
+/// server's own machine only: not one that names another host, nor one
+/// that comes through a proxy (which makes every client look local). Their
+/// pages cannot be framed by another site.
+#[actix_rt::test]
+async fn operators_routes_without_a_token_answer_this_machine_only() {
+    let t = TestServer::start();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = t.client.get(t.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let response = get("/metrics", &[]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = get("/console", &[]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-security-policy"],
+        "frame-ancestors 'none'"
+    );
+    for refused in [
+        [("X-Forwarded-For", "203.0.113.9")],
+        [("Forwarded", "for=203.0.113.9")],
+        [("Host", "hq.example.com")],
+    ] {
+        for path in ["/metrics", "/console"] {
+            let response = get(path, &refused).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {refused:?}"
+            );
+            assert!(error_of(response).await.contains("admin token"));
+        }
+    }
+}

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::applier::{Applier, ChannelDbFactory};
 use crate::downloader::Downloader;
 use crate::hq::{HqClient, HqError};
-use crate::journal::{Flush, Journal, JournalError, JournalStore};
+use crate::journal::{DownloadSession, Flush, Journal, JournalError, JournalStore, UploadSession};
 use crate::poller::{Pipeline, Poller};
 use crate::reporter::Reporter;
 use crate::scheduler::Scheduler;
@@ -301,6 +301,18 @@ fn identity(config: &Config) -> Identity {
         transfer_mode: format!("{:?}", config.download.mode).to_lowercase(),
         stall_after: config.stall_after,
     }
+}
+
+/// The newest `limit` sessions of each direction, read from the message
+/// database of a stopped agent (under its lock, so an agent cannot start
+/// meanwhile); an error when the agent runs.
+pub fn stopped_agent_sessions(
+    config: &Config,
+    limit: usize,
+) -> Result<(Vec<DownloadSession>, Vec<UploadSession>), StartError> {
+    let _lock = lock_message_db(&config.message_db)?;
+    let store = JournalStore::open_existing(&config.message_db)?;
+    Ok((store.recent_downloads(limit)?, store.recent_uploads(limit)?))
 }
 
 /// Takes the message database's lock file (`<message_db>.lock`, holding

@@ -223,15 +223,6 @@ impl<R: Read> PackageReader<R> {
 
         let frame = codec::decode_frame(&self.buf)?;
         self.checker.check(&frame)?;
-        if let Some(hook) = self.progress.as_mut() {
-            let rows = self.checker.rows();
-            if rows.is_multiple_of(PROGRESS_ROWS)
-                && rows > 0
-                && matches!(frame, Frame::Upsert(_) | Frame::Delete(_))
-            {
-                hook(rows);
-            }
-        }
         if let Some(declared) = self.declared {
             let rows = self.checker.rows();
             let ended = matches!(frame, Frame::End { .. });
@@ -245,6 +236,16 @@ impl<R: Read> PackageReader<R> {
                         format!("more than {}", declared.rows)
                     },
                 });
+            }
+        }
+        // Told only of rows within what the listing declares.
+        if let Some(hook) = self.progress.as_mut() {
+            let rows = self.checker.rows();
+            if rows.is_multiple_of(PROGRESS_ROWS)
+                && rows > 0
+                && matches!(frame, Frame::Upsert(_) | Frame::Delete(_))
+            {
+                hook(rows);
             }
         }
         if matches!(frame, Frame::End { .. }) {

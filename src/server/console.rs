@@ -19,7 +19,7 @@ use super::fleet::{FleetFilter, StoreState};
 use super::http::{admin_only, blocking};
 use super::sessions::SessionFilter;
 use super::store::Store;
-use crate::html::layout;
+use crate::html::{layout, Refresh};
 use crate::protocol::{now_ms, rfc3339_ms, PackageInfo, SessionInfo};
 use crate::server::metrics::channel_state;
 use crate::server::report::age;
@@ -71,11 +71,26 @@ fn check(req: &HttpRequest, store: &Store) -> Result<(), Box<HttpResponse>> {
     }
 }
 
-fn page(title: &str, body: Markup) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(layout(title, Some(REFRESH_SECONDS), body).into_string())
+/// An HTML answer with the pages' headers.
+fn html(code: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+    let mut response = HttpResponse::build(code);
+    response.content_type("text/html; charset=utf-8");
+    for h in crate::html::PAGE_HEADERS {
+        response.insert_header(h);
+    }
+    response.body(markup.into_string())
+}
+
+/// A console page at `path`, reloading itself.
+fn page(path: &str, title: &str, body: Markup) -> HttpResponse {
+    let refresh = Refresh {
+        seconds: REFRESH_SECONDS,
+        url: path,
+    };
+    html(
+        actix_web::http::StatusCode::OK,
+        layout(title, Some(refresh), body),
+    )
 }
 
 fn nav() -> Markup {
@@ -83,7 +98,10 @@ fn nav() -> Markup {
 }
 
 fn ago(now: i64, at: Option<i64>) -> String {
-    at.map_or_else(|| "never".to_owned(), |at| format!("{} ago", age(now - at)))
+    at.map_or_else(
+        || "never".to_owned(),
+        |at| format!("{} ago", age(now.saturating_sub(at))),
+    )
 }
 
 async fn fleet(req: HttpRequest, store: web::Data<Store>) -> HttpResponse {
@@ -92,7 +110,7 @@ async fn fleet(req: HttpRequest, store: web::Data<Store>) -> HttpResponse {
     }
     let fleet = blocking(move || store.fleet(&FleetFilter::default())).await;
     match fleet {
-        Ok(fleet) => page("cdx fleet", fleet_page(&fleet, now_ms())),
+        Ok(fleet) => page(req.path(), "cdx fleet", fleet_page(&fleet, now_ms())),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
@@ -177,6 +195,7 @@ async fn store_page(
     .await;
     match found {
         Ok((state, sessions)) => page(
+            req.path(),
             &format!("cdx store {}", state.channel),
             store_body(&state, &sessions.download, &sessions.upload, now_ms()),
         ),
@@ -238,7 +257,7 @@ async fn packages(req: HttpRequest, store: web::Data<Store>) -> HttpResponse {
         return out;
     }
     match blocking(move || store.packages(None)).await {
-        Ok(list) => page("cdx packages", packages_body(&list, now_ms())),
+        Ok(list) => page(req.path(), "cdx packages", packages_body(&list, now_ms())),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
@@ -301,9 +320,7 @@ fn login_page(
             " " button #sign-in type="submit" { "Sign in" }
         }
     };
-    HttpResponse::build(code)
-        .content_type("text/html; charset=utf-8")
-        .body(layout("cdx console: sign in", None, body).into_string())
+    html(code, layout("cdx console: sign in", None, body))
 }
 
 /// Checks the token and sets the console's cookie.
@@ -333,6 +350,7 @@ async fn login(
         .http_only(true)
         .secure(https)
         .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::hours(12))
         .finish();
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/console"))

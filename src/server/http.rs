@@ -342,12 +342,36 @@ pub(crate) fn admin_only(req: &HttpRequest, store: &Store) -> Result<(), ServerE
                 ))
             }
         }
-        None if req.peer_addr().is_some_and(|a| a.ip().is_loopback()) => Ok(()),
+        None if from_this_machine(req) => Ok(()),
         None => Err(ServerError::Forbidden(
             "this route answers only on this machine until an admin token is set \
              (serve --admin-token-file or CDX_ADMIN_TOKEN)",
         )),
     }
+}
+
+/// A client on this machine speaking to it directly: a loopback peer that
+/// names a loopback host and comes through no proxy (a reverse proxy on
+/// the same machine makes every client look local).
+fn from_this_machine(req: &HttpRequest) -> bool {
+    let loopback_peer = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    let host = req.connection_info().host().to_ascii_lowercase();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+        None => host
+            .rsplit_once(':')
+            .map_or(host.clone(), |(n, _)| n.to_owned()),
+    };
+    let loopback_host = matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1");
+    let proxied = [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h));
+    loopback_peer && loopback_host && !proxied
 }
 
 async fn high_water(

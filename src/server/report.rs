@@ -1,7 +1,7 @@
 //! Plain-text tables for the operator commands, laid out like the original's
 //! Download sessions and Upload sessions forms.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::fleet::StoreState;
 use super::store::ChannelInfo;
@@ -128,8 +128,7 @@ pub fn age(ms: i64) -> String {
 
 /// Unix milliseconds as RFC 3339 UTC.
 pub fn time(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
+    humantime::format_rfc3339_seconds(crate::protocol::system_time(ms)).to_string()
 }
 
 /// Left-aligned columns, two spaces apart; "(none)" when empty.

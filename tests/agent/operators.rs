@@ -117,19 +117,23 @@ fn metrics_parse_and_move_when_packages_apply_and_sales_upload() {
         store.applied(),
         hq.uploaded(header)
     );
-    // The status actor hears of the last batch just after headquarters
-    // stored it.
-    let after = (0..50)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            scrape(status, &[])
-        })
-        .find(|m| {
-            m.value("cdx_sales_rows_waiting", &[("table", header)]) == Some(0.0)
-                && m.value("cdx_uploaded_rows_total", &[])
-                    .is_some_and(|v| v >= 3.0)
-        })
-        .expect("the uploaded sales never showed in the metrics");
+    // Every upload table drained: the status actor hears of each batch just
+    // after headquarters stored it.
+    let stored = || -> u64 {
+        cdx::retail::UPLOAD_TABLES
+            .iter()
+            .map(|(t, _)| hq.uploaded(t))
+            .sum()
+    };
+    let mut after = scrape(status, &[]);
+    let drained = wait_until(Duration::from_secs(30), || {
+        after = scrape(status, &[]);
+        cdx::retail::UPLOAD_TABLES
+            .iter()
+            .all(|(t, _)| after.value("cdx_sales_rows_waiting", &[("table", t)]) == Some(0.0))
+            && after.value("cdx_uploaded_rows_total", &[]) == Some(stored() as f64)
+    });
+    assert!(drained, "the uploaded sales never showed in the metrics");
     eprintln!("applied and uploaded after {:?}", started.elapsed());
     for (family, kind) in AGENT_FAMILIES {
         assert_eq!(
@@ -199,16 +203,10 @@ fn metrics_parse_and_move_when_packages_apply_and_sales_upload() {
         )
         .unwrap_or(0.0);
     assert!(listed >= 1.0, "no listing counted");
-    let stored: u64 = cdx::retail::UPLOAD_TABLES
-        .iter()
-        .map(|(t, _)| hq.uploaded(t))
-        .sum();
+    let stored = stored();
+    assert!(stored > 3, "the sales lines were not uploaded: {stored}");
     assert_eq!(
         server.value("cdx_server_upload_rows_stored_total", &[]),
-        Some(stored as f64)
-    );
-    assert_eq!(
-        after.value("cdx_uploaded_rows_total", &[]),
         Some(stored as f64)
     );
     let last = published.iter().map(|p| p.sequence).max().unwrap() as f64;
@@ -228,10 +226,16 @@ fn metrics_parse_and_move_when_packages_apply_and_sales_upload() {
         m.value("cdx_server_channels", &[("state", "failing")]),
         Some(0.0)
     );
-    // The agent long-polls: one listing waits at headquarters.
-    assert!(m
-        .value("cdx_server_long_polls_waiting", &[])
-        .is_some_and(|v| v <= 1.0));
+    // The idle agent long-polls: one listing waits at headquarters, never two.
+    let mut waiting = Vec::new();
+    let seen_one = wait_until(Duration::from_secs(20), || {
+        let now = scrape(hq.addr, &[("Authorization", &bearer)])
+            .value("cdx_server_long_polls_waiting", &[])
+            .unwrap();
+        waiting.push(now);
+        now == 1.0
+    });
+    assert!(seen_one && waiting.iter().all(|w| *w <= 1.0), "{waiting:?}");
     agent.kill().unwrap();
 }
 
@@ -260,11 +264,17 @@ fn notifications(socket: &std::os::unix::net::UnixDatagram, want: &str) -> Vec<S
 fn both_binaries_notify_systemd_ready_watchdog_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    // One socket per process, so each one's messages are its own.
+    let bind = |name: &str| {
+        let path = dir.path().join(name);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        (path, socket)
+    };
+    let (path, socket) = bind("server.sock");
+    let (agent_path, agent_socket) = bind("agent.sock");
 
     let hq = HqProcess::new();
     let mut server = Child(
@@ -293,15 +303,13 @@ fn both_binaries_notify_systemd_ready_watchdog_and_stopping() {
         std::process::Command::new(client_bin())
             .args(["run", "--config"])
             .arg(&config)
-            .env("NOTIFY_SOCKET", &path)
+            .env("NOTIFY_SOCKET", &agent_path)
             .env("WATCHDOG_USEC", "1000000")
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap(),
     );
-    // The server's watchdog keeps talking on the same socket: wait for the
-    // agent's READY, which says where its status page is.
-    let got = notifications(&socket, "READY=1");
+    let got = notifications(&agent_socket, "READY=1");
     assert!(
         got.last()
             .unwrap()
@@ -314,12 +322,12 @@ fn both_binaries_notify_systemd_ready_watchdog_and_stopping() {
         "READY=1 before the status endpoint serves"
     );
     // Two watchdog pings in a row: the loop keeps running.
-    notifications(&socket, "WATCHDOG=1");
-    notifications(&socket, "WATCHDOG=1");
+    notifications(&agent_socket, "WATCHDOG=1");
+    notifications(&agent_socket, "WATCHDOG=1");
 
-    for child in [&mut agent, &mut server] {
+    for (child, socket) in [(&mut agent, &agent_socket), (&mut server, &socket)] {
         sigterm(child.id());
-        notifications(&socket, "STOPPING=1");
+        notifications(socket, "STOPPING=1");
         let exited = wait_until(Duration::from_secs(20), || {
             child.try_wait().unwrap().is_some()
         });

@@ -144,9 +144,11 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
     assert!(notice.contains("wrong control token"), "{notice}");
     assert!(browser.find("#suspended").is_some());
 
-    // Repaired at headquarters, resumed from the page.
+    // Repaired at headquarters, resumed from the page (loaded afresh: the
+    // refusal's page reloads itself).
     bytes[at] ^= 0x5a;
     std::fs::write(&file, &bytes).unwrap();
+    browser.goto(&page);
     let token = std::fs::read_to_string(&token_file).unwrap();
     browser.type_into("#token", token.trim());
     browser.click("#resume");

@@ -234,7 +234,7 @@ fn sync_now_polls_and_uploads_at_once() {
     };
     let (ok, said) = client(&["status"]);
     assert!(!ok && said.contains("the agent is not running"), "{said}");
-    let _agent = spawn_client(&path);
+    let agent = spawn_client(&path);
     // The first poll and upload run at start.
     assert!(
         wait_until(Duration::from_secs(30), || hq.uploaded(header) == 1),
@@ -301,4 +301,25 @@ fn sync_now_polls_and_uploads_at_once() {
         !ok && said.contains("no session, package or upload `ffffffff`"),
         "{said}"
     );
+    // Stopped, the agent's sessions are read from its message database.
+    let mut agent = agent;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the agent did not stop"
+    );
+    let (ok, said) = client(&["sessions", "--downloads"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("the agent is not running: sessions from its message database"),
+        "{said}"
+    );
+    for p in &published {
+        assert!(said.contains(&p.id.to_string()), "{said}");
+    }
 }

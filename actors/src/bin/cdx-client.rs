@@ -44,9 +44,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The running agent's download and upload sessions, newest first, as
-    /// the original's session forms; `sessions show ID` prints one with its
+    /// The agent's download and upload sessions, newest first, as the
+    /// original's session forms; `sessions show ID` prints one with its
     /// status history (ID: a session, package or upload id, or a prefix).
+    /// Asks the running agent; when it is stopped, reads its message
+    /// database (under the agent's lock, so it cannot start meanwhile).
     Sessions {
         #[arg(long, short)]
         config: PathBuf,
@@ -179,12 +181,17 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 /// long as it is; a stuck or broken agent stops telling it, and systemd
 /// restarts it (`WatchdogSec` in the unit).
 async fn watchdog(agent: &Agent, every: std::time::Duration) {
+    // Ticks at a fixed rate, however long a check took, and a check takes
+    // at most half a tick: two pings are never further apart than
+    // WatchdogSec.
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match agent.alive(every).await {
+        ticks.tick().await;
+        match agent.alive(every / 2).await {
             Ok(()) => cdx::systemd::watchdog(),
             Err(why) => tracing::error!(%why, "not telling systemd's watchdog the agent is alive"),
         }
-        tokio::time::sleep(every).await;
     }
 }
 
@@ -252,6 +259,9 @@ fn agent_address(config: &Config) -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
+/// How an error from [`agent_get`] starts when nothing answered.
+const NOT_RUNNING: &str = "the agent is not running";
+
 /// GETs `path` from the running agent's status endpoint and decodes the
 /// JSON document it answers with.
 fn agent_get<T: serde::de::DeserializeOwned>(config: &Config, path: &str) -> anyhow::Result<T> {
@@ -261,7 +271,7 @@ fn agent_get<T: serde::de::DeserializeOwned>(config: &Config, path: &str) -> any
             .get(&url)
             .send()
             .await
-            .with_context(|| format!("the agent is not running (no answer at {url})"))?;
+            .with_context(|| format!("{NOT_RUNNING} (no answer at {url})"))?;
         if !response.status().is_success() {
             let status = response.status();
             anyhow::bail!(
@@ -310,7 +320,21 @@ fn sessions(
         filter.limit.max(1)
     };
     let doc: cdx_actors::status::SessionsDocument =
-        agent_get(&config, &format!("/sessions?limit={limit}"))?;
+        match agent_get(&config, &format!("/sessions?limit={limit}")) {
+            Ok(doc) => doc,
+            Err(e) if e.to_string().starts_with(NOT_RUNNING) => {
+                // A stopped agent's message database, read under its lock.
+                let (downloads, uploads) =
+                    cdx_actors::agent::stopped_agent_sessions(&config, limit)
+                        .with_context(|| format!("{e}; reading its message database instead"))?;
+                eprintln!(
+                    "the agent is not running: sessions from its message database {}",
+                    config.message_db.display()
+                );
+                cdx_actors::status::SessionsDocument { downloads, uploads }
+            }
+            Err(e) => return Err(e),
+        };
     match shown {
         Some(id) => match screen::session_detail(&doc, &id) {
             Some(text) => print!("{text}"),

@@ -502,7 +502,27 @@ mod tests {
 
         let mut u = UploadSession::new("sales", 1, 5, 5);
         u.updated_at_ms = 0;
+        u.bytes = 321;
         let stored = bincode::serialize(&u).unwrap();
+        let fields = (
+            u.id,
+            u.upload_id,
+            &u.table,
+            u.first_counter,
+            u.last_counter,
+            u.rows,
+            u.bytes,
+            u.status,
+            u.attempts,
+            &u.last_error,
+            u.history
+                .iter()
+                .map(|t| (&t.status, t.at_ms, &t.message))
+                .collect::<Vec<_>>(),
+            u.created_at_ms,
+            u.updated_at_ms,
+        );
+        assert_eq!(stored, bincode::serialize(&fields).unwrap());
         assert_eq!(bincode::deserialize::<UploadSession>(&stored).unwrap(), u);
         let json = serde_json::to_value(&u).unwrap();
         assert_eq!(json["updated_at"], "1970-01-01T00:00:00.000Z");

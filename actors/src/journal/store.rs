@@ -117,6 +117,25 @@ impl JournalStore {
         Ok((store, aside))
     }
 
+    /// Opens an existing message database as it is: never creates one and
+    /// never moves an unreadable one aside (for reading it while the agent
+    /// is stopped).
+    pub fn open_existing(path: &Path) -> Result<Self, JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Open {
+                path: path.to_owned(),
+                source: sled::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no message database here (has the agent ever run with this configuration?)",
+                )),
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            open: Arc::new(Mutex::new(Some(try_open(path)?))),
+        })
+    }
+
     /// The open database, opened again if an error closed it. A reopen
     /// never moves the database aside: the error that closed it was the
     /// machine's, and sled's own threads may hold its lock for a moment

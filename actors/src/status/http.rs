@@ -294,12 +294,16 @@ async fn render_page(
     code: actix_web::http::StatusCode,
 ) -> HttpResponse {
     match state.status.send(GetStatus).await {
-        Ok(doc) => HttpResponse::build(code)
-            .content_type("text/html; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(
+        Ok(doc) => {
+            let mut page = HttpResponse::build(code);
+            page.content_type("text/html; charset=utf-8");
+            for h in cdx::html::PAGE_HEADERS {
+                page.insert_header(h);
+            }
+            page.body(
                 super::page::render(&doc, cdx::protocol::now_ms(), notice.as_ref()).into_string(),
-            ),
+            )
+        }
         Err(_) => HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
             .body("the status actor is restarting; reload in a moment"),

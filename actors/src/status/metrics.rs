@@ -66,7 +66,7 @@ pub fn install() {
         );
         describe_gauge!(
             LAG_PACKAGES,
-            "Packages listed by headquarters and not applied yet."
+            "Packages listed by headquarters and not applied yet (one listing holds at most 100)."
         );
         describe_gauge!(
             LAG_SECONDS,
@@ -123,7 +123,7 @@ pub fn render(doc: &StatusDocument, sessions: &SessionCounts) -> String {
     gauge!(LAG_SECONDS).set(
         doc.behind
             .oldest_created_at_ms
-            .map_or(0.0, |at| seconds((now_ms() - at).max(0))),
+            .map_or(0.0, |at| seconds(now_ms().saturating_sub(at).max(0))),
     );
     gauge!(SUSPENDED).set(if doc.suspended.is_some() { 1.0 } else { 0.0 });
     gauge!(HEALTHY).set(if doc.healthy { 1.0 } else { 0.0 });

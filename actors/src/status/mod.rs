@@ -99,7 +99,7 @@ pub struct PollState {
     pub last_applied_sequence: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WatermarkState {
     pub counter: i64,
     pub server_high_water: Option<i64>,
@@ -321,6 +321,10 @@ impl Handler<StatusEvent> for Status {
                 class,
             } => {
                 let error = cdx::protocol::printable(&error);
+                if stage == "apply" {
+                    // Also after a panic, which sends no ApplyEnded.
+                    self.apply_progress = None;
+                }
                 if stage == "poll" {
                     self.poll.at_ms = Some(now_ms());
                     self.poll.ok = Some(false);
@@ -363,11 +367,8 @@ impl Handler<StatusEvent> for Status {
             StatusEvent::ApplyEnded => self.apply_progress = None,
             StatusEvent::Waiting { table, rows } => {
                 let w = self.watermarks.entry(table).or_insert(WatermarkState {
-                    counter: 0,
-                    server_high_water: None,
                     at_ms: now_ms(),
-                    at: String::new(),
-                    waiting: None,
+                    ..Default::default()
                 });
                 w.waiting = Some(rows);
             }
@@ -410,12 +411,13 @@ impl Handler<StatusEvent> for Status {
                         counter,
                         server_high_water,
                         at_ms: now_ms(),
-                        at: String::new(),
                         waiting,
+                        ..Default::default()
                     },
                 );
             }
             StatusEvent::Suspended { package_id, reason } => {
+                self.apply_progress = None;
                 self.suspended = reason.map(|reason| SuspendedState {
                     package_id,
                     reason: Some(reason),

@@ -4,7 +4,7 @@
 //! a suspended package, which needs the control token. Pure: the document
 //! and the time in, markup out.
 
-use cdx::html::layout;
+use cdx::html::{layout, Refresh};
 use maud::{html, Markup};
 
 use super::screen::age;
@@ -24,7 +24,7 @@ pub enum Notice {
 
 /// The page for `doc` at `now_ms`.
 pub fn render(doc: &StatusDocument, now_ms: i64, notice: Option<&Notice>) -> Markup {
-    let ago = |ms: i64| age(now_ms - ms);
+    let ago = |ms: i64| age(now_ms.saturating_sub(ms));
     let title = format!(
         "cdx {}{}",
         doc.channel_id,
@@ -32,7 +32,10 @@ pub fn render(doc: &StatusDocument, now_ms: i64, notice: Option<&Notice>) -> Mar
     );
     layout(
         &title,
-        Some(REFRESH_SECONDS),
+        Some(Refresh {
+            seconds: REFRESH_SECONDS,
+            url: "/",
+        }),
         html! {
             h1 { "Store " (doc.channel_id) }
             p.muted {
@@ -181,7 +184,7 @@ fn downloads(sessions: &[DownloadSession], now_ms: i64) -> Markup {
                             @if let Some(e) = &s.last_error { br; span.muted.err { (e) } } }
                         td.n { (s.rows_applied) }
                         td.n { (s.bytes_done) }
-                        td { (age(now_ms - s.updated_at_ms)) " ago" }
+                        td { (age(now_ms.saturating_sub(s.updated_at_ms))) " ago" }
                         td { (history(&s.history)) }
                     }
                 }
@@ -202,7 +205,7 @@ fn uploads(sessions: &[UploadSession], now_ms: i64) -> Markup {
                         td.n { (s.rows) }
                         td { (format!("{:?}", s.status))
                             @if let Some(e) = &s.last_error { br; span.muted.err { (e) } } }
-                        td { (age(now_ms - s.updated_at_ms)) " ago" }
+                        td { (age(now_ms.saturating_sub(s.updated_at_ms))) " ago" }
                         td { (history(&s.history)) }
                     }
                 }

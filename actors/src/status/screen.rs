@@ -30,7 +30,7 @@ pub fn bar(done: u64, total: u64) -> String {
 /// The screen for `doc` at `now_ms`.
 pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
     let mut out = String::new();
-    let ago = |ms: i64| age(now_ms - ms);
+    let ago = |ms: i64| age(now_ms.saturating_sub(ms));
     let _ = writeln!(
         out,
         "{} -> {} ({}), up {}",

@@ -71,17 +71,23 @@ impl UploadPass {
     /// Uploads batches of `table` until none is left.
     async fn drain(&self, table: &UploadTable) -> Result<(), ActorError> {
         self.recover_watermark(table).await?;
+        // What waits, for status and metrics only: a failure here costs
+        // the pass nothing.
         let t = table.clone();
         let waiting = self
             .with_db(move |db| {
                 let watermark = db.watermark(&t.name)?;
                 Ok(db.rows_above(&t, watermark)?)
             })
-            .await?;
-        self.status.do_send(StatusEvent::Waiting {
-            table: table.name.clone(),
-            rows: waiting,
-        });
+            .await;
+        match waiting {
+            Ok(rows) => self.status.do_send(StatusEvent::Waiting {
+                table: table.name.clone(),
+                rows,
+            }),
+            Err(e) => tracing::warn!(table = %table.name, error = %e,
+                "could not count the rows waiting to upload"),
+        }
         let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
         let mut resumed = open.into_iter().filter(|s| s.table == table.name);
         loop {
