@@ -159,8 +159,6 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
     out
 }
 
-/// `1h 2m`, `45s`: whole seconds, the two largest units.
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
