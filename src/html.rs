@@ -31,11 +31,13 @@ pub struct Refresh<'a> {
 }
 
 /// Headers every HTML page carries: no framing by another site (a Resume
-/// button cannot be clickjacked), no referrer, no caching.
+/// button cannot be clickjacked), no referrer to other sites (`no-referrer`
+/// would make a browser send `Origin: null` with the page's own form posts),
+/// no caching.
 pub const PAGE_HEADERS: [(&str, &str); 4] = [
     ("Content-Security-Policy", "frame-ancestors 'none'"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 ];
 

@@ -141,7 +141,12 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
     browser.type_into("#token", "not-the-token");
     browser.click("#resume");
     let notice = browser.wait_text("#notice", |t| t.contains("wrong control token"));
-    assert!(notice.contains("wrong control token"), "{notice}");
+    assert!(
+        notice.contains("wrong control token"),
+        "{notice}: {}: {}",
+        browser.url(),
+        browser.text("body")
+    );
     assert!(browser.find("#suspended").is_some());
 
     // Repaired at headquarters, resumed from the page (loaded afresh: the
