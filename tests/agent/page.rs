@@ -71,6 +71,49 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
     );
     assert_eq!(store.applied(), good.sequence);
 
+    // The command lines say the same: the store's status, and the failing
+    // store at headquarters.
+    let run = |program: std::path::PathBuf, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = run(
+        client_bin(),
+        &["status", "--config", config.to_str().unwrap()],
+    );
+    eprintln!("cdx-client status:\n{said}");
+    assert!(said.contains("health: UNHEALTHY"), "{said}");
+    assert!(
+        said.contains(&format!("SUSPENDED: package {}", broken.id)),
+        "{said}"
+    );
+    let reported = wait_until(Duration::from_secs(20), || {
+        hq.download_status(broken.id).as_deref() == Some("Suspended")
+    });
+    assert!(
+        reported,
+        "headquarters shows {:?}",
+        hq.download_status(broken.id)
+    );
+    let data = hq.dir.path().join("hq");
+    let said = run(
+        server_bin(),
+        &["stores", "--data", data.to_str().unwrap(), "--failing"],
+    );
+    eprintln!("cdx-server stores --failing:\n{said}");
+    assert!(
+        said.contains(CHANNEL) && said.contains("Suspended"),
+        "{said}"
+    );
+
     // A phone-sized window: the page is read at the till.
     let browser = Browser::start(412, 915);
     let page = format!("http://127.0.0.1:{}/", status.port());
@@ -87,14 +130,6 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
 
     // Headquarters' console: signed in with the admin token, the store is
     // first of the fleet, failing, its suspended session on its page.
-    let reported = wait_until(Duration::from_secs(20), || {
-        hq.download_status(broken.id).as_deref() == Some("Suspended")
-    });
-    assert!(
-        reported,
-        "headquarters shows {:?}",
-        hq.download_status(broken.id)
-    );
     let console = format!("{}/console", hq.url());
     browser.resize(1280, 800);
     browser.goto(&console);
