@@ -89,6 +89,15 @@ impl Secret {
     pub fn matches(&self, given: &str) -> bool {
         constant_time_eq(self.0.as_bytes(), given.as_bytes())
     }
+    /// Whether an `Authorization` header's value is `Bearer <this secret>`
+    /// (compared in constant time; surrounding spaces ignored).
+    pub fn matches_bearer(&self, authorization: Option<&str>) -> bool {
+        let given = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        self.matches(given.trim())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -327,13 +327,8 @@ async fn metrics(req: HttpRequest, store: web::Data<Store>) -> Result<HttpRespon
 pub(crate) fn admin_only(req: &HttpRequest, store: &Store) -> Result<(), ServerError> {
     match store.admin_token() {
         Some(token) => {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if token.matches(given.trim()) {
+            let authorization = req.headers().get(header::AUTHORIZATION);
+            if token.matches_bearer(authorization.and_then(|v| v.to_str().ok())) {
                 Ok(())
             } else {
                 Err(ServerError::NotAdmin(

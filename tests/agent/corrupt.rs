@@ -3,32 +3,10 @@
 
 use std::time::Duration;
 
-use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
+use cdx::package::PackageKind;
 use cdx::status::DownloadStatus;
 
 use super::util::*;
-
-fn items() -> TableSchema {
-    let column = |name: &str, ty| Column {
-        name: name.into(),
-        ty,
-        nullable: false,
-    };
-    TableSchema {
-        name: "items".into(),
-        columns: vec![
-            column("id", ColumnType::Integer),
-            column("name", ColumnType::Text),
-        ],
-        key: vec!["id".into()],
-    }
-}
-
-fn rows(n: i64, name: &str) -> Vec<Vec<Value>> {
-    (1..=n)
-        .map(|i| vec![Value::Integer(i), Value::Text(format!("{name} {i}"))])
-        .collect()
-}
 
 fn names(store: &StoreDir) -> Vec<String> {
     let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
@@ -49,14 +27,8 @@ fn names(store: &StoreDir) -> Vec<String> {
 fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     let hq = Hq::start();
     let store = StoreDir::new();
-    let good = hq.publish_table("1040", PackageKind::Full, items(), rows(50, "first"));
-    let broken = hq.publish_table("1040", PackageKind::Full, items(), rows(80, "second"));
-    let after = hq.publish_table("1040", PackageKind::Incremental, items(), rows(3, "third"));
-    let file = hq.package_file(broken.id);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    std::fs::write(&file, &bytes).unwrap();
+    let packages = BrokenInTheMiddle::publish(&hq);
+    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
 
     let agent = RunningAgent::start(
         store.config(&hq.url(), "reliable", ""),
@@ -99,8 +71,7 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     );
 
     // Repaired, the package still waits for the operator.
-    bytes[at] ^= 0x5a;
-    std::fs::write(&file, &bytes).unwrap();
+    packages.repair();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         store.applied(),
@@ -136,8 +107,18 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
 fn package_with_bad_inner_checksum_is_never_applied() {
     let hq = Hq::start();
     let store = StoreDir::new();
-    let good = hq.publish_table("1040", PackageKind::Full, items(), rows(20, "first"));
-    let broken = hq.publish_table("1040", PackageKind::Full, items(), rows(2000, "second"));
+    let good = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(20, "first"),
+    );
+    let broken = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(2000, "second"),
+    );
     let file = hq.package_file(broken.id);
     let mut bytes = std::fs::read(&file).unwrap();
     let at = bytes.len() - 40;

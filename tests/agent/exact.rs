@@ -230,19 +230,13 @@ fn sales_upload_typed_and_export_exact() {
     );
     agent.stop();
     let export = |format: &str| {
-        let out = std::process::Command::new(server_bin())
-            .args(["uploads", "export", "--data"])
-            .arg(hq.dir.path().join("hq"))
-            .args(["--channel", CHANNEL, "--table", "sales", "--format", format])
-            .args(["--null-marker", "\\N"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of(
+            std::process::Command::new(server_bin())
+                .args(["uploads", "export", "--data"])
+                .arg(hq.dir.path().join("hq"))
+                .args(["--channel", CHANNEL, "--table", "sales", "--format", format])
+                .args(["--null-marker", "\\N"]),
+        )
     };
     let jsonl = export("jsonl");
     let rows: Vec<serde_json::Value> = jsonl

@@ -6,33 +6,9 @@
 
 use std::time::Duration;
 
-use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
-
 use super::browser::{screenshot_path, Browser};
 use super::operators::config_on_port;
 use super::util::*;
-
-fn items() -> TableSchema {
-    let column = |name: &str, ty| Column {
-        name: name.into(),
-        ty,
-        nullable: false,
-    };
-    TableSchema {
-        name: "items".into(),
-        columns: vec![
-            column("id", ColumnType::Integer),
-            column("name", ColumnType::Text),
-        ],
-        key: vec!["id".into()],
-    }
-}
-
-fn rows(n: i64, name: &str) -> Vec<Vec<Value>> {
-    (1..=n)
-        .map(|i| vec![Value::Integer(i), Value::Text(format!("{name} {i}"))])
-        .collect()
-}
 
 #[test]
 fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chromium() {
@@ -43,14 +19,8 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
         .set_admin_token(cdx::config::Secret::new(admin))
         .unwrap();
     let store = StoreDir::new();
-    let good = hq.publish_table("1040", PackageKind::Full, items(), rows(50, "first"));
-    let broken = hq.publish_table("1040", PackageKind::Full, items(), rows(80, "second"));
-    let after = hq.publish_table("1040", PackageKind::Incremental, items(), rows(3, "third"));
-    let file = hq.package_file(broken.id);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    std::fs::write(&file, &bytes).unwrap();
+    let packages = BrokenInTheMiddle::publish(&hq);
+    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
 
     let _pos = store.pos();
     let (config, status) = config_on_port(&store, &hq.url(), "");
@@ -73,21 +43,10 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
 
     // The command lines say the same: the store's status, and the failing
     // store at headquarters.
-    let run = |program: std::path::PathBuf, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let said = run(
-        client_bin(),
-        &["status", "--config", config.to_str().unwrap()],
+    let said = stdout_of(
+        std::process::Command::new(client_bin())
+            .args(["status", "--config"])
+            .arg(&config),
     );
     eprintln!("cdx-client status:\n{said}");
     assert!(said.contains("health: UNHEALTHY"), "{said}");
@@ -104,9 +63,10 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
         hq.download_status(broken.id)
     );
     let data = hq.dir.path().join("hq");
-    let said = run(
-        server_bin(),
-        &["stores", "--data", data.to_str().unwrap(), "--failing"],
+    let said = stdout_of(
+        std::process::Command::new(server_bin())
+            .args(["stores", "--failing", "--data"])
+            .arg(&data),
     );
     eprintln!("cdx-server stores --failing:\n{said}");
     assert!(
@@ -186,8 +146,7 @@ fn the_status_page_resumes_a_suspended_package_and_the_console_shows_it_in_chrom
 
     // Repaired at headquarters, resumed from the page (loaded afresh: the
     // refusal's page reloads itself).
-    bytes[at] ^= 0x5a;
-    std::fs::write(&file, &bytes).unwrap();
+    packages.repair();
     browser.goto(&page);
     let token = std::fs::read_to_string(&token_file).unwrap();
     browser.type_into("#token", token.trim());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cdx::channel_db::{ChannelDb, SqliteChannelDb};
 use cdx::config::Config;
-use cdx::package::{PackageKind, TableSchema, Value};
+use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
 use cdx::protocol::PackageInfo;
 use cdx::retail::{DataSetSize, GeneratedPackage, GeneratedRow};
 use cdx::server::{self, PublishSpec, RunningServer};
@@ -751,4 +751,81 @@ pub fn init_logging() {
             .with_test_writer()
             .try_init();
     });
+}
+
+/// A table of items: `id` (the key) and `name`.
+pub fn items_schema() -> TableSchema {
+    let column = |name: &str, ty| Column {
+        name: name.into(),
+        ty,
+        nullable: false,
+    };
+    TableSchema {
+        name: "items".into(),
+        columns: vec![
+            column("id", ColumnType::Integer),
+            column("name", ColumnType::Text),
+        ],
+        key: vec!["id".into()],
+    }
+}
+
+/// Items 1..=n named `"{name} {i}"`.
+pub fn item_rows(n: i64, name: &str) -> Vec<Vec<Value>> {
+    (1..=n)
+        .map(|i| vec![Value::Integer(i), Value::Text(format!("{name} {i}"))])
+        .collect()
+}
+
+/// Runs `command`, which must succeed, and returns what it printed.
+pub fn stdout_of(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Three packages of job 1040 (50 items, then 80, then 3 more), the middle
+/// one corrupted at headquarters after it was listed: a byte flipped in
+/// the middle of its file, so its download fails the SHA-256 check until
+/// [`Self::repair`].
+pub struct BrokenInTheMiddle {
+    pub good: PackageInfo,
+    pub broken: PackageInfo,
+    pub after: PackageInfo,
+    file: PathBuf,
+}
+
+impl BrokenInTheMiddle {
+    pub fn publish(hq: &Hq) -> BrokenInTheMiddle {
+        let publish =
+            |kind, n, name| hq.publish_table("1040", kind, items_schema(), item_rows(n, name));
+        let good = publish(PackageKind::Full, 50, "first");
+        let broken = publish(PackageKind::Full, 80, "second");
+        let after = publish(PackageKind::Incremental, 3, "third");
+        let file = hq.package_file(broken.id);
+        let this = BrokenInTheMiddle {
+            good,
+            broken,
+            after,
+            file,
+        };
+        this.flip();
+        this
+    }
+
+    /// Flips the byte back: the file is as listed again.
+    pub fn repair(&self) {
+        self.flip();
+    }
+
+    fn flip(&self) {
+        let mut bytes = std::fs::read(&self.file).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x5a;
+        std::fs::write(&self.file, &bytes).unwrap();
+    }
 }

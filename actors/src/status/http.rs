@@ -123,20 +123,19 @@ fn check_host(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpRespo
 /// A control call must come from the same origin (or from no browser at
 /// all) and carry the control token.
 fn check_control(req: &HttpRequest, access: &ControlAccess) -> Result<(), HttpResponse> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    check_control_with(req, access, given)
+    let authorization = req.headers().get(header::AUTHORIZATION);
+    let token_ok = access
+        .token
+        .matches_bearer(authorization.and_then(|v| v.to_str().ok()));
+    check_control_with(req, access, token_ok)
 }
 
-/// As [`check_control`], with the token `given` (from a header or a form).
+/// As [`check_control`], once the token (from a header or a form) is
+/// found right or wrong.
 fn check_control_with(
     req: &HttpRequest,
     access: &ControlAccess,
-    given: &str,
+    token_ok: bool,
 ) -> Result<(), HttpResponse> {
     check_host(req, access)?;
     let forbidden = actix_web::http::StatusCode::FORBIDDEN;
@@ -166,7 +165,7 @@ fn check_control_with(
             "cross-site control requests are refused",
         ));
     }
-    if !access.token.matches(given.trim()) {
+    if !token_ok {
         return Err(refused(
             actix_web::http::StatusCode::UNAUTHORIZED,
             "control calls need `Authorization: Bearer <token>`; the token is in the \
@@ -323,7 +322,8 @@ async fn resume_form(
     form: web::Form<ResumeForm>,
 ) -> HttpResponse {
     use super::page::Notice;
-    if let Err(refusal) = check_control_with(&req, &state.access, &form.token) {
+    let token_ok = state.access.token.matches(form.token.trim());
+    if let Err(refusal) = check_control_with(&req, &state.access, token_ok) {
         let why = if refusal.status() == actix_web::http::StatusCode::UNAUTHORIZED {
             "wrong control token (it is in the agent's status.control_token_file)".to_owned()
         } else {
