@@ -322,4 +322,20 @@ fn sync_now_polls_and_uploads_at_once() {
     for p in &published {
         assert!(said.contains(&p.id.to_string()), "{said}");
     }
+    let (ok, said) = client(&["status"]);
+    assert!(!ok, "a stopped agent's status exits 0: {said}");
+    let last = published.iter().max_by_key(|p| p.sequence).unwrap();
+    assert!(
+        said.contains("from its message database:")
+            && said.contains(&format!(
+                "last applied: package {} (#{} job {})",
+                last.id, last.sequence, last.job
+            ))
+            && said.contains(&format!(
+                "uploads of {header}: last batch up to counter 2, acknowledged"
+            ))
+            && said.contains("the agent is not running"),
+        "{said}"
+    );
+    eprintln!("cdx-client status of a stopped agent:\n{said}");
 }

@@ -36,7 +36,9 @@ enum Command {
     },
     /// The running agent on one screen: health and why not, the last poll,
     /// packages behind, a transfer in progress, a suspended package,
-    /// uploads (from its status endpoint).
+    /// uploads (from its status endpoint). When the agent is stopped, what
+    /// its message database says (a suspended package, the last applied,
+    /// each upload table's last batch), and exit status 1.
     Status {
         #[arg(long, short)]
         config: PathBuf,
@@ -288,7 +290,26 @@ fn agent_get<T: serde::de::DeserializeOwned>(config: &Config, path: &str) -> any
 
 fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let doc: cdx_actors::status::StatusDocument = agent_get(&config, "/status")?;
+    let doc: cdx_actors::status::StatusDocument = match agent_get(&config, "/status") {
+        Ok(doc) => doc,
+        Err(e) if e.to_string().starts_with(NOT_RUNNING) => {
+            // What the stopped agent left in its message database, then
+            // the error: a stopped agent is not a healthy one.
+            let (downloads, uploads) = cdx_actors::agent::stopped_agent_sessions(&config, 1_000)
+                .with_context(|| format!("{e}; its message database"))?;
+            let doc = cdx_actors::status::SessionsDocument { downloads, uploads };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!(
+                    "{}",
+                    cdx_actors::status::screen::stopped(&doc, cdx::protocol::now_ms())
+                );
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {

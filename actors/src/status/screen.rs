@@ -164,6 +164,50 @@ pub(crate) mod tests {
     use super::*;
     use crate::status::{Behind, PollState, Progress, SuspendedState, WatermarkState};
 
+    /// A stopped agent's message database, as `cdx-client status` shows it.
+    #[test]
+    fn a_stopped_agents_journal_on_one_screen() {
+        use crate::journal::{DownloadSession, UploadSession};
+        use cdx::status::{DownloadStatus, UploadStatus};
+        let package = |sequence: u64| cdx::protocol::PackageInfo {
+            id: uuid::Uuid::from_u128(sequence as u128),
+            data_group: "default".into(),
+            job: "1040".into(),
+            sequence,
+            kind: cdx::package::PackageKind::Full,
+            bytes: 10,
+            sha256: "ab".into(),
+            rows: 1,
+            created_at_ms: 0,
+            content_bytes: None,
+            content_url: None,
+        };
+        let mut suspended = DownloadSession::new(
+            package(2),
+            DownloadStatus::Suspended,
+            Some("bad sum".into()),
+        );
+        suspended.updated_at_ms = 990_000;
+        let mut applied = DownloadSession::new(package(1), DownloadStatus::Applied, None);
+        applied.updated_at_ms = 940_000;
+        let mut batch = UploadSession::new("sales", 1, 7, 7);
+        batch.transition(UploadStatus::Applied, None);
+        batch.updated_at_ms = 999_000;
+        let doc = crate::status::SessionsDocument {
+            downloads: vec![suspended, applied],
+            uploads: vec![batch],
+        };
+        let text = stopped(&doc, 1_000_000);
+        assert_eq!(
+            text,
+            "from its message database:\n\
+             SUSPENDED: package 00000000-0000-0000-0000-000000000002 (#2 job 1040): bad sum\n\
+             last applied: package 00000000-0000-0000-0000-000000000001 (#1 job 1040), 1m ago\n\
+             download sessions open: 1\n\
+             uploads of sales: last batch up to counter 7, acknowledged (Applied), 1s ago\n"
+        );
+    }
+
     pub(crate) fn doc() -> StatusDocument {
         StatusDocument {
             channel_id: "store-0001".into(),
@@ -357,6 +401,85 @@ pub fn sessions_table(doc: &super::SessionsDocument, filter: &SessionFilter) -> 
             ],
             rows,
         );
+    }
+    out
+}
+
+/// What a stopped agent's message database says, for `cdx-client status`
+/// while the agent does not run: a suspended package, the last package
+/// applied, sessions still open, and each upload table's last batch.
+pub fn stopped(doc: &super::SessionsDocument, now_ms: i64) -> String {
+    use cdx::status::{DownloadStatus, UploadStatus};
+    let ago = |ms: i64| age(now_ms.saturating_sub(ms));
+    let mut out = String::from("from its message database:\n");
+    let package = |s: &crate::journal::DownloadSession| {
+        format!(
+            "package {} (#{} job {})",
+            s.package.id, s.package.sequence, s.package.job
+        )
+    };
+    if let Some(s) = doc
+        .downloads
+        .iter()
+        .find(|s| s.status == DownloadStatus::Suspended)
+    {
+        let reason = s.history.last().and_then(|t| t.message.as_deref());
+        let _ = writeln!(
+            out,
+            "SUSPENDED: {}: {}",
+            package(s),
+            reason.unwrap_or("no reason recorded")
+        );
+    }
+    // By sequence and counter, not by time: sessions made in the same
+    // millisecond have no order of their own.
+    match doc
+        .downloads
+        .iter()
+        .filter(|s| s.status == DownloadStatus::Applied)
+        .max_by_key(|s| s.package.sequence)
+    {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "last applied: {}, {} ago",
+                package(s),
+                ago(s.updated_at_ms)
+            );
+        }
+        None => out.push_str("last applied: none recorded\n"),
+    }
+    let open = doc
+        .downloads
+        .iter()
+        .filter(|s| !s.status.is_final())
+        .count();
+    if open > 0 {
+        let _ = writeln!(out, "download sessions open: {open}");
+    }
+    let mut tables: Vec<&str> = doc.uploads.iter().map(|s| s.table.as_str()).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    for table in tables {
+        if let Some(s) = doc
+            .uploads
+            .iter()
+            .filter(|s| s.table == table)
+            .max_by_key(|s| s.last_counter)
+        {
+            let sent = if s.status == UploadStatus::Applied {
+                "acknowledged"
+            } else {
+                "not acknowledged yet"
+            };
+            let _ = writeln!(
+                out,
+                "uploads of {table}: last batch up to counter {}, {sent} ({:?}), {} ago",
+                s.last_counter,
+                s.status,
+                ago(s.updated_at_ms)
+            );
+        }
     }
     out
 }
