@@ -160,6 +160,21 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A `Host` header's name without its port, lower-cased
+/// (`[::1]:8090` is `::1`); `None` for a malformed bracket.
+pub fn host_name(host: &str) -> Option<String> {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    Some(name.to_ascii_lowercase())
+}
+
+/// Whether a host name (from [`host_name`]) names this machine's loopback.
+pub fn is_loopback_name(name: &str) -> bool {
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
+}
+
 /// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
 const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
 

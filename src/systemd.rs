@@ -23,11 +23,6 @@ pub fn watchdog() {
     notify(&[NotifyState::Watchdog]);
 }
 
-/// Says what the service is doing, for `systemctl status`.
-pub fn status(text: &str) {
-    notify(&[NotifyState::Status(text)]);
-}
-
 /// The service is stopping.
 pub fn stopping() {
     notify(&[NotifyState::Stopping]);

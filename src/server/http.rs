@@ -350,14 +350,8 @@ pub(crate) fn admin_only(req: &HttpRequest, store: &Store) -> Result<(), ServerE
 /// the same machine makes every client look local).
 fn from_this_machine(req: &HttpRequest) -> bool {
     let loopback_peer = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
-    let host = req.connection_info().host().to_ascii_lowercase();
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
-        None => host
-            .rsplit_once(':')
-            .map_or(host.clone(), |(n, _)| n.to_owned()),
-    };
-    let loopback_host = matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1");
+    let loopback_host = crate::protocol::host_name(req.connection_info().host())
+        .is_some_and(|name| crate::protocol::is_loopback_name(&name));
     let proxied = [
         "forwarded",
         "x-forwarded-for",

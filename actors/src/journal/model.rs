@@ -55,16 +55,28 @@ pub struct UploadSession {
 // time in RFC 3339 (`*_at`); the stored form has the milliseconds only, so
 // the journal's layout does not change. Reading ignores the `*_at` fields.
 
+/// A time as `[ms_name, name]`: the milliseconds, then for people the same
+/// time in RFC 3339.
+fn time_field<S: serde::ser::SerializeStruct>(
+    s: &mut S,
+    [ms_name, name]: [&'static str; 2],
+    ms: i64,
+    people: bool,
+) -> Result<(), S::Error> {
+    s.serialize_field(ms_name, &ms)?;
+    if people {
+        s.serialize_field(name, &rfc3339_ms(ms))?;
+    }
+    Ok(())
+}
+
 impl Serialize for Transition {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let people = serializer.is_human_readable();
         let mut s = serializer.serialize_struct("Transition", 3 + people as usize)?;
         s.serialize_field("status", &self.status)?;
-        s.serialize_field("at_ms", &self.at_ms)?;
-        if people {
-            s.serialize_field("at", &rfc3339_ms(self.at_ms))?;
-        }
+        time_field(&mut s, ["at_ms", "at"], self.at_ms, people)?;
         s.serialize_field("message", &self.message)?;
         s.end()
     }
@@ -83,14 +95,18 @@ impl Serialize for DownloadSession {
         s.serialize_field("rows_applied", &self.rows_applied)?;
         s.serialize_field("last_error", &self.last_error)?;
         s.serialize_field("history", &self.history)?;
-        s.serialize_field("created_at_ms", &self.created_at_ms)?;
-        if people {
-            s.serialize_field("created_at", &rfc3339_ms(self.created_at_ms))?;
-        }
-        s.serialize_field("updated_at_ms", &self.updated_at_ms)?;
-        if people {
-            s.serialize_field("updated_at", &rfc3339_ms(self.updated_at_ms))?;
-        }
+        time_field(
+            &mut s,
+            ["created_at_ms", "created_at"],
+            self.created_at_ms,
+            people,
+        )?;
+        time_field(
+            &mut s,
+            ["updated_at_ms", "updated_at"],
+            self.updated_at_ms,
+            people,
+        )?;
         s.end()
     }
 }
@@ -111,14 +127,18 @@ impl Serialize for UploadSession {
         s.serialize_field("attempts", &self.attempts)?;
         s.serialize_field("last_error", &self.last_error)?;
         s.serialize_field("history", &self.history)?;
-        s.serialize_field("created_at_ms", &self.created_at_ms)?;
-        if people {
-            s.serialize_field("created_at", &rfc3339_ms(self.created_at_ms))?;
-        }
-        s.serialize_field("updated_at_ms", &self.updated_at_ms)?;
-        if people {
-            s.serialize_field("updated_at", &rfc3339_ms(self.updated_at_ms))?;
-        }
+        time_field(
+            &mut s,
+            ["created_at_ms", "created_at"],
+            self.created_at_ms,
+            people,
+        )?;
+        time_field(
+            &mut s,
+            ["updated_at_ms", "updated_at"],
+            self.updated_at_ms,
+            people,
+        )?;
         s.end()
     }
 }

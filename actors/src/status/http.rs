@@ -84,20 +84,14 @@ fn refused(status: actix_web::http::StatusCode, error: &str) -> HttpResponse {
 
 /// The request's `Host` without its port, lower-cased.
 fn host_name(req: &HttpRequest) -> Option<String> {
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
-    let name = match host.strip_prefix('[') {
-        // [::1]:8090
-        Some(v6) => v6.split(']').next()?,
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    Some(name.to_ascii_lowercase())
+    cdx::protocol::host_name(req.headers().get(header::HOST)?.to_str().ok()?)
 }
 
 /// Whether `Host` names this machine's loopback or a configured name.
 fn host_allowed(req: &HttpRequest, access: &ControlAccess) -> bool {
     match host_name(req) {
         Some(name) => {
-            matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
+            cdx::protocol::is_loopback_name(&name)
                 || access
                     .allowed_hosts
                     .iter()
