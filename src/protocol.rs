@@ -74,7 +74,69 @@ pub struct PackageInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageList {
     pub data_group: String,
-    pub packages: Vec<PackageInfo>,
+    pub packages: Vec<ListedPackage>,
+}
+
+/// A package as listed, and whether a store that has not applied it must
+/// pass over it instead (docs/protocol.md section 3.2, "Withdrawn and
+/// superseded packages"). In JSON the package's fields and these sit side
+/// by side in one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedPackage {
+    #[serde(flatten)]
+    pub package: PackageInfo,
+    /// Headquarters took the package back: no store should apply it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<Withdrawal>,
+    /// A later full package of the same job replaces every table this one
+    /// changes: a store that has not applied it goes straight to that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Supersession>,
+}
+
+impl ListedPackage {
+    /// A package to apply (neither withdrawn nor superseded).
+    pub fn new(package: PackageInfo) -> ListedPackage {
+        ListedPackage {
+            package,
+            withdrawn: None,
+            superseded_by: None,
+        }
+    }
+
+    /// Why a store that has not applied this package passes over it, as one
+    /// sentence; `None` when it must apply it.
+    pub fn pass_over_reason(&self) -> Option<String> {
+        if let Some(w) = &self.withdrawn {
+            return Some(format!(
+                "withdrawn at headquarters by {} at {}: {}",
+                w.by,
+                rfc3339_ms(w.at_ms),
+                w.reason
+            ));
+        }
+        self.superseded_by.as_ref().map(|s| {
+            format!(
+                "superseded by full package {} (#{}) of job {}",
+                s.id, s.sequence, self.package.job
+            )
+        })
+    }
+}
+
+/// Who withdrew a package, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub reason: String,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+/// The full package that supersedes another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supersession {
+    pub id: Uuid,
+    pub sequence: u64,
 }
 
 /// A session's status change, as the agent reports it.

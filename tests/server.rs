@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use cdx::package::{Column, ColumnType, PackageKind, PackageReader, TableSchema, Value};
 use cdx::protocol::{
-    ErrorBody, HighWater, PackageInfo, PackageList, Ping, SessionList, StatusReport, UploadAck,
-    UploadBatch,
+    ErrorBody, HighWater, ListedPackage, PackageInfo, PackageList, Ping, SessionList, StatusReport,
+    UploadAck, UploadBatch,
 };
 use cdx::server::{self, CsvNull, FleetFilter, PublishFiles, PublishSpec, RunningServer, Store};
 use cdx::status::Direction;
@@ -219,9 +219,15 @@ async fn published_jsonl_and_csv_files_are_listed_and_downloaded_with_their_sha2
 
     let list: PackageList = t.get_json("/v1/packages?after=0").await;
     assert_eq!(list.data_group, GROUP);
-    assert_eq!(list.packages, vec![first.clone(), second.clone()]);
+    assert_eq!(
+        list.packages,
+        vec![
+            ListedPackage::new(first.clone()),
+            ListedPackage::new(second.clone())
+        ]
+    );
     let list: PackageList = t.get_json("/v1/packages?after=1").await;
-    assert_eq!(list.packages, vec![second]);
+    assert_eq!(list.packages, vec![ListedPackage::new(second)]);
 
     let response = t
         .get(&cdx::protocol::package_content_path(first.id))
@@ -380,7 +386,7 @@ async fn a_long_poll_returns_the_package_published_during_the_wait() {
     });
     let list: PackageList = poll.await.unwrap().json().await.unwrap();
     let published = publisher.join().unwrap();
-    assert_eq!(list.packages, vec![published]);
+    assert_eq!(list.packages, vec![ListedPackage::new(published)]);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -397,7 +403,7 @@ async fn a_long_poll_sees_a_package_published_by_another_process() {
     });
     let list: PackageList = poll.await.unwrap().json().await.unwrap();
     let published = publisher.join().unwrap();
-    assert_eq!(list.packages, vec![published]);
+    assert_eq!(list.packages, vec![ListedPackage::new(published)]);
     assert!(started.elapsed() < Duration::from_secs(10));
 
     let empty: PackageList = t.get_json("/v1/packages?after=1&wait_ms=200").await;

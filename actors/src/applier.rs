@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use cdx::channel_db::{ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, UploadTable};
+use cdx::channel_db::{
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, PassedOver, UploadTable,
+};
 use cdx::package::{Declared, PackageReader};
 use cdx::plan;
 
@@ -31,6 +33,9 @@ pub type ChannelDbFactory =
 pub struct Apply {
     pub package: PackageInfo,
     pub path: PathBuf,
+    /// The channel database holds the package already and applies it again
+    /// over itself (an operator's rerun of a full package).
+    pub reapply: bool,
 }
 
 /// The highest sequence the channel database has applied for a data group.
@@ -134,7 +139,12 @@ impl Applier {
             })
             .on_progress(progress_hook(self.status.clone(), listed));
         plan::check_listed(source.header(), listed, &self.upload_tables)?;
-        let outcome = self.db()?.apply_package(source);
+        let db = self.db()?;
+        let outcome = if msg.reapply {
+            db.reapply_package(source)
+        } else {
+            db.apply_package(source)
+        };
         if outcome.is_err() {
             // A failed transaction may leave the connection in any state.
             self.db = None;
@@ -174,6 +184,56 @@ impl Handler<LastApplied> for Applier {
         let supervision = self.supervision.clone();
         guard(ctx, &supervision, NAME, || {
             Ok(self.db()?.last_applied_sequence(&msg.data_group)?)
+        })
+    }
+}
+
+/// Records in the channel database that a package is passed over (withdrawn
+/// or superseded at headquarters) instead of applied, in its place in the
+/// order.
+#[derive(Message)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct PassOver {
+    pub package: PackageInfo,
+    pub reason: String,
+}
+
+impl Handler<PassOver> for Applier {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, msg: PassOver, ctx: &mut Self::Context) -> Self::Result {
+        let supervision = self.supervision.clone();
+        guard(ctx, &supervision, NAME, || {
+            let p = &msg.package;
+            self.db()?.pass_over(&PassedOver {
+                package_id: p.id,
+                data_group: p.data_group.clone(),
+                job: p.job.clone(),
+                sequence: p.sequence,
+                kind: p.kind,
+                reason: msg.reason.clone(),
+            })?;
+            tracing::warn!(package = %p.id, sequence = p.sequence, job = %p.job,
+                reason = %msg.reason, "package passed over");
+            Ok(())
+        })
+    }
+}
+
+/// The packages the channel database holds for a data group, in order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<AppliedPackage>, ActorError>")]
+pub struct AppliedPackages {
+    pub data_group: String,
+}
+
+impl Handler<AppliedPackages> for Applier {
+    type Result = Result<Vec<AppliedPackage>, ActorError>;
+
+    fn handle(&mut self, msg: AppliedPackages, ctx: &mut Self::Context) -> Self::Result {
+        let supervision = self.supervision.clone();
+        guard(ctx, &supervision, NAME, || {
+            Ok(self.db()?.applied_packages(&msg.data_group)?)
         })
     }
 }

@@ -40,8 +40,11 @@ enum Command {
     Sessions(SessionsArgs),
     /// Print, per channel and table, the uploaded high-water counter and row count.
     Uploads(UploadsArgs),
-    /// List published packages.
+    /// List published packages, with the withdrawn and superseded ones marked.
     Packages(PackagesArgs),
+    /// Act on one published package.
+    #[command(subcommand)]
+    Package(PackageCommand),
     /// The fleet, worst first: each channel's applied sequence against its
     /// group's latest, how long it has waited, failed or suspended sessions
     /// with their last error, and its uploads.
@@ -58,7 +61,8 @@ struct StoresArgs {
     /// Only channels with packages not applied.
     #[arg(long)]
     behind: bool,
-    /// Only channels with a failed, suspended or canceled session.
+    /// Only channels with a failed, suspended or canceled session, or a
+    /// package applied and withdrawn afterwards.
     #[arg(long)]
     failing: bool,
     /// Print JSON instead of a table.
@@ -274,6 +278,35 @@ enum ExportKind {
     Csv,
 }
 
+#[derive(Debug, Subcommand)]
+enum PackageCommand {
+    /// Take a package back: no store applies it any more.
+    ///
+    /// Stores that have not applied it pass over it at their next poll and
+    /// record why (Canceled, with the reason, at the store and here); a store
+    /// suspended on it resumes by itself, and the packages after it follow.
+    /// Stores that had already applied it are listed, and shown by
+    /// `stores --failing`, so that a correcting package can be sent. The
+    /// withdrawal is journaled with who (--by, else $SUDO_USER or $USER) and
+    /// when. It cannot be undone: publish the package's data again instead.
+    Withdraw(WithdrawArgs),
+}
+
+#[derive(Debug, Args)]
+struct WithdrawArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The package id (from `cdx-server packages`).
+    #[arg(value_name = "ID")]
+    id: uuid::Uuid,
+    /// Why: every store records it with the package.
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// Who withdraws it, for the journal (default: $SUDO_USER, else $USER).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct PackagesArgs {
     #[command(flatten)]
@@ -449,8 +482,17 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             };
         }
         Command::Packages(args) => {
-            let packages = args.data.open()?.packages(args.group.as_deref())?;
+            let packages = args.data.open()?.listed_packages(args.group.as_deref())?;
             out = report::packages(&packages);
+        }
+        Command::Package(PackageCommand::Withdraw(args)) => {
+            let by = args
+                .by
+                .or_else(|| std::env::var("SUDO_USER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let done = args.data.open()?.withdraw(args.id, &by, &args.reason)?;
+            out = report::withdrawn(&done);
         }
     }
     Ok(out)

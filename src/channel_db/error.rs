@@ -27,11 +27,12 @@ pub enum ChannelDbError {
     #[error("schema conflict: {0}")]
     SchemaConflict(#[from] SchemaConflict),
 
-    /// The package comes at or before a sequence already applied for its
-    /// data group.
+    /// The package is not the next of its data group: it comes at or
+    /// before a sequence already applied, or (passing over) after a gap.
     #[error(
         "package {package_id} of data group `{data_group}` has sequence {sequence}, \
-         but sequence {last_applied} is applied already"
+         but the channel database's last is {last_applied}: packages apply in order, \
+         one after the other"
     )]
     OutOfOrder {
         package_id: Uuid,
@@ -39,6 +40,13 @@ pub enum ChannelDbError {
         sequence: u64,
         last_applied: u64,
     },
+
+    /// Applying again a package the channel database does not hold.
+    #[error(
+        "package {package_id} is not in cdx_applied_packages: only an applied package can be \
+         applied again"
+    )]
+    NotApplied { package_id: Uuid },
 
     /// A value does not fit the channel database's column (the original's
     /// "String or binary data would be truncated"); nothing was applied.

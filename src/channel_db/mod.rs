@@ -38,6 +38,22 @@ pub struct AppliedPackage {
     pub kind: PackageKind,
     pub rows: u64,
     pub applied_at_ms: i64,
+    /// Why the package was passed over instead of applied (withdrawn or
+    /// superseded at headquarters); `None` when its rows were applied.
+    pub passed_over: Option<String>,
+}
+
+/// A package a store passes over instead of applying: recorded in
+/// `cdx_applied_packages` with no rows and the reason, so that it keeps its
+/// place in the data group's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassedOver {
+    pub package_id: Uuid,
+    pub data_group: String,
+    pub job: String,
+    pub sequence: u64,
+    pub kind: PackageKind,
+    pub reason: String,
 }
 
 /// What applying one package did.
@@ -94,6 +110,26 @@ pub trait ChannelDb: Send {
     /// checksum verified.
     fn apply_package(&mut self, package: PackageSource<'_>)
         -> Result<ApplyOutcome, ChannelDbError>;
+
+    /// Applies again a package the channel database holds already (an
+    /// operator's rerun of a full package): as [`ChannelDb::apply_package`],
+    /// its record replaced in the same transaction, in its place in the
+    /// order (no sequence check).
+    ///
+    /// # Errors
+    /// [`ChannelDbError::NotApplied`] when it does not hold the package.
+    fn reapply_package(
+        &mut self,
+        package: PackageSource<'_>,
+    ) -> Result<ApplyOutcome, ChannelDbError>;
+
+    /// Records that `package` was passed over: in its place in the order
+    /// (the sequence after the last one recorded), with no rows. Recording
+    /// a package already recorded changes nothing.
+    ///
+    /// # Errors
+    /// [`ChannelDbError::OutOfOrder`] when it is not the next sequence.
+    fn pass_over(&mut self, package: &PassedOver) -> Result<(), ChannelDbError>;
 
     /// Up to `limit` rows of `table` with counter above `after`.
     fn read_upload_rows(

@@ -12,6 +12,11 @@ use super::store::Store;
 
 /// Download statuses an operator must look at.
 const DOWNLOAD_PROBLEMS: &str = "'DownloadFailed', 'ApplyFailed', 'Suspended', 'Canceled'";
+/// A session's package was withdrawn or superseded (SQL, on `sessions`).
+const PASSED_OVER: &str = "subject_id IN (SELECT id FROM packages
+     WHERE withdrawn_at_ms IS NOT NULL OR superseded_by IS NOT NULL)";
+/// The problem of a store that applied a package withdrawn afterwards.
+pub const APPLIED_WITHDRAWN: &str = "Applied, then withdrawn";
 /// Upload statuses an operator must look at.
 const UPLOAD_PROBLEMS: &str = "'UploadFailed', 'ApplyFailed', 'Canceled'";
 
@@ -57,7 +62,8 @@ pub struct FleetFilter {
     pub group: Option<String>,
     /// Only channels with packages not applied.
     pub behind: bool,
-    /// Only channels with a failed, suspended or canceled session.
+    /// Only channels with a failed, suspended or canceled session, or a
+    /// withdrawn package applied.
     pub failing: bool,
 }
 
@@ -85,11 +91,15 @@ impl Store {
                 .prepare("SELECT data_group, MAX(sequence) FROM packages GROUP BY data_group")?
                 .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<Result<_, _>>()?;
+            // A package passed over (withdrawn or superseded, Canceled) is
+            // as good as applied for the store's position.
             let applied: HashMap<String, u64> = conn
-                .prepare(
+                .prepare(&format!(
                     "SELECT channel, MAX(sequence) FROM sessions
-                     WHERE direction = 'download' AND status = 'Applied' GROUP BY channel",
-                )?
+                     WHERE direction = 'download'
+                       AND (status = 'Applied' OR (status = 'Canceled' AND {PASSED_OVER}))
+                     GROUP BY channel"
+                ))?
                 .query_map([], |r| {
                     Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64))
                 })?
@@ -106,7 +116,8 @@ impl Store {
                 "SELECT channel, direction, job, subject_id, sequence, status, message,
                         modified_at_ms
                  FROM sessions
-                 WHERE (direction = 'download' AND status IN ({DOWNLOAD_PROBLEMS}))
+                 WHERE (direction = 'download' AND status IN ({DOWNLOAD_PROBLEMS})
+                        AND NOT (status = 'Canceled' AND {PASSED_OVER}))
                     OR (direction = 'upload' AND status IN ({UPLOAD_PROBLEMS}))
                  ORDER BY modified_at_ms DESC"
             ))?;
@@ -121,6 +132,39 @@ impl Store {
                         status: r.get(5)?,
                         message: r.get(6)?,
                         modified_at_ms: r.get(7)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (channel, problem) = row?;
+                problems.entry(channel).or_default().push(problem);
+            }
+            // Applied, then withdrawn: the store needs a correcting package.
+            let mut stmt = conn.prepare(
+                "SELECT s.channel, s.job, s.subject_id, s.sequence, p.withdrawn_by,
+                        p.withdrawn_reason, p.withdrawn_at_ms
+                 FROM sessions s JOIN packages p ON p.id = s.subject_id
+                 WHERE s.direction = 'download' AND s.status = 'Applied'
+                   AND p.withdrawn_at_ms IS NOT NULL
+                 ORDER BY p.withdrawn_at_ms DESC",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let by: Option<String> = r.get(4)?;
+                let reason: Option<String> = r.get(5)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoreProblem {
+                        direction: "download".into(),
+                        job: r.get(1)?,
+                        subject_id: r.get(2)?,
+                        sequence: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                        status: APPLIED_WITHDRAWN.into(),
+                        message: Some(format!(
+                            "applied before {} withdrew it: {}; send a correcting package",
+                            by.unwrap_or_default(),
+                            reason.unwrap_or_default()
+                        )),
+                        modified_at_ms: r.get(6)?,
                     },
                 ))
             })?;

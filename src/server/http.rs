@@ -231,7 +231,7 @@ async fn packages(
     let packages = loop {
         let (store2, group, after) = (store.clone(), channel.data_group.clone(), query.after);
         let found =
-            blocking(move || store2.packages_after(&group, after, PACKAGES_PER_RESPONSE)).await?;
+            blocking(move || store2.listed_after(&group, after, PACKAGES_PER_RESPONSE)).await?;
         let now = Instant::now();
         if !found.is_empty() || now >= deadline {
             break found;
@@ -241,7 +241,8 @@ async fn packages(
             tokio::time::sleep(tick).await;
         }
     };
-    let (store2, channel_id, listed) = (store.clone(), channel.channel_id, packages.clone());
+    let listed: Vec<_> = packages.iter().map(|p| p.package.clone()).collect();
+    let (store2, channel_id) = (store.clone(), channel.channel_id);
     blocking(move || store2.ensure_download_sessions(&channel_id, &listed)).await?;
     Ok(web::Json(PackageList {
         data_group: channel.data_group,

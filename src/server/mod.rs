@@ -19,6 +19,7 @@
 //! - `http`: the `/v1` routes and [`serve`]; `content`: package downloads
 //!   with `Range`/`If-Range`.
 //! - `running`: [`spawn`], a server on its own thread for in-process use.
+//! - `lifecycle`: withdrawn and superseded packages.
 //! - `report`: the operator commands' text tables.
 //!
 //! **Invariants:** a package row exists only for a complete, fsynced file;
@@ -32,6 +33,7 @@ mod content;
 mod error;
 mod fleet;
 mod http;
+mod lifecycle;
 pub mod metrics;
 mod publish;
 pub mod report;
@@ -46,6 +48,7 @@ pub use auth::Authenticated;
 pub use error::ServerError;
 pub use fleet::{FleetFilter, StoreProblem, StoreState};
 pub use http::{serve, MAX_UPLOAD_BYTES, PACKAGES_PER_RESPONSE};
+pub use lifecycle::{supersessions, AppliedWithdrawn, JobPackage, Withdrawn};
 pub use publish::{PackageFileWriter, Publication, PublishSpec};
 pub use running::{spawn, spawn_store, RunningServer};
 pub use sessions::SessionFilter;

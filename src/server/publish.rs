@@ -167,7 +167,11 @@ impl Publication {
             let _ = std::fs::remove_file(&final_path);
             return Err(e);
         }
-        if let Err(e) = self.store.with_conn(|conn| insert_package(conn, &info)) {
+        let tables: Vec<String> = self.header.tables.iter().map(|t| t.name.clone()).collect();
+        if let Err(e) = self
+            .store
+            .with_conn(|conn| insert_package(conn, &info, &tables))
+        {
             let _ = std::fs::remove_file(&final_path);
             return Err(e);
         }
@@ -191,12 +195,19 @@ impl Drop for Publication {
     }
 }
 
-fn insert_package(conn: &mut rusqlite::Connection, info: &PackageInfo) -> Result<(), ServerError> {
+/// Inserts the package's row and, for a full package, marks the earlier
+/// packages of its job it supersedes: one transaction, so a store never
+/// lists the new package without its consequences.
+fn insert_package(
+    conn: &mut rusqlite::Connection,
+    info: &PackageInfo,
+    tables: &[String],
+) -> Result<(), ServerError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO packages (id, data_group, job, sequence, kind, bytes, sha256, rows,
-             created_at_ms, content_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             created_at_ms, content_bytes, tables)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             info.id.to_string(),
             info.data_group,
@@ -208,8 +219,12 @@ fn insert_package(conn: &mut rusqlite::Connection, info: &PackageInfo) -> Result
             info.rows as i64,
             info.created_at_ms,
             info.content_bytes.map(|n| n as i64),
+            super::lifecycle::tables_json(tables),
         ],
     )?;
+    if info.kind == crate::package::PackageKind::Full {
+        super::lifecycle::supersede_job(&tx, &info.data_group, &info.job)?;
+    }
     let channels: Vec<String> = {
         let mut stmt = tx.prepare("SELECT id FROM channels WHERE data_group = ?1")?;
         let rows = stmt.query_map([&info.data_group], |r| r.get(0))?;

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::fleet::StoreState;
+use super::lifecycle::Withdrawn;
 use super::store::ChannelInfo;
 use super::uploads::UploadTableInfo;
-use crate::protocol::{PackageInfo, SessionInfo};
+use crate::protocol::{ListedPackage, SessionInfo};
 
 /// Download sessions: channel, job, package, sequence, status (code), ...
 pub fn download_sessions(sessions: &[SessionInfo]) -> String {
@@ -71,10 +72,16 @@ pub fn upload_tables(tables: &[UploadTableInfo]) -> String {
     table(&["CHANNEL", "TABLE", "HIGH WATER", "ROWS"], rows)
 }
 
-pub fn packages(packages: &[PackageInfo]) -> String {
+pub fn packages(packages: &[ListedPackage]) -> String {
     let rows = packages
         .iter()
-        .map(|p| {
+        .map(|l| {
+            let p = &l.package;
+            let state = match (&l.withdrawn, &l.superseded_by) {
+                (Some(w), _) => format!("withdrawn by {} at {}: {}", w.by, time(w.at_ms), w.reason),
+                (None, Some(s)) => format!("superseded by #{}", s.sequence),
+                (None, None) => String::new(),
+            };
             vec![
                 p.data_group.clone(),
                 p.sequence.to_string(),
@@ -85,15 +92,43 @@ pub fn packages(packages: &[PackageInfo]) -> String {
                 p.rows.to_string(),
                 p.sha256.clone(),
                 time(p.created_at_ms),
+                state,
             ]
         })
         .collect();
     table(
         &[
-            "GROUP", "SEQ", "JOB", "KIND", "PACKAGE", "BYTES", "ROWS", "SHA256", "CREATED",
+            "GROUP", "SEQ", "JOB", "KIND", "PACKAGE", "BYTES", "ROWS", "SHA256", "CREATED", "STATE",
         ],
         rows,
     )
+}
+
+/// What `cdx-server package withdraw` did.
+pub fn withdrawn(done: &Withdrawn) -> String {
+    let p = &done.package;
+    let mut out = format!(
+        "withdrew package {} (#{} of data group {}, job {}) at {}: {}\n\
+         {} download session(s) of stores that had not applied it are Canceled; \
+         those stores pass over it at their next poll.\n",
+        p.id,
+        p.sequence,
+        p.data_group,
+        p.job,
+        time(done.withdrawal.at_ms),
+        done.withdrawal.reason,
+        done.canceled,
+    );
+    if done.applied_by.is_empty() {
+        out.push_str("no store had applied it.\n");
+    } else {
+        out.push_str(&format!(
+            "{} store(s) had already applied it and need a correcting package: {}\n",
+            done.applied_by.len(),
+            done.applied_by.join(", ")
+        ));
+    }
+    out
 }
 
 pub fn channels(channels: &[ChannelInfo]) -> String {

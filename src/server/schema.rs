@@ -25,7 +25,23 @@ CREATE TABLE IF NOT EXISTS packages (
     rows          INTEGER NOT NULL,
     created_at_ms INTEGER NOT NULL,
     content_bytes INTEGER,                    -- uncompressed body; NULL before it was recorded
+    tables        TEXT,                       -- JSON array of the tables it changes; NULL until read
+    superseded_by TEXT,                       -- uuid of the later full package of its job that replaces it
+    withdrawn_at_ms  INTEGER,                 -- set by `package withdraw`: no store should apply it
+    withdrawn_by     TEXT,
+    withdrawn_reason TEXT,
     UNIQUE (data_group, sequence)
+);
+
+-- What operators did to packages after publishing them (withdrawals), with
+-- who and when: never updated, never deleted.
+CREATE TABLE IF NOT EXISTS package_history (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    package_id TEXT NOT NULL,
+    event      TEXT NOT NULL,                 -- "withdrawn"
+    by         TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
 );
 
 -- The current state of every session, download (subject = package id) and
@@ -103,4 +119,9 @@ CREATE TABLE IF NOT EXISTS upload_counters (
 pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("packages", "content_bytes", "INTEGER"),
     ("sessions", "reported_at_ms", "INTEGER"),
+    ("packages", "tables", "TEXT"),
+    ("packages", "superseded_by", "TEXT"),
+    ("packages", "withdrawn_at_ms", "INTEGER"),
+    ("packages", "withdrawn_by", "TEXT"),
+    ("packages", "withdrawn_reason", "TEXT"),
 ];

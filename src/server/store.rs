@@ -19,7 +19,7 @@ use super::auth;
 use super::error::ServerError;
 use super::schema::{ADDED_COLUMNS, SCHEMA};
 use crate::package::PackageKind;
-use crate::protocol::{now_ms, PackageInfo};
+use crate::protocol::{now_ms, ListedPackage, PackageInfo};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "server.db";
@@ -97,7 +97,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
         let (published, _) = watch::channel(0);
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 data_dir,
                 idle: Mutex::new(vec![conn]),
@@ -106,7 +106,9 @@ impl Store {
                 content_url_base: std::sync::OnceLock::new(),
                 admin_token: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        store.fill_missing_tables()?;
+        Ok(store)
     }
 
     /// Makes the operators' routes require `token` (once per store).
@@ -203,10 +205,10 @@ impl Store {
     }
 
     /// `packages` with their `content_url` when content is served elsewhere.
-    pub fn with_content_urls(&self, mut packages: Vec<PackageInfo>) -> Vec<PackageInfo> {
+    pub fn with_content_urls(&self, mut packages: Vec<ListedPackage>) -> Vec<ListedPackage> {
         if let Some(base) = self.inner.content_url_base.get() {
             for p in &mut packages {
-                p.content_url = Some(format!("{base}{}.cdxpkg", p.sha256));
+                p.package.content_url = Some(format!("{base}{}.cdxpkg", p.package.sha256));
             }
         }
         packages
@@ -387,27 +389,6 @@ impl Store {
                  ORDER BY data_group, sequence"
             ))?;
             let rows = stmt.query_map([data_group], package_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    /// At most `limit` packages of `data_group` with a sequence above `after`.
-    pub fn packages_after(
-        &self,
-        data_group: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<PackageInfo>, ServerError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {PACKAGE_COLUMNS} FROM packages
-                 WHERE data_group = ?1 AND sequence > ?2
-                 ORDER BY sequence LIMIT ?3"
-            ))?;
-            let rows = stmt.query_map(
-                params![data_group, after as i64, limit as i64],
-                package_from_row,
-            )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdx::channel_db::{
-    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch,
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, PassedOver, RowBatch,
     SqliteChannelDb, UploadTable,
 };
 use cdx::retail::{expected_row_counts, UPLOAD_TABLES};
@@ -48,6 +48,13 @@ impl ChannelDb for Injected {
     fn apply_package(&mut self, p: PackageSource<'_>) -> Result<ApplyOutcome, ChannelDbError> {
         (self.before_apply)()?;
         self.inner.apply_package(p)
+    }
+    fn reapply_package(&mut self, p: PackageSource<'_>) -> Result<ApplyOutcome, ChannelDbError> {
+        (self.before_apply)()?;
+        self.inner.reapply_package(p)
+    }
+    fn pass_over(&mut self, p: &PassedOver) -> Result<(), ChannelDbError> {
+        self.inner.pass_over(p)
     }
     fn read_upload_rows(
         &mut self,

@@ -1,7 +1,9 @@
 //! The contract every channel database backend meets. Each case takes a
 //! fresh, empty database and panics when the backend breaks the contract.
 
-use cdx::channel_db::{ApplyOutcome, ApplyReport, ChannelDb, ChannelDbError, UploadTable};
+use cdx::channel_db::{
+    ApplyOutcome, ApplyReport, ChannelDb, ChannelDbError, PassedOver, UploadTable,
+};
 use cdx::package::{ColumnType, PackageKind, TableSchema, Value};
 use cdx::plan::SchemaConflict;
 
@@ -40,6 +42,14 @@ pub const ALL: &[(&str, Case)] = &[
     (
         "out_of_order_sequence_is_refused",
         out_of_order_sequence_is_refused,
+    ),
+    (
+        "passed_over_package_keeps_its_place",
+        passed_over_package_keeps_its_place,
+    ),
+    (
+        "full_package_applies_again_over_itself",
+        full_package_applies_again_over_itself,
     ),
     (
         "corrupt_package_applies_nothing",
@@ -518,6 +528,98 @@ fn out_of_order_sequence_is_refused(fx: &dyn Fixture) {
     assert_eq!(sequences(&mut *db, GROUP), [1, 3]);
     applied(&mut *db, &full_products(7, 1));
     assert_eq!(db.last_applied_sequence(GROUP).unwrap(), 7);
+}
+
+fn passed_over(pkg: &Pkg, reason: &str) -> PassedOver {
+    PassedOver {
+        package_id: pkg.id(),
+        data_group: pkg.header.data_group.clone(),
+        job: pkg.header.job.clone(),
+        sequence: pkg.header.sequence,
+        kind: pkg.header.kind,
+        reason: reason.into(),
+    }
+}
+
+/// A package passed over (withdrawn or superseded at headquarters) is
+/// recorded with no rows and its reason, in its place: only as the next
+/// sequence, once, and the packages after it apply.
+fn passed_over_package_keeps_its_place(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    applied(&mut *db, &full_products(1, 3));
+    let before = product_rows(fx);
+    let skipped =
+        Pkg::incremental(3, vec![products()]).table(0, vec![Op::Up(product(1, "bad", None))]);
+    match db.pass_over(&passed_over(&skipped, "withdrawn")) {
+        Err(ChannelDbError::OutOfOrder {
+            sequence,
+            last_applied,
+            ..
+        }) => assert_eq!((sequence, last_applied), (3, 1)),
+        other => panic!("a gap must be refused, got {other:?}"),
+    }
+    let withdrawn =
+        Pkg::incremental(2, vec![products()]).table(0, vec![Op::Up(product(1, "bad", None))]);
+    db.pass_over(&passed_over(&withdrawn, "withdrawn by ops: wrong prices"))
+        .unwrap();
+    // Recording it again changes nothing; applying it is "already applied".
+    db.pass_over(&passed_over(&withdrawn, "again")).unwrap();
+    assert_eq!(
+        apply(&mut *db, &withdrawn).unwrap(),
+        ApplyOutcome::AlreadyApplied
+    );
+    assert_eq!(product_rows(fx), before);
+    assert_eq!(db.last_applied_sequence(GROUP).unwrap(), 2);
+    let record = db
+        .applied_packages(GROUP)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.package_id == withdrawn.id())
+        .unwrap();
+    assert_eq!(
+        (record.rows, record.passed_over.as_deref()),
+        (0, Some("withdrawn by ops: wrong prices"))
+    );
+    let next =
+        Pkg::incremental(3, vec![products()]).table(0, vec![Op::Up(product(9, "nine", None))]);
+    applied(&mut *db, &next);
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2, 3]);
+    let kept: Vec<_> = db
+        .applied_packages(GROUP)
+        .unwrap()
+        .iter()
+        .map(|a| a.passed_over.is_some())
+        .collect();
+    assert_eq!(kept, [false, true, false]);
+}
+
+/// An operator's rerun of a full package applies it again over itself:
+/// rows changed since are put back, its record stays one; a package the
+/// database does not hold cannot be re-applied.
+fn full_package_applies_again_over_itself(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    let full = full_products(1, 3);
+    applied(&mut *db, &full);
+    let before = product_rows(fx);
+    // Rows changed since (whether this is wise is the agent's call: it
+    // refuses when a later package of the same job would be rolled back).
+    let drift = Pkg::incremental(2, vec![products(), tags()])
+        .table(0, vec![Op::Del(vec![int(2)])])
+        .table(1, vec![Op::Up(tag(1, "t"))]);
+    applied(&mut *db, &drift);
+    assert_ne!(product_rows(fx), before);
+    match db.reapply_package(source(&full.bytes())).unwrap() {
+        ApplyOutcome::Applied(report) => assert_eq!(report.upserts, 3),
+        other => panic!("expected Applied, got {other:?}"),
+    }
+    assert_eq!(product_rows(fx), before);
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2]);
+    let never = full_products(3, 1);
+    match db.reapply_package(source(&never.bytes())) {
+        Err(ChannelDbError::NotApplied { package_id }) => assert_eq!(package_id, never.id()),
+        other => panic!("expected NotApplied, got {other:?}"),
+    }
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2]);
 }
 
 // ---------------------------------------------------------------------------

@@ -80,6 +80,30 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Download and apply a package again, as the original's Rerun: a
+    /// failed, suspended or waiting package at once (its downloaded file
+    /// dropped); a full package even when applied, unless a later package
+    /// of its job was applied after it (applying it again would roll that
+    /// back). Waits until done and prints what was done.
+    Rerun {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The package id (`cdx-client sessions --downloads`).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Give up on a failed, suspended or waiting package. Packages apply in
+    /// order, so this is done only when headquarters has withdrawn the
+    /// package or a later full package of its job supersedes it (then the
+    /// agent would also pass over it by itself at its next poll); otherwise
+    /// it is refused with the reason and the way out, and exits 1.
+    Cancel {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The package id (`cdx-client sessions --downloads`).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Run the whole system on embedded defaults: a headquarters server with a
     /// generated retail data set, this agent with a SQLite channel database,
     /// and a point-of-sale simulator selling at the store.
@@ -107,36 +131,43 @@ const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run { config } => run(&config),
-        Command::TestConnection { config } => test_connection(&config),
-        Command::SyncNow { config } => sync_now(&config),
-        Command::Status { config, json } => status(&config, json),
-        Command::Sessions {
-            config,
-            downloads,
-            uploads,
-            status,
-            limit,
-            json,
-            show,
-        } => {
-            let filter = cdx_actors::status::screen::SessionFilter {
+    let result =
+        match cli.command {
+            Command::Run { config } => run(&config),
+            Command::TestConnection { config } => test_connection(&config),
+            Command::SyncNow { config } => {
+                control(&config, "sync-now").map(|body| println!("sync started: {body}"))
+            }
+            Command::Rerun { config, id } => control(&config, &format!("rerun/{id}"))
+                .map(|body| println!("{}", done_text(&body))),
+            Command::Cancel { config, id } => control(&config, &format!("cancel/{id}"))
+                .map(|body| println!("{}", done_text(&body))),
+            Command::Status { config, json } => status(&config, json),
+            Command::Sessions {
+                config,
                 downloads,
                 uploads,
                 status,
                 limit,
-            };
-            sessions(&config, &filter, json, &show)
-        }
-        Command::Demo(options) => {
-            init_logging("warn", LogFormat::Text);
-            demo::run(options)
-        }
-        Command::Config(ConfigCommand::Check { config }) => Config::load(&config)
-            .map(|c| print!("{}", c.effective_toml()))
-            .map_err(anyhow::Error::from),
-    };
+                json,
+                show,
+            } => {
+                let filter = cdx_actors::status::screen::SessionFilter {
+                    downloads,
+                    uploads,
+                    status,
+                    limit,
+                };
+                sessions(&config, &filter, json, &show)
+            }
+            Command::Demo(options) => {
+                init_logging("warn", LogFormat::Text);
+                demo::run(options)
+            }
+            Command::Config(ConfigCommand::Check { config }) => Config::load(&config)
+                .map(|c| print!("{}", c.effective_toml()))
+                .map_err(anyhow::Error::from),
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -369,7 +400,10 @@ fn sessions(
     Ok(())
 }
 
-fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
+/// Posts to the running agent's control route `/control/ROUTE` with the
+/// control token; answers the body of a success. An error names the route
+/// and carries the agent's own sentence.
+fn control(path: &std::path::Path, route: &str) -> anyhow::Result<String> {
     let config = Config::load(path)?;
     let addr = agent_address(&config)?;
     let token = match &config.control.token {
@@ -385,7 +419,7 @@ fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
             .to_owned(),
     };
     actix_rt::System::new().block_on(async move {
-        let url = format!("http://{addr}/control/sync-now");
+        let url = format!("http://{addr}/control/{route}");
         let response = reqwest::Client::new()
             .post(&url)
             .bearer_auth(token)
@@ -395,11 +429,22 @@ fn sync_now(path: &std::path::Path) -> anyhow::Result<()> {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            anyhow::bail!("{url}: HTTP {status}: {body}");
+            let said = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or(body);
+            anyhow::bail!("{said} (HTTP {status} from {url})");
         }
-        println!("sync started: {body}");
-        anyhow::Ok(())
+        anyhow::Ok(body)
     })
+}
+
+/// The `done` sentence of a rerun's or cancel's answer.
+fn done_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("done").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
 }
 
 async fn wait_for_signal() {

@@ -79,6 +79,14 @@ pub struct OpenDownloads;
 #[rtype(result = "Result<Vec<UploadSession>, ActorError>")]
 pub struct OpenUploads;
 
+/// Every download session of one package, newest first (for an operator's
+/// rerun or cancel).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<DownloadSession>, ActorError>")]
+pub struct PackageSessions {
+    pub package_id: uuid::Uuid,
+}
+
 /// The newest sessions of each direction, newest first.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<DownloadSession>, Vec<UploadSession>), ActorError>")]
@@ -168,6 +176,18 @@ impl Handler<OpenDownloads> for Journal {
         let store = self.store.clone();
         guard(ctx, &self.supervision.clone(), NAME, || {
             open_sessions(store.downloads(), |s| s.status.is_final())
+        })
+    }
+}
+
+impl Handler<PackageSessions> for Journal {
+    type Result = Result<Vec<DownloadSession>, ActorError>;
+    fn handle(&mut self, msg: PackageSessions, ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        guard(ctx, &self.supervision.clone(), NAME, || {
+            let mut all = store.downloads()?;
+            all.retain(|s| s.package.id == msg.package_id);
+            Ok(all)
         })
     }
 }

@@ -7,11 +7,14 @@
 //! headquarters is applied within a second; the scheduler's interval is
 //! the backstop after errors or with long polling off.
 
+mod operator;
 mod pipeline;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use operator::{OperatorError, Request};
 use pipeline::PassOutcome;
 pub use pipeline::Pipeline;
 
@@ -30,10 +33,20 @@ pub struct PollNow;
 #[rtype(result = "Option<Uuid>")]
 pub struct Resume;
 
+/// An operator's rerun or cancel of one package; answered once carried out
+/// (after the pass in hand, if any).
+#[derive(Message)]
+#[rtype(result = "Result<String, OperatorError>")]
+pub struct Operate(pub Request);
+
+type Answer = oneshot::Sender<Result<String, OperatorError>>;
+
 pub struct Poller {
     pipeline: Pipeline,
     busy: bool,
     resume_requested: bool,
+    /// Operators' requests waiting for the pass in hand to end.
+    queued: Vec<(Request, Answer)>,
     supervision: Supervision,
 }
 
@@ -44,6 +57,7 @@ impl Poller {
             pipeline,
             busy: false,
             resume_requested: false,
+            queued: Vec::new(),
             supervision,
         })
     }
@@ -77,6 +91,10 @@ impl Handler<PollNow> for Poller {
         let pass = async move { pipeline.pass(resume).await };
         ctx.spawn(pass.into_actor(self).map(|outcome, act, ctx| {
             act.busy = false;
+            if act.run_queued(ctx) {
+                // It polls again when done.
+                return;
+            }
             let long_polling = !act.pipeline.config.long_poll.is_zero();
             match outcome {
                 // More may be waiting: go on at once.
@@ -110,6 +128,50 @@ impl Handler<Resume> for Poller {
                     package
                 }),
         )
+    }
+}
+
+impl Poller {
+    /// Runs the queued operators' requests unless a pass is in hand, then
+    /// polls at once. Returns whether it started.
+    fn run_queued(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.busy || self.queued.is_empty() {
+            return false;
+        }
+        self.busy = true;
+        let requests = std::mem::take(&mut self.queued);
+        let pipeline = self.pipeline.clone();
+        let work = async move {
+            for (request, answer) in requests {
+                // The caller gave up waiting: do not act behind its back.
+                if answer.is_closed() {
+                    continue;
+                }
+                let _ = answer.send(pipeline.operate(request).await);
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
+            act.busy = false;
+            ctx.notify(PollNow);
+        }));
+        true
+    }
+}
+
+impl Handler<Operate> for Poller {
+    type Result = ResponseFuture<Result<String, OperatorError>>;
+
+    fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
+        let (answer, answered) = oneshot::channel();
+        self.queued.push((msg.0, answer));
+        self.run_queued(ctx);
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(OperatorError::Refused(
+                    "the poller restarted before it got to the request; try again".into(),
+                ))
+            })
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::DownloadStatus;
 use uuid::Uuid;
 
-use crate::applier::{Applier, Apply, LastApplied};
+use crate::applier::{Applier, Apply, LastApplied, PassOver};
 use crate::downloader::{Downloader, Fetch};
 use crate::error::ActorError;
 use crate::hq::HqClient;
@@ -50,7 +50,7 @@ pub struct Pipeline {
 }
 
 /// What became of one package.
-enum Carried {
+pub(super) enum Carried {
     Applied,
     Suspended,
     Stopped,
@@ -75,29 +75,12 @@ impl Pipeline {
 
     async fn try_pass(&self, resume: bool) -> Result<PassOutcome, ActorError> {
         let open = self.journal.send(OpenDownloads).await??;
-        if let Some(gate) = open.iter().find(|s| s.status == DownloadStatus::Suspended) {
-            if !resume {
-                self.report_suspended(gate);
-                return Ok(PassOutcome::Suspended);
-            }
-            let mut released = gate.clone();
-            released.transition(
-                DownloadStatus::Requested,
-                Some("resumed by an operator".into()),
-            );
-            self.save(&released, true).await?;
-            self.status.do_send(StatusEvent::Suspended {
-                package_id: None,
-                reason: None,
-            });
-        }
+        let gate = open
+            .iter()
+            .find(|s| s.status == DownloadStatus::Suspended)
+            .cloned();
         let ping = self.hq.ping().await?;
-        let last_applied = self
-            .applier
-            .send(LastApplied {
-                data_group: ping.data_group.clone(),
-            })
-            .await??;
+        let last_applied = self.last_applied(&ping.data_group).await?;
         let wait = if open.is_empty() {
             self.config.long_poll
         } else {
@@ -115,31 +98,129 @@ impl Pipeline {
             pending: list
                 .packages
                 .iter()
-                .map(|p| (p.sequence, p.created_at_ms))
+                .map(|p| (p.package.sequence, p.package.created_at_ms))
                 .collect(),
         });
+        if let Some(gate) = gate {
+            // A suspended package waits for an operator, unless headquarters
+            // withdrew or superseded it: then it is passed over below.
+            let passed_over = list
+                .packages
+                .iter()
+                .any(|l| l.package.id == gate.package.id && l.pass_over_reason().is_some());
+            if !passed_over {
+                if !resume {
+                    self.report_suspended(&gate);
+                    return Ok(PassOutcome::Suspended);
+                }
+                self.release(gate, "resumed by an operator", false).await?;
+            }
+        }
         if list.packages.is_empty() {
             return Ok(PassOutcome::Idle);
         }
         let open = self.settle_applied(last_applied).await?;
-        for (expected, info) in (last_applied + 1..).zip(&list.packages) {
+        for (expected, listed) in (last_applied + 1..).zip(&list.packages) {
+            let info = &listed.package;
             if info.sequence != expected {
                 return Err(ActorError::SequenceGap {
                     expected,
                     listed: info.sequence,
                 });
             }
+            if let Some(reason) = listed.pass_over_reason() {
+                self.pass_over(info, &open, reason).await?;
+                continue;
+            }
             let session = match open.iter().find(|s| s.package.id == info.id) {
                 Some(s) => s.clone(),
                 None => self.new_session(info).await?,
             };
-            match self.carry(session).await? {
+            match self.carry(session, false).await? {
                 Carried::Applied => {}
                 Carried::Suspended => return Ok(PassOutcome::Suspended),
                 Carried::Stopped => return Ok(PassOutcome::Stopped),
             }
         }
         Ok(PassOutcome::Progressed)
+    }
+
+    /// The highest sequence the channel database holds for `data_group`.
+    pub(super) async fn last_applied(&self, data_group: &str) -> Result<u64, ActorError> {
+        self.applier
+            .send(LastApplied {
+                data_group: data_group.to_owned(),
+            })
+            .await?
+    }
+
+    /// Lets a held session go on: a suspended package resumed, or a failed
+    /// one rerun (then its downloaded file is dropped, so that it is
+    /// downloaded again).
+    pub(super) async fn release(
+        &self,
+        mut session: DownloadSession,
+        why: &str,
+        download_again: bool,
+    ) -> Result<(), ActorError> {
+        let was_suspended = session.status == DownloadStatus::Suspended;
+        if download_again {
+            self.remove_files(session.package.id).await;
+        }
+        session.transition(DownloadStatus::Requested, Some(why.into()));
+        self.save(&session, true).await?;
+        if was_suspended {
+            self.status.do_send(StatusEvent::Suspended {
+                package_id: None,
+                reason: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Passes over a package headquarters withdrew or superseded: its
+    /// session (a suspended one included) is Canceled with the reason, and
+    /// the channel database records it in its place in the order, so that
+    /// the packages after it follow.
+    pub(super) async fn pass_over(
+        &self,
+        info: &PackageInfo,
+        open: &[DownloadSession],
+        reason: String,
+    ) -> Result<(), ActorError> {
+        let mut session = match open.iter().find(|s| s.package.id == info.id) {
+            Some(s) => s.clone(),
+            None => DownloadSession::new(info.clone(), DownloadStatus::Available, None),
+        };
+        let was_suspended = session.status == DownloadStatus::Suspended;
+        // The journal first: a crash before the channel database records it
+        // only passes over the package again at the next poll.
+        session.transition(DownloadStatus::Canceled, Some(reason.clone()));
+        self.save(&session, true).await?;
+        self.applier
+            .send(PassOver {
+                package: info.clone(),
+                reason,
+            })
+            .await??;
+        self.remove_files(info.id).await;
+        if was_suspended {
+            self.status.do_send(StatusEvent::Suspended {
+                package_id: None,
+                reason: None,
+            });
+        }
+        self.status.do_send(StatusEvent::Applied {
+            sequence: info.sequence,
+        });
+        Ok(())
+    }
+
+    /// Drops a package's downloaded and partial files.
+    async fn remove_files(&self, id: Uuid) {
+        let path = crate::transfer::package_path(&self.downloads_dir, id);
+        let _ = tokio::fs::remove_file(&path).await;
+        let _ = tokio::fs::remove_file(crate::transfer::part_path(&self.downloads_dir, id)).await;
     }
 
     /// Closes sessions whose package the channel database already holds
@@ -173,7 +254,14 @@ impl Pipeline {
     /// Downloads and applies one package, retrying each stage per policy:
     /// transient failures for as long as they last, permanent ones until
     /// the try count is spent.
-    async fn carry(&self, mut session: DownloadSession) -> Result<Carried, ActorError> {
+    ///
+    /// `reapply`: the channel database holds the package already (a full
+    /// package rerun by an operator): apply it over itself.
+    pub(super) async fn carry(
+        &self,
+        mut session: DownloadSession,
+        reapply: bool,
+    ) -> Result<Carried, ActorError> {
         let mut tries = Tries::default();
         loop {
             if self.shutdown.is_triggered() {
@@ -181,7 +269,7 @@ impl Pipeline {
             }
             let (stage, step) = match session.status {
                 DownloadStatus::Downloaded | DownloadStatus::ApplyFailed => {
-                    ("apply", self.apply(&mut session).await)
+                    ("apply", self.apply(&mut session, reapply).await)
                 }
                 DownloadStatus::Applied => return Ok(Carried::Applied),
                 _ => ("download", self.download(&mut session).await),
@@ -251,7 +339,7 @@ impl Pipeline {
         }
     }
 
-    async fn apply(&self, session: &mut DownloadSession) -> Result<(), ActorError> {
+    async fn apply(&self, session: &mut DownloadSession, reapply: bool) -> Result<(), ActorError> {
         let path = crate::transfer::package_path(&self.downloads_dir, session.package.id);
         if !tokio::fs::try_exists(&path).await.unwrap_or(true) {
             // Removed by hand, or lost with the disk: download it again.
@@ -268,6 +356,7 @@ impl Pipeline {
             .send(Apply {
                 package: session.package.clone(),
                 path: path.clone(),
+                reapply,
             })
             .await
             .map_err(ActorError::from)
@@ -339,7 +428,11 @@ impl Pipeline {
         });
     }
 
-    async fn save(&self, session: &DownloadSession, flush: bool) -> Result<(), ActorError> {
+    pub(super) async fn save(
+        &self,
+        session: &DownloadSession,
+        flush: bool,
+    ) -> Result<(), ActorError> {
         self.journal
             .send(SaveDownload {
                 session: session.clone(),

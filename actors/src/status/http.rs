@@ -1,7 +1,9 @@
 //! The status endpoint: the status page at `/` (with its Resume form,
 //! `POST /resume`), `GET /health`, `GET /status`,
 //! `POST /control/resume` to release a suspended package, and
-//! `POST /control/sync-now` to poll and upload at once, and
+//! `POST /control/sync-now` to poll and upload at once,
+//! `POST /control/rerun/{id}` and `POST /control/cancel/{id}` for an
+//! operator's rerun and cancel of one package, and
 //! `GET /sessions?limit=N` for the journal's newest sessions, and
 //! `GET /metrics` in the Prometheus text format.
 //!
@@ -21,7 +23,7 @@ use cdx::config::Secret;
 
 use super::{GetHealth, GetStatus, Status};
 use crate::journal::{CountSessions, DownloadSession, Journal, Recent, UploadSession};
-use crate::poller::{PollNow, Poller, Resume};
+use crate::poller::{Operate, OperatorError, PollNow, Poller, Request, Resume};
 use crate::uploader::{UploadNow, Uploader};
 
 /// Who may use the endpoint.
@@ -70,6 +72,8 @@ pub fn serve(
             .route("/metrics", web::get().to(metrics))
             .route("/control/resume", web::post().to(resume))
             .route("/control/sync-now", web::post().to(sync_now))
+            .route("/control/rerun/{id}", web::post().to(rerun))
+            .route("/control/cancel/{id}", web::post().to(cancel))
     })
     .workers(1)
     .disable_signals()
@@ -354,5 +358,58 @@ async fn resume(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             .json(serde_json::json!({ "error": "no download is suspended" })),
         Err(_) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "error": "the poller is restarting" })),
+    }
+}
+
+/// How long a rerun or cancel may wait for the pass in hand and run; past
+/// it the caller is told to look at the status (a queued request is then
+/// dropped, never carried out behind its back).
+const OPERATE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn rerun(req: HttpRequest, state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    operate(req, state, &id, Request::Rerun).await
+}
+
+async fn cancel(req: HttpRequest, state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    operate(req, state, &id, Request::Cancel).await
+}
+
+/// An operator's request about one package: 200 with what was done, 404
+/// for a package the agent has no session of, 409 with the reason when
+/// refused, 503 when headquarters or the database failed meanwhile.
+async fn operate(
+    req: HttpRequest,
+    state: web::Data<State>,
+    id: &str,
+    request: fn(uuid::Uuid) -> Request,
+) -> HttpResponse {
+    if let Err(refusal) = check_control(&req, &state.access) {
+        return refusal;
+    }
+    let Ok(id) = uuid::Uuid::parse_str(id) else {
+        return HttpResponse::BadRequest()
+            .json(serde_json::json!({ "error": format!("`{id}` is not a package id (a UUID)") }));
+    };
+    let answer = tokio::time::timeout(OPERATE_WAIT, state.poller.send(Operate(request(id)))).await;
+    let error = |e: String| serde_json::json!({ "error": e });
+    match answer {
+        Ok(Ok(Ok(done))) => HttpResponse::Ok().json(serde_json::json!({ "done": done })),
+        Ok(Ok(Err(e @ OperatorError::Unknown(_)))) => {
+            HttpResponse::NotFound().json(error(e.to_string()))
+        }
+        Ok(Ok(Err(e @ OperatorError::Refused(_)))) => {
+            HttpResponse::Conflict().json(error(e.to_string()))
+        }
+        Ok(Ok(Err(e @ OperatorError::Failed(_)))) => {
+            HttpResponse::ServiceUnavailable().json(error(e.to_string()))
+        }
+        Ok(Err(_)) => {
+            HttpResponse::ServiceUnavailable().json(error("the poller is restarting".into()))
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().json(error(format!(
+            "no answer within {}s: the agent is busy with a transfer (see `cdx-client status`); \
+             try again",
+            OPERATE_WAIT.as_secs()
+        ))),
     }
 }

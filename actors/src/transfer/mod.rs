@@ -107,7 +107,7 @@ pub fn package_path(dir: &Path, id: Uuid) -> PathBuf {
     dir.join(format!("{id}.cdxpkg"))
 }
 
-fn part_path(dir: &Path, id: Uuid) -> PathBuf {
+pub fn part_path(dir: &Path, id: Uuid) -> PathBuf {
     dir.join(format!("{id}.cdxpkg.part"))
 }
 

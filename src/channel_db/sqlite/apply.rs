@@ -11,7 +11,7 @@ use super::schema::{delete_sql, numeric_columns, read_table, upsert_sql};
 use super::value::SqlValue;
 use crate::channel_db::error::SqliteContext;
 use crate::channel_db::frames::{self, Frames};
-use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
+use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource, PassedOver};
 use crate::package::{
     parse_decimal, shown, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value,
     EXACT_FLOAT_DIGITS,
@@ -29,13 +29,21 @@ use crate::plan::{self, Limits, TableAction};
 /// # Errors
 /// Any error but `OutOfOrder` reads the rest of the package after the
 /// rollback: a package that turns out corrupt is reported as such.
+///
+/// `reapply`: the package is applied already and is applied again over
+/// itself (its record replaced), in its place in the order.
 pub(super) fn apply_package(
     conn: &mut Connection,
     mut package: PackageSource<'_>,
+    reapply: bool,
 ) -> Result<ApplyOutcome, ChannelDbError> {
     let header = package.header().clone();
-    match apply_in_transaction(conn, &header, &mut package) {
-        Err(e @ (ChannelDbError::Package { .. } | ChannelDbError::OutOfOrder { .. })) => Err(e),
+    match apply_in_transaction(conn, &header, &mut package, reapply) {
+        Err(
+            e @ (ChannelDbError::Package { .. }
+            | ChannelDbError::OutOfOrder { .. }
+            | ChannelDbError::NotApplied { .. }),
+        ) => Err(e),
         Err(e) => Err(frames::blame_corruption(&mut package, e)),
         ok => ok,
     }
@@ -45,16 +53,26 @@ fn apply_in_transaction(
     conn: &mut Connection,
     header: &PackageHeader,
     package: &mut PackageSource<'_>,
+    reapply: bool,
 ) -> Result<ApplyOutcome, ChannelDbError> {
     let id = header.package_id;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context(|| format!("begin transaction for package {id}"))?;
-    if is_applied(&tx, header)? {
-        return Ok(ApplyOutcome::AlreadyApplied);
-    }
+    let applied = is_applied(&tx, header)?;
     let last_applied = super::last_applied_sequence(&tx, &header.data_group)?;
-    if header.sequence <= last_applied {
+    if reapply {
+        if !applied {
+            return Err(ChannelDbError::NotApplied { package_id: id });
+        }
+        tx.execute(
+            "DELETE FROM cdx_applied_packages WHERE package_id = ?1",
+            [id.to_string()],
+        )
+        .context(|| format!("replace package {id} in cdx_applied_packages"))?;
+    } else if applied {
+        return Ok(ApplyOutcome::AlreadyApplied);
+    } else if header.sequence <= last_applied {
         return Err(ChannelDbError::OutOfOrder {
             package_id: id,
             data_group: header.data_group.clone(),
@@ -350,12 +368,61 @@ fn frame_error(detail: String) -> PackageError {
     }
 }
 
-/// The package's row in `cdx_applied_packages`, in the same transaction.
-fn record(tx: &Transaction<'_>, header: &PackageHeader, rows: u64) -> Result<(), ChannelDbError> {
-    let kind = match header.kind {
+/// Records a package passed over, in its place in the order.
+pub(super) fn pass_over(conn: &mut Connection, p: &PassedOver) -> Result<(), ChannelDbError> {
+    let id = p.package_id;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context(|| format!("begin transaction for package {id}"))?;
+    let recorded = tx
+        .query_row(
+            "SELECT 1 FROM cdx_applied_packages WHERE package_id = ?1",
+            [id.to_string()],
+            |_| Ok(()),
+        )
+        .optional()
+        .context(|| "read cdx_applied_packages".to_owned())?;
+    if recorded.is_some() {
+        return Ok(());
+    }
+    let last_applied = super::last_applied_sequence(&tx, &p.data_group)?;
+    if p.sequence != last_applied + 1 {
+        return Err(ChannelDbError::OutOfOrder {
+            package_id: id,
+            data_group: p.data_group.clone(),
+            sequence: p.sequence,
+            last_applied,
+        });
+    }
+    tx.execute(
+        "INSERT INTO cdx_applied_packages \
+         (package_id, data_group, job, sequence, kind, rows, applied_at_ms, passed_over) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)",
+        params![
+            id.to_string(),
+            p.data_group,
+            p.job,
+            p.sequence,
+            kind_name(p.kind),
+            now_ms(),
+            p.reason
+        ],
+    )
+    .context(|| format!("record package {id} as passed over in cdx_applied_packages"))?;
+    tx.commit()
+        .context(|| format!("commit passing over package {id}"))
+}
+
+fn kind_name(kind: PackageKind) -> &'static str {
+    match kind {
         PackageKind::Full => "Full",
         PackageKind::Incremental => "Incremental",
-    };
+    }
+}
+
+/// The package's row in `cdx_applied_packages`, in the same transaction.
+fn record(tx: &Transaction<'_>, header: &PackageHeader, rows: u64) -> Result<(), ChannelDbError> {
+    let kind = kind_name(header.kind);
     tx.execute(
         "INSERT INTO cdx_applied_packages \
          (package_id, data_group, job, sequence, kind, rows, applied_at_ms) \

@@ -18,7 +18,8 @@ use self::schema::read_table;
 use self::value::value_from_ref;
 use super::error::SqliteContext;
 use super::{
-    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, RowBatch, UploadTable,
+    AppliedPackage, ApplyOutcome, ChannelDb, ChannelDbError, PackageSource, PassedOver, RowBatch,
+    UploadTable,
 };
 use crate::package::PackageKind;
 use crate::plan;
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS cdx_applied_packages (
     kind TEXT NOT NULL,
     rows INTEGER NOT NULL,
     applied_at_ms INTEGER NOT NULL,
+    passed_over TEXT,
     UNIQUE (data_group, sequence)
 );
 CREATE TABLE IF NOT EXISTS cdx_upload_watermarks (
@@ -90,6 +92,16 @@ impl SqliteChannelDb {
         // WAL; after the next checkpoint it shrinks back to this.
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.execute_batch(BOOKKEEPING)?;
+        // Added after the table's first release: older files lack it.
+        let has_passed_over: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('cdx_applied_packages') \
+             WHERE name = 'passed_over'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_passed_over {
+            conn.execute_batch("ALTER TABLE cdx_applied_packages ADD COLUMN passed_over TEXT")?;
+        }
         Ok(SqliteChannelDb { conn })
     }
 
@@ -136,8 +148,8 @@ impl ChannelDb for SqliteChannelDb {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT package_id, data_group, job, sequence, kind, rows, applied_at_ms \
-                 FROM cdx_applied_packages WHERE data_group = ?1 ORDER BY sequence",
+                "SELECT package_id, data_group, job, sequence, kind, rows, applied_at_ms, \
+                 passed_over FROM cdx_applied_packages WHERE data_group = ?1 ORDER BY sequence",
             )
             .context(context)?;
         let rows = stmt
@@ -154,6 +166,7 @@ impl ChannelDb for SqliteChannelDb {
                     })?,
                     rows: row.get(5)?,
                     applied_at_ms: row.get(6)?,
+                    passed_over: row.get(7)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -169,7 +182,18 @@ impl ChannelDb for SqliteChannelDb {
         &mut self,
         package: PackageSource<'_>,
     ) -> Result<ApplyOutcome, ChannelDbError> {
-        apply::apply_package(&mut self.conn, package)
+        apply::apply_package(&mut self.conn, package, false)
+    }
+
+    fn reapply_package(
+        &mut self,
+        package: PackageSource<'_>,
+    ) -> Result<ApplyOutcome, ChannelDbError> {
+        apply::apply_package(&mut self.conn, package, true)
+    }
+
+    fn pass_over(&mut self, package: &PassedOver) -> Result<(), ChannelDbError> {
+        apply::pass_over(&mut self.conn, package)
     }
 
     fn read_upload_rows(

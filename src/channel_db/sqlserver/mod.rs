@@ -16,6 +16,7 @@ mod values;
 
 pub use pool::SqlServerPool;
 
+use crate::channel_db::PassedOver;
 use crate::package::Value;
 
 use super::{
@@ -70,7 +71,18 @@ impl ChannelDb for SqlServerChannelDb {
         &mut self,
         package: PackageSource<'_>,
     ) -> Result<ApplyOutcome, ChannelDbError> {
-        apply::apply_package(&self.pool, package)
+        apply::apply_package(&self.pool, package, false)
+    }
+
+    fn reapply_package(
+        &mut self,
+        package: PackageSource<'_>,
+    ) -> Result<ApplyOutcome, ChannelDbError> {
+        apply::apply_package(&self.pool, package, true)
+    }
+
+    fn pass_over(&mut self, package: &PassedOver) -> Result<(), ChannelDbError> {
+        read::pass_over(&self.pool, package)
     }
 
     fn read_upload_rows(

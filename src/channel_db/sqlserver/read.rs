@@ -9,7 +9,7 @@ use super::pool::{Connection, SqlServerPool};
 use super::tsql::{self, Bookkeeping, ReadAs};
 use super::types::{is_uploadable, ServerColumn};
 use super::values::from_column_data;
-use crate::channel_db::{AppliedPackage, ChannelDbError, RowBatch, UploadTable};
+use crate::channel_db::{AppliedPackage, ChannelDbError, PassedOver, RowBatch, UploadTable};
 use crate::package::PackageKind;
 
 /// The rows of `sql` with `params`, all of them.
@@ -119,6 +119,54 @@ fn applied_package(row: &Row) -> Option<AppliedPackage> {
         },
         rows: u64::try_from(cell::<i64>(row, 5)?).ok()?,
         applied_at_ms: cell(row, 6)?,
+        passed_over: cell::<&str>(row, 7).map(str::to_owned),
+    })
+}
+
+/// Records a package passed over; see [`Bookkeeping::pass_over`].
+pub(super) fn pass_over(pool: &SqlServerPool, p: &PassedOver) -> Result<(), ChannelDbError> {
+    let sql = bookkeeping(pool)?;
+    let id = p.package_id;
+    let context = || format!("record package {id} as passed over in cdx_applied_packages");
+    let sequence = i64::try_from(p.sequence).unwrap_or(i64::MAX);
+    let kind = match p.kind {
+        PackageKind::Full => "Full",
+        PackageKind::Incremental => "Incremental",
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let params: [&dyn ToSql; 7] = [
+        &id,
+        &p.data_group.as_str(),
+        &p.job.as_str(),
+        &sequence,
+        &kind,
+        &now,
+        &p.reason.as_str(),
+    ];
+    let inserted =
+        pool.retrying(|c| pool.block_on(execute(pool, c, context, &sql.pass_over, &params)))?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    let recorded = pool.retrying(|c| {
+        pool.block_on(query(
+            pool,
+            c,
+            || "read cdx_applied_packages".into(),
+            &sql.is_applied,
+            &[&id],
+        ))
+    })?;
+    if !recorded.is_empty() {
+        return Ok(());
+    }
+    Err(ChannelDbError::OutOfOrder {
+        package_id: id,
+        data_group: p.data_group.clone(),
+        sequence: p.sequence,
+        last_applied: last_applied_sequence(pool, &p.data_group)?,
     })
 }
 

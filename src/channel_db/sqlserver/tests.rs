@@ -646,6 +646,8 @@ fn generated_statements_parse_as_tsql() {
         b.is_applied,
         b.last_sequence,
         b.record,
+        b.forget,
+        b.pass_over,
         b.applied,
         b.watermark,
         b.advance,

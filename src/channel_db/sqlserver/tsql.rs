@@ -50,6 +50,7 @@ IF OBJECT_ID(N'{applied}', N'U') IS NULL CREATE TABLE {applied} (
     [rows] bigint NOT NULL,
     [applied_at_ms] bigint NOT NULL,
     CONSTRAINT [cdx_applied_packages_sequence] UNIQUE ([data_group], [sequence]));
+IF COL_LENGTH(N'{applied}', N'passed_over') IS NULL ALTER TABLE {applied} ADD [passed_over] nvarchar(max) NULL;
 IF OBJECT_ID(N'{watermarks}', N'U') IS NULL CREATE TABLE {watermarks} (
     [table_name] nvarchar(128) NOT NULL PRIMARY KEY,
     [counter] bigint NOT NULL);"
@@ -164,6 +165,12 @@ pub struct Bookkeeping {
     pub last_sequence: String,
     /// @P1..@P7: id, data group, job, sequence, kind, rows, applied at.
     pub record: String,
+    /// @P1 id: drops the package's record (re-applied in the same transaction).
+    pub forget: String,
+    /// @P1..@P7: id, data group, job, sequence, kind, applied at, why:
+    /// records a package passed over when it is the next sequence and not
+    /// recorded yet (one row affected), else nothing.
+    pub pass_over: String,
     /// @P1 data group → the applied packages in sequence order.
     pub applied: String,
     /// @P1 table → its watermark.
@@ -188,9 +195,20 @@ impl Bookkeeping {
                 "INSERT INTO {applied} ([package_id], [data_group], [job], [sequence], [kind], \
                  [rows], [applied_at_ms]) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7)"
             ),
+            forget: format!("DELETE FROM {applied} WHERE [package_id] = @P1"),
+            pass_over: format!(
+                "INSERT INTO {applied} ([package_id], [data_group], [job], [sequence], [kind], \
+                 [rows], [applied_at_ms], [passed_over]) \
+                 SELECT @P1, @P2, @P3, @P4, @P5, 0, @P6, @P7 \
+                 WHERE NOT EXISTS (SELECT 1 FROM {applied} WITH (UPDLOCK, HOLDLOCK) \
+                 WHERE [package_id] = @P1) \
+                 AND (SELECT ISNULL(MAX([sequence]), 0) FROM {applied} WITH (UPDLOCK, HOLDLOCK) \
+                 WHERE [data_group] = @P2) = @P4 - 1"
+            ),
             applied: format!(
                 "SELECT [package_id], [data_group], [job], [sequence], [kind], [rows], \
-                 [applied_at_ms] FROM {applied} WHERE [data_group] = @P1 ORDER BY [sequence]"
+                 [applied_at_ms], [passed_over] FROM {applied} WHERE [data_group] = @P1 \
+                 ORDER BY [sequence]"
             ),
             watermark: format!("SELECT [counter] FROM {marks} WHERE [table_name] = @P1"),
             advance: format!(

@@ -21,19 +21,27 @@ use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource
 use crate::package::{PackageHeader, PackageKind, TableSchema};
 use crate::plan::{self, Limits, TableAction};
 
+///
+/// `reapply`: the package is applied already and is applied again over
+/// itself (its record replaced), in its place in the order.
 pub(super) fn apply_package(
     pool: &SqlServerPool,
     mut package: PackageSource<'_>,
+    reapply: bool,
 ) -> Result<ApplyOutcome, ChannelDbError> {
     let header = package.header().clone();
     let pool = &pool.for_apply();
     let result = pool.with_connection(|connection| {
         frames::read_ahead(&mut package, |frames| {
-            pool.block_on(in_transaction(pool, connection, &header, frames))
+            pool.block_on(in_transaction(pool, connection, &header, frames, reapply))
         })
     });
     match result {
-        Err(e @ (ChannelDbError::Package { .. } | ChannelDbError::OutOfOrder { .. })) => Err(e),
+        Err(
+            e @ (ChannelDbError::Package { .. }
+            | ChannelDbError::OutOfOrder { .. }
+            | ChannelDbError::NotApplied { .. }),
+        ) => Err(e),
         Err(e) => Err(frames::blame_corruption(&mut package, e)),
         ok => ok,
     }
@@ -47,6 +55,7 @@ async fn in_transaction(
     connection: &mut Connection,
     header: &PackageHeader,
     frames: &mut Frames,
+    reapply: bool,
 ) -> Result<ApplyOutcome, ChannelDbError> {
     let id = header.package_id;
     batch(
@@ -56,7 +65,9 @@ async fn in_transaction(
         "BEGIN TRANSACTION",
     )
     .await?;
-    let outcome = Applying::new(pool, header)?.run(connection, frames).await?;
+    let outcome = Applying::new(pool, header)?
+        .run(connection, frames, reapply)
+        .await?;
     let end = match outcome {
         ApplyOutcome::Applied(_) => "COMMIT TRANSACTION",
         ApplyOutcome::AlreadyApplied => "ROLLBACK TRANSACTION",
@@ -135,11 +146,29 @@ impl<'p> Applying<'p> {
         mut self,
         connection: &mut Connection,
         frames: &mut Frames,
+        reapply: bool,
     ) -> Result<ApplyOutcome, ChannelDbError> {
-        if self.is_applied(connection).await? {
+        let applied = self.is_applied(connection).await?;
+        if reapply {
+            if !applied {
+                return Err(ChannelDbError::NotApplied {
+                    package_id: self.id(),
+                });
+            }
+            let id = self.id();
+            execute(
+                self.pool,
+                connection,
+                || format!("replace package {id} in cdx_applied_packages"),
+                &self.sql.forget,
+                &[&id],
+            )
+            .await?;
+        } else if applied {
             return Ok(ApplyOutcome::AlreadyApplied);
+        } else {
+            self.check_sequence(connection).await?;
         }
-        self.check_sequence(connection).await?;
         let mut targets = Vec::with_capacity(self.header.tables.len());
         for (index, schema) in self.header.tables.iter().enumerate() {
             targets.push(self.prepare(connection, index, schema).await?);
