@@ -17,6 +17,7 @@ mod agent {
     mod edges;
     mod exact;
     mod hostile;
+    mod lifecycle;
     mod operators;
     mod outage;
     mod page;

@@ -139,13 +139,19 @@ impl Store {
                 let (channel, problem) = row?;
                 problems.entry(channel).or_default().push(problem);
             }
-            // Applied, then withdrawn: the store needs a correcting package.
+            // Applied, then withdrawn: the store needs a correcting package
+            // (a later full package of the job, once applied, is one).
             let mut stmt = conn.prepare(
                 "SELECT s.channel, s.job, s.subject_id, s.sequence, p.withdrawn_by,
                         p.withdrawn_reason, p.withdrawn_at_ms
                  FROM sessions s JOIN packages p ON p.id = s.subject_id
                  WHERE s.direction = 'download' AND s.status = 'Applied'
                    AND p.withdrawn_at_ms IS NOT NULL
+                   AND NOT EXISTS (
+                       SELECT 1 FROM sessions a JOIN packages f ON f.id = a.subject_id
+                       WHERE a.channel = s.channel AND a.direction = 'download'
+                         AND a.status = 'Applied' AND f.kind = 'Full' AND f.job = p.job
+                         AND f.data_group = p.data_group AND f.sequence > p.sequence)
                  ORDER BY p.withdrawn_at_ms DESC",
             )?;
             let rows = stmt.query_map([], |r| {

@@ -70,6 +70,10 @@ pub struct Withdrawn {
     pub applied_by: Vec<String>,
     /// Download sessions of channels that had not applied it, now Canceled.
     pub canceled: usize,
+    /// Channels that passed over earlier packages because this (full)
+    /// package superseded them: they lack those packages' changes until a
+    /// new full package of the job arrives.
+    pub stranded: Vec<String>,
 }
 
 /// A package some channel applied before it was withdrawn.
@@ -201,6 +205,17 @@ impl Store {
             .pass_over_reason()
             .unwrap_or_default();
             let canceled = super::sessions::cancel_download_sessions(&tx, &package, &message)?;
+            // The agents report a pass-over with the superseding package's
+            // id in the message (ListedPackage::pass_over_reason).
+            let stranded: Vec<String> = tx
+                .prepare(
+                    "SELECT DISTINCT channel FROM sessions
+                     WHERE direction = 'download' AND status = 'Canceled'
+                       AND instr(message, ?1) > 0
+                     ORDER BY channel",
+                )?
+                .query_map([format!("superseded by full package {id}")], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             tx.commit()?;
             tracing::warn!(package = %id, sequence = package.sequence, job = %package.job,
                 by, reason, canceled, applied_by = applied_by.len(), "withdrew package");
@@ -209,6 +224,7 @@ impl Store {
                 withdrawal,
                 applied_by,
                 canceled,
+                stranded,
             })
         })
     }

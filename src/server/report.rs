@@ -119,6 +119,15 @@ pub fn withdrawn(done: &Withdrawn) -> String {
         done.withdrawal.reason,
         done.canceled,
     );
+    if !done.stranded.is_empty() {
+        out.push_str(&format!(
+            "{} store(s) passed over earlier packages that it superseded and lack their changes \
+             until a new full package of job {} arrives: {}\n",
+            done.stranded.len(),
+            p.job,
+            done.stranded.join(", ")
+        ));
+    }
     if done.applied_by.is_empty() {
         out.push_str("no store had applied it.\n");
     } else {

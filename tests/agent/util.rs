@@ -801,9 +801,19 @@ pub struct BrokenInTheMiddle {
 
 impl BrokenInTheMiddle {
     pub fn publish(hq: &Hq) -> BrokenInTheMiddle {
+        let good = hq.publish_table(
+            "1040",
+            PackageKind::Full,
+            items_schema(),
+            item_rows(50, "first"),
+        );
+        Self::follow(hq, good)
+    }
+
+    /// The broken package and the one after it, following `good`.
+    pub fn follow(hq: &Hq, good: PackageInfo) -> BrokenInTheMiddle {
         let publish =
             |kind, n, name| hq.publish_table("1040", kind, items_schema(), item_rows(n, name));
-        let good = publish(PackageKind::Full, 50, "first");
         let broken = publish(PackageKind::Full, 80, "second");
         let after = publish(PackageKind::Incremental, 3, "third");
         let file = hq.package_file(broken.id);

@@ -1,0 +1,513 @@
+//! A package's life after publication, with real processes: an operator
+//! reruns a failed package from the store, a cancel that would break the
+//! order is refused, headquarters withdraws a package that suspended a
+//! store, and a new store goes straight to the full package that
+//! supersedes the history.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use cdx::channel_db::ChannelDb;
+use cdx::package::{PackageKind, Value};
+use cdx::protocol::PackageInfo;
+
+use super::operators::config_on_port;
+use super::prometheus::parse;
+use super::util::*;
+
+fn client(args: &[&str], config: &Path) -> Output {
+    Command::new(client_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn server(args: &[&str], data: &Path) -> Output {
+    Command::new(server_bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+/// Waits until the agent's status endpoint answers.
+fn listening(status: SocketAddr) {
+    assert!(
+        wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(
+            status
+        )
+        .is_ok()),
+        "the status endpoint did not listen"
+    );
+}
+
+fn suspended_on(status: SocketAddr, package: &PackageInfo) -> bool {
+    let (code, body) = http(status, "GET", "/status");
+    code == 200
+        && body.contains(&format!("\"package_id\":\"{}\"", package.id))
+        && body.contains("\"suspended\":{")
+}
+
+/// The agent's download sessions of `package`: (status, last message).
+fn store_sessions(status: SocketAddr, package: &PackageInfo) -> Vec<(String, String)> {
+    let (code, body) = http(status, "GET", "/sessions?limit=1000");
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    doc["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["package"]["id"] == package.id.to_string())
+        .map(|s| {
+            let message = s["history"]
+                .as_array()
+                .and_then(|h| h.last())
+                .and_then(|t| t["message"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            (s["status"].as_str().unwrap().to_owned(), message)
+        })
+        .collect()
+}
+
+fn items(db: &Path) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, name FROM items ORDER BY id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+/// Issue 9's operator path: a package made to fail is found by
+/// `cdx-server stores --failing`; `cdx-client cancel` refuses it (neither
+/// withdrawn nor superseded) and says why; `cdx-client rerun` downloads and
+/// applies it once repaired. A rerun of an applied incremental, or of a full
+/// package a later package of its job followed, is refused; a rerun of the
+/// latest full package applies it again over rows changed by hand.
+#[test]
+fn a_failed_package_is_rerun_from_the_store_and_a_cancel_out_of_order_is_refused() {
+    let hq = Hq::start();
+    let store = StoreDir::new();
+    let packages = BrokenInTheMiddle::publish(&hq);
+    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let _agent = spawn_client(&config);
+    listening(status);
+    assert!(
+        wait_until(Duration::from_secs(60), || suspended_on(status, broken)),
+        "the broken package did not suspend the downloads"
+    );
+    assert_eq!(store.applied(), good.sequence);
+    assert!(wait_until(Duration::from_secs(20), || {
+        hq.download_status(broken.id).as_deref() == Some("Suspended")
+    }));
+    let data = hq.dir.path().join("hq");
+    let failing = server(&["stores", "--failing"], &data);
+    assert!(failing.status.success(), "{}", said(&failing));
+    let failing = said(&failing);
+    eprintln!("cdx-server stores --failing:\n{failing}");
+    assert!(
+        failing.contains(CHANNEL) && failing.contains("Suspended"),
+        "{failing}"
+    );
+
+    // Cancel would let the package after it apply first: refused, with why
+    // and the way out.
+    let cancel = client(&["cancel", &broken.id.to_string()], &config);
+    let refusal = said(&cancel);
+    eprintln!("cdx-client cancel (refused):\n{refusal}");
+    assert!(!cancel.status.success(), "{refusal}");
+    assert!(
+        refusal.contains("neither withdrawn nor superseded")
+            && refusal.contains(&format!("cdx-server package withdraw {}", broken.id)),
+        "{refusal}"
+    );
+    assert!(
+        suspended_on(status, broken),
+        "a refused cancel changed the store"
+    );
+    assert_eq!(store.applied(), good.sequence);
+
+    // Repaired at headquarters, rerun from the store: downloaded again and
+    // applied, and the package after it follows.
+    packages.repair();
+    let rerun = client(&["rerun", &broken.id.to_string()], &config);
+    eprintln!("cdx-client rerun:\n{}", said(&rerun));
+    assert!(rerun.status.success(), "{}", said(&rerun));
+    assert!(
+        said(&rerun).contains("downloaded and applied again"),
+        "{}",
+        said(&rerun)
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || store.applied()
+            == after.sequence),
+        "the rerun package and the one after it did not apply: applied {}",
+        store.applied()
+    );
+    assert!(wait_until(Duration::from_secs(20), || {
+        hq.download_status(broken.id).as_deref() == Some("Applied")
+    }));
+    assert_eq!(items(&store.channel_db()).len(), 80);
+
+    // Nothing to rerun in an applied incremental, and a full package that
+    // a later package of its job followed would roll that one back.
+    let out = client(&["rerun", &after.id.to_string()], &config);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("incremental package applied already"),
+        "{}",
+        said(&out)
+    );
+    let out = client(&["rerun", &broken.id.to_string()], &config);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!("package {} (#{}", after.id, after.sequence)),
+        "{}",
+        said(&out)
+    );
+    let out = client(&["cancel", &after.id.to_string()], &config);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("Applied already"), "{}", said(&out));
+    let unknown = uuid::Uuid::new_v4();
+    let out = client(&["rerun", &unknown.to_string()], &config);
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("no session of package"),
+        "{}",
+        said(&out)
+    );
+
+    // The latest full package, applied, rerun over rows changed by hand.
+    let latest = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(20, "fourth"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied()
+        == latest.sequence));
+    let before = items(&store.channel_db());
+    rusqlite::Connection::open(store.channel_db())
+        .unwrap()
+        .execute_batch("DELETE FROM items WHERE id > 10; UPDATE items SET name = 'drift'")
+        .unwrap();
+    let out = client(&["rerun", &latest.id.to_string()], &config);
+    eprintln!("cdx-client rerun (applied full):\n{}", said(&out));
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("was applied again"), "{}", said(&out));
+    assert_eq!(items(&store.channel_db()), before);
+    assert_eq!(store.applied(), latest.sequence);
+}
+
+/// The second store's config: channel `store-0002`.
+fn second_store(hq: &Hq, store: &StoreDir) -> (std::path::PathBuf, SocketAddr) {
+    const SECOND: &str = "store-0002";
+    hq.server
+        .store()
+        .add_channel(SECOND, GROUP, SECRET)
+        .unwrap();
+    let (config, status) = config_on_port(store, &hq.url(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("channel_id = \"{CHANNEL}\""),
+        &format!("channel_id = \"{SECOND}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, status)
+}
+
+/// Issue 10's withdrawal: a full package that suspended two stores is
+/// withdrawn at headquarters; both pass over it by themselves (Canceled
+/// with the reason, at the store and at headquarters) and the next package
+/// applies with no operator. The store that had joined after it was
+/// published had passed over the package it superseded: the withdrawal
+/// names it, `stores --failing` shows it, and the corrected full package
+/// brings it level with the other. A store that had applied a package
+/// withdrawn later is shown until a later full package of the job applies.
+#[test]
+fn a_withdrawn_package_releases_the_stores_it_suspended() {
+    let hq = Hq::start();
+    let data = hq.dir.path().join("hq");
+    let store = StoreDir::new();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let _agent = spawn_client(&config);
+    listening(status);
+    let good = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(50, "first"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied() == good.sequence));
+    let packages = BrokenInTheMiddle::follow(&hq, good);
+    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
+    assert!(
+        wait_until(Duration::from_secs(60), || suspended_on(status, broken)),
+        "the broken package did not suspend the downloads"
+    );
+    // A store that joins now: the broken full package supersedes the first,
+    // so it passes over the first and stops at the broken one too.
+    let newcomer = StoreDir::new();
+    let (newcomer_config, newcomer_status) = second_store(&hq, &newcomer);
+    let _newcomer_agent = spawn_client(&newcomer_config);
+    listening(newcomer_status);
+    assert!(
+        wait_until(Duration::from_secs(60), || suspended_on(
+            newcomer_status,
+            broken
+        )),
+        "the broken package did not suspend the new store"
+    );
+    assert_eq!(store_sessions(newcomer_status, good)[0].0, "Canceled");
+
+    let reason = "file corrupted at headquarters; a corrected package follows";
+    let withdraw = server(
+        &[
+            "package",
+            "withdraw",
+            &broken.id.to_string(),
+            "--reason",
+            reason,
+            "--by",
+            "ops-alice",
+        ],
+        &data,
+    );
+    let withdrawn_at = Instant::now();
+    let told = said(&withdraw);
+    eprintln!("cdx-server package withdraw:\n{told}");
+    assert!(withdraw.status.success(), "{told}");
+    assert!(told.contains("no store had applied it"), "{told}");
+    assert!(
+        told.contains("until a new full package of job 1040 arrives: store-0002"),
+        "{told}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied()
+            == after.sequence
+            && newcomer.applied() == after.sequence),
+        "the stores did not pass over the withdrawn package: applied {} and {}",
+        store.applied(),
+        newcomer.applied()
+    );
+    eprintln!(
+        "the withdrawn package released both suspended stores in {:?}",
+        withdrawn_at.elapsed()
+    );
+    // Passed over, not applied: the first store has the first package's
+    // items and the one after the withdrawn one.
+    assert_eq!(items(&store.channel_db()).len(), 50);
+    let record = store
+        .db()
+        .applied_packages(GROUP)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.package_id == broken.id)
+        .unwrap();
+    assert!(
+        record
+            .passed_over
+            .as_deref()
+            .is_some_and(|r| r.contains(reason) && r.contains("ops-alice")),
+        "{record:?}"
+    );
+    let sessions = store_sessions(status, broken);
+    assert!(
+        sessions
+            .iter()
+            .any(|(s, m)| s == "Canceled" && m.contains(reason)),
+        "{sessions:?}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || !suspended_on(
+        status, broken
+    )));
+    let at_hq = hq.download_session(broken.id).unwrap();
+    assert_eq!(at_hq.status, "Canceled");
+    assert!(
+        at_hq.message.as_deref().is_some_and(|m| m.contains(reason)),
+        "{at_hq:?}"
+    );
+    let listed = said(&server(&["packages"], &data));
+    assert!(listed.contains("withdrawn by ops-alice"), "{listed}");
+    let again = server(
+        &[
+            "package",
+            "withdraw",
+            &broken.id.to_string(),
+            "--reason",
+            "twice",
+        ],
+        &data,
+    );
+    assert!(!again.status.success());
+    assert!(
+        said(&again).contains("already withdrawn by ops-alice"),
+        "{}",
+        said(&again)
+    );
+
+    // The new store lacks the first package: headquarters shows it failing,
+    // the other not.
+    assert_eq!(items(&newcomer.channel_db()).len(), 3);
+    let failing = said(&server(&["stores", "--failing"], &data));
+    eprintln!("cdx-server stores --failing (a store lacks superseded packages):\n{failing}");
+    assert!(failing.contains("store-0002"), "{failing}");
+    assert!(!failing.contains(CHANNEL), "{failing}");
+
+    // The first package is withdrawn too, after the first store applied
+    // it: that store is named as needing a correction and shown failing;
+    // the new store, which passed over it, is right now.
+    let late = server(
+        &[
+            "package",
+            "withdraw",
+            &good.id.to_string(),
+            "--reason",
+            "wrong prices",
+            "--by",
+            "ops-bob",
+        ],
+        &data,
+    );
+    let told = said(&late);
+    eprintln!("cdx-server package withdraw (applied):\n{told}");
+    assert!(late.status.success(), "{told}");
+    assert!(
+        told.contains(&format!("need a correcting package: {CHANNEL}")),
+        "{told}"
+    );
+    let failing = said(&server(&["stores", "--failing"], &data));
+    eprintln!("cdx-server stores --failing (a withdrawn package applied):\n{failing}");
+    assert!(
+        failing.contains(CHANNEL) && failing.contains("Applied, then withdrawn"),
+        "{failing}"
+    );
+    assert!(!failing.contains("store-0002"), "{failing}");
+
+    // The corrected full package levels both stores and clears the fleet.
+    let corrected = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(80, "corrected"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied()
+            == corrected.sequence
+            && newcomer.applied() == corrected.sequence),
+        "the corrected package did not apply"
+    );
+    assert_eq!(items(&newcomer.channel_db()), items(&store.channel_db()));
+    assert_eq!(items(&store.channel_db()).len(), 80);
+    assert!(wait_until(Duration::from_secs(20), || {
+        hq.server
+            .store()
+            .fleet(&cdx::server::FleetFilter {
+                failing: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .is_empty()
+    }));
+}
+
+/// Issue 10's supersession: a store that joins after a full package and
+/// 200 incrementals of its job, then a new full package, downloads only
+/// that last full package (counted in downloads and bytes) and ends with
+/// the same rows as a store that followed every package.
+#[test]
+fn a_new_store_downloads_only_the_full_package_that_supersedes_the_history() {
+    const INCREMENTALS: i64 = 200;
+    let hq = Hq::start();
+    let name = |id: i64, version: i64| format!("item {id} v{version}");
+    let mut state: std::collections::BTreeMap<i64, String> =
+        (1..=50).map(|id| (id, name(id, 0))).collect();
+    let rows = |state: &std::collections::BTreeMap<i64, String>| -> Vec<Vec<Value>> {
+        state
+            .iter()
+            .map(|(id, n)| vec![Value::Integer(*id), Value::Text(n.clone())])
+            .collect()
+    };
+    let mut history =
+        vec![hq.publish_table("1040", PackageKind::Full, items_schema(), rows(&state))];
+    for version in 1..=INCREMENTALS {
+        let id = version % 60 + 1;
+        state.insert(id, name(id, version));
+        let row = vec![vec![Value::Integer(id), Value::Text(name(id, version))]];
+        history.push(hq.publish_table("1040", PackageKind::Incremental, items_schema(), row));
+    }
+
+    // The store that follows from the start.
+    let follower = StoreDir::new();
+    let (config, _) = config_on_port(&follower, &hq.url(), "");
+    let agent = spawn_client(&config);
+    let last = history.last().unwrap().sequence;
+    assert!(
+        wait_until(Duration::from_secs(120), || follower.applied() == last),
+        "the follower did not apply the history: {}",
+        follower.applied()
+    );
+    let snapshot = hq.publish_table("1040", PackageKind::Full, items_schema(), rows(&state));
+    assert!(wait_until(Duration::from_secs(30), || follower.applied()
+        == snapshot.sequence));
+    drop(agent);
+
+    // The new store.
+    let newcomer = StoreDir::new();
+    let (config, status) = second_store(&hq, &newcomer);
+    let started = Instant::now();
+    let _agent = spawn_client(&config);
+    listening(status);
+    assert!(
+        wait_until(Duration::from_secs(60), || newcomer.applied()
+            == snapshot.sequence),
+        "the new store did not reach the snapshot: {}",
+        newcomer.applied()
+    );
+    eprintln!("the new store was in sync after {:?}", started.elapsed());
+    assert_eq!(items(&newcomer.channel_db()), items(&follower.channel_db()));
+    assert_eq!(items(&newcomer.channel_db()).len(), state.len());
+
+    let history_bytes: u64 = history.iter().map(|p| p.bytes).sum();
+    let (code, body) = http(status, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let metrics = parse(&body).unwrap();
+    let downloaded = metrics.value("cdx_downloaded_bytes_total", &[]).unwrap() as u64;
+    eprintln!(
+        "new store: downloaded {downloaded} bytes (the snapshot's {}); the history is {} packages, \
+         {history_bytes} bytes",
+        snapshot.bytes,
+        history.len()
+    );
+    assert_eq!(downloaded, snapshot.bytes);
+    assert_eq!(metrics.value("cdx_packages_applied_total", &[]), Some(1.0));
+    let records = newcomer.db().applied_packages(GROUP).unwrap();
+    assert_eq!(records.len(), history.len() + 1);
+    let passed_over = records.iter().filter(|r| r.passed_over.is_some()).count();
+    assert_eq!(passed_over, history.len());
+    assert!(records[0]
+        .passed_over
+        .as_deref()
+        .is_some_and(|r| r.contains(&format!("superseded by full package {}", snapshot.id))));
+    let sessions = store_sessions(status, &history[7]);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].0, "Canceled");
+}
