@@ -272,18 +272,26 @@ pub fn describe_key(schema: &TableSchema, row: &[Value]) -> String {
 }
 
 /// What to do with a package's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableAction {
     /// The table is missing: create it with [`create_table_sql`].
     Create,
     /// The table exists and fits the package.
     UseExisting,
+    /// The table exists and fits once the package's new columns are added
+    /// (their indices among the package's columns; each nullable and
+    /// outside the key), in the package's own transaction: the rows there
+    /// keep their values, NULL in the new columns.
+    AddColumns(Vec<usize>),
 }
 
 /// Why a package's table does not fit the table the channel database has.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SchemaConflict {
-    #[error("table `{table}` has no column `{column}`, which the package needs")]
+    #[error(
+        "table `{table}` has no column `{column}`, which the package needs; a package adds \
+         only nullable columns outside the key to a table that exists"
+    )]
     MissingColumn { table: String, column: String },
     #[error("column `{table}.{column}` is declared `{found}`, the package needs `{expected}`")]
     TypeMismatch {
@@ -407,7 +415,8 @@ pub fn sql_type(ty: ColumnType) -> String {
 /// database has, `None` when missing).
 ///
 /// # Errors
-/// A package column missing from the table, a column whose type is of
+/// A package column missing from the table that is NOT NULL or in the key
+/// (a nullable one is added: [`TableAction::AddColumns`]), a column whose type is of
 /// another [`Family`] (a narrower length or precision fits: values are
 /// checked one by one as they are applied), a primary key that differs from the
 /// package's key in columns or order, or an extra table column that is
@@ -420,8 +429,17 @@ pub fn check_table(
         return Ok(TableAction::Create);
     };
     let table = || wanted.name.clone();
-    for column in &wanted.columns {
+    let mut added = Vec::new();
+    for (i, column) in wanted.columns.iter().enumerate() {
         let Some(have) = existing.column(&column.name) else {
+            let in_key = wanted
+                .key
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(&column.name));
+            if column.nullable && !in_key {
+                added.push(i);
+                continue;
+            }
             return Err(SchemaConflict::MissingColumn {
                 table: table(),
                 column: column.name.clone(),
@@ -471,7 +489,24 @@ pub fn check_table(
             column: extra.name.clone(),
         });
     }
-    Ok(TableAction::UseExisting)
+    if added.is_empty() {
+        Ok(TableAction::UseExisting)
+    } else {
+        Ok(TableAction::AddColumns(added))
+    }
+}
+
+/// SQLite's statement adding package column `column` to `table`.
+pub fn add_column_sql(
+    table: &str,
+    column: &crate::package::Column,
+) -> Result<String, InvalidIdentifier> {
+    Ok(format!(
+        "ALTER TABLE {} ADD COLUMN {} {}",
+        quote_ident(table)?,
+        quote_ident(&column.name)?,
+        sql_type(column.ty)
+    ))
 }
 
 /// `name` in double quotes, internal quotes doubled.

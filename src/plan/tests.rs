@@ -84,24 +84,40 @@ fn identical_table_is_used() {
     );
 }
 
-/// A package column the table lacks is a conflict naming both.
+/// A nullable package column the table lacks is added; a NOT NULL one,
+/// or one in the key, is a conflict naming table and column.
 #[test]
-fn missing_column_conflicts() {
+fn missing_nullable_column_is_added_a_required_one_conflicts() {
     let mut t = existing_products();
     t.columns.remove(2);
+    assert_eq!(
+        check_table(Some(&t), &products()),
+        Ok(TableAction::AddColumns(vec![2]))
+    );
+    let mut t = existing_products();
+    t.columns.remove(1);
     let e = conflict(t);
     assert_eq!(
         e,
         SchemaConflict::MissingColumn {
             table: "products".into(),
-            column: "price".into()
+            column: "name".into()
         }
     );
     let text = e.to_string();
     assert!(
-        text.contains("products") && text.contains("price"),
+        text.contains("products") && text.contains("name") && text.contains("nullable"),
         "{text}"
     );
+    let mut wanted = products();
+    wanted
+        .columns
+        .push(Column::new("region", ColumnType::Text, true));
+    wanted.key.push("region".into());
+    assert!(matches!(
+        check_table(Some(&existing_products()), &wanted),
+        Err(SchemaConflict::MissingColumn { column, .. }) if column == "region"
+    ));
 }
 
 /// A column declared with another type is a conflict naming table, column

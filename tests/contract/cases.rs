@@ -64,6 +64,10 @@ pub const ALL: &[(&str, Case)] = &[
         schema_conflict_applies_nothing,
     ),
     (
+        "package_adds_a_nullable_column_rows_keep_their_values",
+        package_adds_a_nullable_column_rows_keep_their_values,
+    ),
+    (
         "schema_conflict_in_a_later_table_applies_nothing",
         schema_conflict_in_a_later_table_applies_nothing,
     ),
@@ -711,11 +715,12 @@ fn schema_conflict_applies_nothing(fx: &dyn Fixture) {
         ],
         &["product_id"],
     );
+    // A NOT NULL column cannot be added to rows that exist.
     let missing_column = table(
         "p_missing",
         vec![
             col("product_id", ColumnType::Integer, false),
-            col("name", ColumnType::Text, false),
+            col("price", ColumnType::Real, true),
         ],
         &["product_id"],
     );
@@ -726,7 +731,7 @@ fn schema_conflict_applies_nothing(fx: &dyn Fixture) {
     let old = |price: Value| vec![int(1), text("old"), price];
     let existing = Pkg::full(1, vec![other_type, missing_column, other_key])
         .rows(0, vec![old(text("cheap"))])
-        .rows(1, vec![vec![int(1), text("old")]])
+        .rows(1, vec![vec![int(1), Value::Null]])
         .rows(2, vec![old(Value::Null)]);
     applied(&mut *db, &existing);
     let before: Vec<_> = ["p_type", "p_missing", "p_key"]
@@ -736,7 +741,7 @@ fn schema_conflict_applies_nothing(fx: &dyn Fixture) {
 
     for (name, column) in [
         ("p_type", "price"),
-        ("p_missing", "price"),
+        ("p_missing", "name"),
         ("p_key", "product_id"),
     ] {
         for kind in [PackageKind::Full, PackageKind::Incremental] {
@@ -775,6 +780,81 @@ fn schema_conflict_applies_nothing(fx: &dyn Fixture) {
         .collect();
     assert_eq!(after, before);
     assert_eq!(sequences(&mut *db, GROUP), [1]);
+}
+
+/// A package whose table has a nullable column more than the channel
+/// database's adds it in its own transaction: the rows there keep their
+/// values (NULL in the new column); a later package that omits the column
+/// leaves it as it is; a package that fails after adding it adds nothing.
+fn package_adds_a_nullable_column_rows_keep_their_values(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    let narrow = table(
+        "products",
+        vec![
+            col("product_id", ColumnType::Integer, false),
+            col("name", ColumnType::Text, false),
+        ],
+        &["product_id"],
+    );
+    let names = |ids: std::ops::RangeInclusive<i64>| -> Vec<Vec<Value>> {
+        ids.map(|i| vec![int(i), text(&format!("p{i}"))]).collect()
+    };
+    applied(
+        &mut *db,
+        &Pkg::full(1, vec![narrow.clone()]).rows(0, names(1..=3)),
+    );
+
+    let widened = Pkg::incremental(2, vec![products()]).table(
+        0,
+        vec![
+            Op::Up(product(1, "one", Some(9.5))),
+            Op::Up(product(7, "seven", None)),
+        ],
+    );
+    // Corrupt near its end, it fails after the column was added and its
+    // rows written: nothing stays, the column neither.
+    let mut corrupt = widened.bytes();
+    let at = corrupt.len() - 5;
+    corrupt[at] ^= 0x55;
+    assert!(matches!(
+        db.apply_package(source(&corrupt)),
+        Err(ChannelDbError::Package { .. })
+    ));
+    assert_eq!(fx.rows("products", &["product_id"]), names(1..=3));
+    assert_eq!(sequences(&mut *db, GROUP), [1]);
+
+    let report = applied(&mut *db, &widened);
+    assert_eq!(report.upserts, 2);
+    assert!(report.created_tables.is_empty());
+    assert_eq!(
+        product_rows(fx),
+        vec![
+            product(1, "one", Some(9.5)),
+            product(2, "p2", None),
+            product(3, "p3", None),
+            product(7, "seven", None),
+        ]
+    );
+    // A package of the old shape upserts without touching the new column.
+    let old_shape = Pkg::incremental(3, vec![narrow]).table(
+        0,
+        vec![
+            Op::Up(vec![int(1), text("uno")]),
+            Op::Up(vec![int(4), text("p4")]),
+        ],
+    );
+    applied(&mut *db, &old_shape);
+    assert_eq!(
+        product_rows(fx),
+        vec![
+            product(1, "uno", Some(9.5)),
+            product(2, "p2", None),
+            product(3, "p3", None),
+            product(4, "p4", None),
+            product(7, "seven", None),
+        ]
+    );
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2, 3]);
 }
 
 /// When a later table of the package conflicts, the tables before it are

@@ -153,18 +153,28 @@ fn prepare_table(
         })
         .collect();
     let mut existing = existing;
-    match plan::check_table(existing.as_ref(), schema)? {
+    let action = plan::check_table(existing.as_ref(), schema)?;
+    if header.kind == PackageKind::Full && action != TableAction::Create {
+        tx.execute(&format!("DELETE FROM {table}"), [])
+            .context(|| format!("delete all rows of {name}"))?;
+    }
+    match action {
         TableAction::Create => {
             tx.execute(&plan::create_table_sql(schema)?, [])
                 .context(|| format!("create table {name}"))?;
             report.created_tables.push(name.clone());
             existing = read_table(tx, name)?;
         }
-        TableAction::UseExisting => {
-            if header.kind == PackageKind::Full {
-                tx.execute(&format!("DELETE FROM {table}"), [])
-                    .context(|| format!("delete all rows of {name}"))?;
+        TableAction::UseExisting => {}
+        TableAction::AddColumns(added) => {
+            for &i in &added {
+                let column = &schema.columns[i];
+                tx.execute(&plan::add_column_sql(name, column)?, [])
+                    .context(|| format!("add column {}.{}", name, column.name))?;
+                tracing::info!(package = %header.package_id, table = %name,
+                    column = %column.name, ty = %column.ty, "added a column the package brings");
             }
+            existing = read_table(tx, name)?;
         }
     }
     let numeric = existing

@@ -131,8 +131,8 @@ fn schema_conflict_with_hand_made_tables() {
             "price",
         ),
         (
-            "CREATE TABLE products (product_id INTEGER PRIMARY KEY, name TEXT)",
-            "price",
+            "CREATE TABLE products (product_id INTEGER PRIMARY KEY, price REAL)",
+            "name",
         ),
         (
             "CREATE TABLE products (product_id INTEGER, name TEXT, price REAL, \
@@ -144,10 +144,7 @@ fn schema_conflict_with_hand_made_tables() {
         let (_dir, mut db) = temp_db();
         db.connection().execute(ddl, []).unwrap();
         db.connection()
-            .execute(
-                "INSERT INTO products (product_id, name) VALUES (1, 'old')",
-                [],
-            )
+            .execute("INSERT INTO products (product_id) VALUES (1)", [])
             .unwrap();
         let err = apply(&mut db, &full_products(1, 3)).unwrap_err();
         let ChannelDbError::SchemaConflict(conflict) = &err else {

@@ -95,6 +95,29 @@ pub fn create_table(schema: &str, table: &TableSchema) -> Result<String, Invalid
     ))
 }
 
+/// Adds the package's columns `added` (indices into `table.columns`, each
+/// nullable and outside the key) to the existing table: one statement per
+/// column, in one batch.
+pub fn add_columns(
+    schema: &str,
+    table: &TableSchema,
+    added: &[usize],
+) -> Result<String, InvalidIdentifier> {
+    let types = create_types(table);
+    let qualified = qualified(schema, &table.name)?;
+    let statements = added
+        .iter()
+        .map(|&i| {
+            let name = quote(&table.columns[i].name)?;
+            Ok(format!(
+                "ALTER TABLE {qualified} ADD {name} {} NULL;",
+                types[i]
+            ))
+        })
+        .collect::<Result<Vec<_>, InvalidIdentifier>>()?;
+    Ok(statements.join("\n"))
+}
+
 /// How a column is read for upload: as it is, or cast to what tiberius
 /// reads exactly (it reads `money` as a float).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

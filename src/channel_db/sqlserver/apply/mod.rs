@@ -240,21 +240,36 @@ impl<'p> Applying<'p> {
         let qualified = tsql::qualified(&self.schema, name)?;
         let mut columns = table_columns(self.pool, connection, name).await?;
         let existing = columns.as_deref().map(|c| existing_table(name, c));
-        let sql = match plan::check_table(existing.as_ref(), schema)? {
+        let action = plan::check_table(existing.as_ref(), schema)?;
+        let mut statements = Vec::new();
+        match &action {
             TableAction::Create => {
-                Some((tsql::create_table(&self.schema, schema)?, "create table"))
+                statements.push((tsql::create_table(&self.schema, schema)?, "create table"));
             }
-            TableAction::UseExisting if self.header.kind == PackageKind::Full => {
-                Some((format!("DELETE FROM {qualified}"), "delete all rows of"))
+            TableAction::AddColumns(added) => {
+                statements.push((
+                    tsql::add_columns(&self.schema, schema, added)?,
+                    "add columns to",
+                ));
+                for &i in added {
+                    let column = &schema.columns[i];
+                    tracing::info!(package = %self.id(), table = %name, column = %column.name,
+                        ty = %column.ty, "added a column the package brings");
+                }
             }
-            TableAction::UseExisting => None,
-        };
-        if let Some((sql, what)) = sql {
+            TableAction::UseExisting => {}
+        }
+        if existing.is_some() && self.header.kind == PackageKind::Full {
+            statements.push((format!("DELETE FROM {qualified}"), "delete all rows of"));
+        }
+        for (sql, what) in statements {
             let context = || format!("{what} {qualified}");
             execute(self.pool, connection, context, &sql, &[]).await?;
         }
         if existing.is_none() {
             self.report.created_tables.push(name.clone());
+        }
+        if action != TableAction::UseExisting {
             // Read back: a text key may have been created narrower.
             columns = table_columns(self.pool, connection, name).await?;
         }
