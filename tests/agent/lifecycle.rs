@@ -511,3 +511,133 @@ fn a_new_store_downloads_only_the_full_package_that_supersedes_the_history() {
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0].0, "Canceled");
 }
+
+/// Issue 10's schema evolution, through the agent: an incremental package
+/// whose table has a nullable column more adds it, the rows already there
+/// keep their values; one bringing a NOT NULL column is refused, naming
+/// table and column, suspends the store, and its withdrawal releases it.
+#[test]
+fn a_package_adding_a_column_applies_and_one_adding_a_required_column_is_refused() {
+    use cdx::package::{Column, ColumnType};
+    let hq = Hq::start();
+    let store = StoreDir::new();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let _agent = spawn_client(&config);
+    listening(status);
+    let first = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(5, "item"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied()
+        == first.sequence));
+
+    let mut priced = items_schema();
+    priced.columns.push(Column::new(
+        "price",
+        ColumnType::Decimal {
+            precision: 10,
+            scale: 2,
+        },
+        true,
+    ));
+    let row = |id: i64, name: &str, price: &str| {
+        vec![
+            Value::Integer(id),
+            Value::Text(name.into()),
+            Value::Text(price.into()),
+        ]
+    };
+    let added = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        priced,
+        vec![row(1, "item 1 repriced", "9.95"), row(6, "item 6", "1.50")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied()
+            == added.sequence),
+        "the package adding a column did not apply: {}",
+        http(status, "GET", "/status").1
+    );
+    let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
+    let rows: Vec<(i64, String, Option<f64>)> = conn
+        .prepare("SELECT id, name, price FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want: Vec<(i64, String, Option<f64>)> = vec![
+        (1, "item 1 repriced".into(), Some(9.95)),
+        (2, "item 2".into(), None),
+        (3, "item 3".into(), None),
+        (4, "item 4".into(), None),
+        (5, "item 5".into(), None),
+        (6, "item 6".into(), Some(1.5)),
+    ];
+    assert_eq!(rows, want);
+
+    let mut regional = items_schema();
+    regional
+        .columns
+        .push(Column::new("region", ColumnType::Text, false));
+    let refused = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        regional,
+        vec![vec![
+            Value::Integer(1),
+            Value::Text("x".into()),
+            Value::Text("north".into()),
+        ]],
+    );
+    let next = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        vec![vec![
+            Value::Integer(2),
+            Value::Text("item 2 renamed".into()),
+        ]],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || suspended_on(status, &refused)),
+        "the package adding a NOT NULL column did not suspend the store"
+    );
+    let (_, body) = http(status, "GET", "/status");
+    assert!(
+        body.contains("table `items` has no column `region`")
+            && body.contains("only nullable columns outside the key"),
+        "{body}"
+    );
+    let data = hq.dir.path().join("hq");
+    let out = server(
+        &[
+            "package",
+            "withdraw",
+            &refused.id.to_string(),
+            "--reason",
+            "region must be nullable",
+        ],
+        &data,
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied() == next.sequence),
+        "the package after the withdrawn one did not apply"
+    );
+    let name: String = conn
+        .query_row("SELECT name FROM items WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "item 2 renamed");
+    let columns: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('items') WHERE name = 'region'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 0, "the refused package's column stayed");
+}
