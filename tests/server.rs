@@ -1197,3 +1197,136 @@ async fn operators_routes_without_a_token_answer_this_machine_only() {
         }
     }
 }
+
+/// A package of `job` and `kind` with `rows` products (or customers for a
+/// job other than 1040).
+fn publish_kind(store: &Store, job: &str, kind: PackageKind, rows: i64) -> PackageInfo {
+    let mut table = products_schema();
+    if job != "1040" {
+        table.name = "customers".into();
+    }
+    let spec = PublishSpec {
+        data_group: GROUP.into(),
+        job: job.into(),
+        kind,
+        tables: vec![table],
+    };
+    store
+        .publish(spec, |writer| {
+            writer.table(0)?;
+            for id in 0..rows {
+                writer.upsert(&[Value::Integer(id), Value::Text(format!("row {id}"))])?;
+            }
+            Ok(())
+        })
+        .unwrap()
+}
+
+/// A full package supersedes the earlier packages of its job in the
+/// listing; compaction prunes the files of superseded packages only once
+/// `keep_for` has passed, keeps their rows listed and marked, and answers
+/// 410 Gone for their content; withdrawing the full package that had
+/// superseded pruned ones takes the marks back and says a new full package
+/// is needed.
+#[actix_rt::test]
+async fn compaction_prunes_only_what_no_store_will_download() {
+    let t = TestServer::start();
+    let store = t.store();
+    let old_full = publish_kind(store, "1040", PackageKind::Full, 10);
+    let old_inc = publish_kind(store, "1040", PackageKind::Incremental, 2);
+    let other_job = publish_kind(store, "1010", PackageKind::Incremental, 2);
+    let full = publish_kind(store, "1040", PackageKind::Full, 12);
+    let after = publish_kind(store, "1040", PackageKind::Incremental, 1);
+    let list: PackageList = t.get_json("/v1/packages?after=0").await;
+    let marks: Vec<(u64, Option<u64>)> = list
+        .packages
+        .iter()
+        .map(|l| {
+            (
+                l.package.sequence,
+                l.superseded_by.as_ref().map(|s| s.sequence),
+            )
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [(1, Some(4)), (2, Some(4)), (3, None), (4, None), (5, None)]
+    );
+
+    // Too recent to prune; a dry run prunes nothing.
+    let kept = store
+        .compact(None, Duration::from_secs(3600), false)
+        .unwrap();
+    assert!(kept.pruned.is_empty(), "{kept:?}");
+    let would = store.compact(None, Duration::ZERO, true).unwrap();
+    assert_eq!(would.pruned.len(), 2);
+    assert!(store.package_path(old_full.id).exists());
+
+    let done = store.compact(Some(GROUP), Duration::ZERO, false).unwrap();
+    let pruned: Vec<Uuid> = done.pruned.iter().map(|p| p.0).collect();
+    assert_eq!(pruned, [old_full.id, old_inc.id]);
+    assert_eq!(done.bytes, old_full.bytes + old_inc.bytes);
+    for p in [&old_full, &old_inc] {
+        assert!(!store.package_path(p.id).exists());
+        let response = t
+            .get(&cdx::protocol::package_content_path(p.id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::GONE);
+        let error = error_of(response).await;
+        assert!(
+            error.contains("pruned") && error.contains(&full.id.to_string()),
+            "{error}"
+        );
+    }
+    for p in [&other_job, &full, &after] {
+        assert!(store.package_path(p.id).exists());
+        let response = t
+            .get(&cdx::protocol::package_content_path(p.id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let relisted: PackageList = t.get_json("/v1/packages?after=0").await;
+    assert_eq!(relisted.packages.len(), 5, "rows stay listed");
+    assert!(store
+        .compact(None, Duration::ZERO, false)
+        .unwrap()
+        .pruned
+        .is_empty());
+
+    let withdrawn = store.withdraw(full.id, "ops", "bad prices").unwrap();
+    assert_eq!(withdrawn.pruned_superseded, 2);
+    let said = cdx::server::report::withdrawn(&withdrawn);
+    assert!(
+        said.contains("2 package(s) it superseded were pruned"),
+        "{said}"
+    );
+    let list: PackageList = t.get_json("/v1/packages?after=0").await;
+    assert!(list.packages.iter().all(|l| l.superseded_by.is_none()));
+    assert!(list.packages[3].withdrawn.is_some());
+}
+
+/// A `server.db` from before tables were recorded: opening it reads each
+/// package's tables from its file and decides what supersedes what.
+#[test]
+fn an_older_server_db_learns_its_packages_tables_when_opened() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(&data).unwrap();
+    publish_kind(&store, "1040", PackageKind::Incremental, 2);
+    publish_kind(&store, "1040", PackageKind::Full, 3);
+    drop(store);
+    let conn = rusqlite::Connection::open(data.join(server::DB_FILE)).unwrap();
+    conn.execute_batch("UPDATE packages SET tables = NULL, superseded_by = NULL")
+        .unwrap();
+    drop(conn);
+    let store = Store::open(&data).unwrap();
+    let listed = store.listed_packages(None).unwrap();
+    assert_eq!(
+        listed[0].superseded_by.as_ref().map(|s| s.sequence),
+        Some(2)
+    );
+}

@@ -213,7 +213,7 @@ impl Handler<PassOver> for Applier {
                 kind: p.kind,
                 reason: msg.reason.clone(),
             })?;
-            tracing::warn!(package = %p.id, sequence = p.sequence, job = %p.job,
+            tracing::info!(package = %p.id, sequence = p.sequence, job = %p.job,
                 reason = %msg.reason, "package passed over");
             Ok(())
         })

@@ -45,6 +45,12 @@ enum Command {
     /// Act on one published package.
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Prune the files of packages no store will download: superseded by a
+    /// later full package of their job, or withdrawn. Each package's row
+    /// stays (marked), so the order stays whole: a store behind passes over
+    /// them and goes straight to the latest full package of each job and
+    /// what followed it. Run it from cron, or let `serve --retain` do it.
+    Compact(CompactArgs),
     /// The fleet, worst first: each channel's applied sequence against its
     /// group's latest, how long it has waited, failed or suspended sessions
     /// with their last error, and its uploads.
@@ -207,6 +213,28 @@ struct ServeArgs {
     /// Without one, those routes answer only clients on this machine.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Compact on its own: every hour (and at start), prune the files of
+    /// packages superseded or withdrawn longer than this ago, as `compact
+    /// --keep-for` (e.g. `7d`). Off when absent.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    retain: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+struct CompactArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this data group.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Keep a file this long after its package was superseded or withdrawn,
+    /// so a store downloading it finishes (e.g. `7d`, `12h`, `0s`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "7d")]
+    keep_for: std::time::Duration,
+    /// Print what would be pruned, and prune nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -485,6 +513,13 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             let packages = args.data.open()?.listed_packages(args.group.as_deref())?;
             out = report::packages(&packages);
         }
+        Command::Compact(args) => {
+            let done =
+                args.data
+                    .open()?
+                    .compact(args.group.as_deref(), args.keep_for, args.dry_run)?;
+            out = report::compacted(&done, args.dry_run);
+        }
         Command::Package(PackageCommand::Withdraw(args)) => {
             let by = args
                 .by
@@ -524,6 +559,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(token) = admin_token(args.admin_token_file.as_deref())? {
         store.set_admin_token(token)?;
     }
+    if let Some(keep_for) = args.retain {
+        compact_every_hour(store.clone(), keep_for);
+    }
     let listener = std::net::TcpListener::bind(&args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %args.data.data.display(), "serving");
@@ -551,6 +589,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.await
     })?;
     Ok(())
+}
+
+/// `serve --retain`: compacts at start and then every hour, on a thread of
+/// its own (file and database work never runs on the event loop). A
+/// failure is logged and tried again at the next hour.
+fn compact_every_hour(store: Store, keep_for: std::time::Duration) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    let spawned = std::thread::Builder::new()
+        .name("cdx-compact".into())
+        .spawn(move || loop {
+            match store.compact(None, keep_for, false) {
+                Ok(done) if done.pruned.is_empty() => {}
+                Ok(done) => tracing::info!(
+                    packages = done.pruned.len(),
+                    bytes = done.bytes,
+                    "compacted: pruned the files of superseded and withdrawn packages"
+                ),
+                Err(e) => tracing::error!(error = %e, "compaction failed; trying again in an hour"),
+            }
+            std::thread::sleep(EVERY);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the compaction thread; --retain is off");
+    }
 }
 
 /// The admin token from `file` (its first line) or from CDX_ADMIN_TOKEN.

@@ -43,6 +43,13 @@ pub(crate) async fn package_content(
                 channel.data_group
             ))
         })?;
+    let lookup = store.clone();
+    if let Some(why) = blocking(move || lookup.pruned(id)).await? {
+        return Err(ServerError::Gone(format!(
+            "package {id} was pruned at headquarters ({why}); list the packages again: \
+             a store passes over it"
+        )));
+    }
     let path = store.package_path(id);
     let etag = format!("\"{}\"", package.sha256);
 

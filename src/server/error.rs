@@ -38,6 +38,11 @@ pub enum ServerError {
     #[error("{0}")]
     NotFound(String),
 
+    /// What was asked for existed and was removed for good (a pruned
+    /// package's file).
+    #[error("{0}")]
+    Gone(String),
+
     /// What was asked for exists already.
     #[error("{0}")]
     Conflict(String),

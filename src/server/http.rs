@@ -135,6 +135,7 @@ impl ResponseError for ServerError {
         match self {
             ServerError::Record { .. } | ServerError::Invalid(_) => StatusCode::BAD_REQUEST,
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Gone(_) => StatusCode::GONE,
             ServerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -74,6 +74,9 @@ pub struct Withdrawn {
     /// package superseded them: they lack those packages' changes until a
     /// new full package of the job arrives.
     pub stranded: Vec<String>,
+    /// Packages it superseded whose files `compact` pruned: no store can
+    /// download them any more, so a new full package of the job is needed.
+    pub pruned_superseded: u64,
 }
 
 /// A package some channel applied before it was withdrawn.
@@ -187,6 +190,11 @@ impl Store {
                  VALUES (?1, 'withdrawn', ?2, ?3, ?4)",
                 params![id.to_string(), by, reason, withdrawal.at_ms],
             )?;
+            let pruned_superseded: u64 = tx.query_row(
+                "SELECT COUNT(*) FROM packages WHERE superseded_by = ?1 AND pruned_at_ms IS NOT NULL",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
             // A withdrawn full package supersedes nothing any more.
             supersede_job(&tx, &package.data_group, &package.job)?;
             let applied_by: Vec<String> = tx
@@ -225,6 +233,7 @@ impl Store {
                 applied_by,
                 canceled,
                 stranded,
+                pruned_superseded,
             })
         })
     }
@@ -294,6 +303,98 @@ impl Store {
             }
             tx.commit()?;
             Ok(())
+        })
+    }
+}
+
+/// What `compact` pruned, or would prune.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Compacted {
+    /// (package, data group, sequence, file bytes) of each package pruned.
+    pub pruned: Vec<(Uuid, String, u64, u64)>,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Prunes the files of packages no store will download: superseded by
+    /// a full package published, or withdrawn, at least `keep_for` ago (a
+    /// store in the middle of downloading one finishes meanwhile). The
+    /// package's row stays, so the order stays whole and every store can
+    /// still pass over it; its content route answers 410 Gone. `dry_run`
+    /// only says what would go.
+    pub fn compact(
+        &self,
+        data_group: Option<&str>,
+        keep_for: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<Compacted, ServerError> {
+        let cutoff = now_ms() - i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX);
+        let candidates: Vec<(Uuid, String, u64, u64, String)> = self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT p.id, p.data_group, p.sequence, p.bytes, p.sha256 FROM packages p
+                 LEFT JOIN packages f ON f.id = p.superseded_by
+                 WHERE p.pruned_at_ms IS NULL AND (?1 IS NULL OR p.data_group = ?1)
+                   AND (p.withdrawn_at_ms <= ?2 OR f.created_at_ms <= ?2)
+                 ORDER BY p.data_group, p.sequence",
+            )?;
+            let rows = stmt.query_map(params![data_group, cutoff], |r| {
+                Ok((
+                    parse_uuid(0, &r.get::<_, String>(0)?)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                    r.get(4)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        let mut done = Compacted::default();
+        for (id, group, sequence, bytes, sha256) in candidates {
+            if !dry_run {
+                // Marked first: a crash between leaves a file too many,
+                // never a listed package without its file.
+                self.with_conn(|conn| {
+                    conn.execute(
+                        "UPDATE packages SET pruned_at_ms = ?2 WHERE id = ?1",
+                        params![id.to_string(), now_ms()],
+                    )?;
+                    Ok(())
+                })?;
+                for path in [self.package_path(id), self.content_path(&sha256)] {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(ServerError::io(format!("removing {}", path.display()), e))
+                        }
+                    }
+                }
+                tracing::info!(package = %id, data_group = %group, sequence, bytes,
+                    "pruned a superseded or withdrawn package's file");
+            }
+            done.bytes += bytes;
+            done.pruned.push((id, group, sequence, bytes));
+        }
+        Ok(done)
+    }
+
+    /// Why package `id`'s file was pruned; `None` when it was not.
+    pub fn pruned(&self, id: Uuid) -> Result<Option<String>, ServerError> {
+        self.with_conn(|conn| {
+            let row: Option<(Option<i64>, Option<String>, Option<String>)> = conn
+                .query_row(
+                    "SELECT pruned_at_ms, superseded_by, withdrawn_reason FROM packages
+                     WHERE id = ?1",
+                    [id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                Some((Some(_), _, Some(reason))) => Some(format!("withdrawn: {reason}")),
+                Some((Some(_), Some(by), None)) => Some(format!("superseded by {by}")),
+                Some((Some(_), None, None)) => Some("no longer needed".into()),
+                _ => None,
+            })
         })
     }
 }

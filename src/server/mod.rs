@@ -48,7 +48,7 @@ pub use auth::Authenticated;
 pub use error::ServerError;
 pub use fleet::{FleetFilter, StoreProblem, StoreState};
 pub use http::{serve, MAX_UPLOAD_BYTES, PACKAGES_PER_RESPONSE};
-pub use lifecycle::{supersessions, AppliedWithdrawn, JobPackage, Withdrawn};
+pub use lifecycle::{supersessions, AppliedWithdrawn, Compacted, JobPackage, Withdrawn};
 pub use publish::{PackageFileWriter, Publication, PublishSpec};
 pub use running::{spawn, spawn_store, RunningServer};
 pub use sessions::SessionFilter;

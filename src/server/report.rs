@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::fleet::StoreState;
-use super::lifecycle::Withdrawn;
+use super::lifecycle::{Compacted, Withdrawn};
 use super::store::ChannelInfo;
 use super::uploads::UploadTableInfo;
 use crate::protocol::{ListedPackage, SessionInfo};
@@ -104,6 +104,24 @@ pub fn packages(packages: &[ListedPackage]) -> String {
     )
 }
 
+/// What `cdx-server compact` pruned.
+pub fn compacted(done: &Compacted, dry_run: bool) -> String {
+    let verb = if dry_run { "would prune" } else { "pruned" };
+    let mut out = String::new();
+    for (id, group, sequence, bytes) in &done.pruned {
+        out.push_str(&format!(
+            "{verb} {group} #{sequence} {id} ({bytes} bytes)\n"
+        ));
+    }
+    out.push_str(&format!(
+        "{verb} {} package file(s), {} bytes; their rows stay listed, marked, so every store \
+         passes over them\n",
+        done.pruned.len(),
+        done.bytes
+    ));
+    out
+}
+
 /// What `cdx-server package withdraw` did.
 pub fn withdrawn(done: &Withdrawn) -> String {
     let p = &done.package;
@@ -126,6 +144,13 @@ pub fn withdrawn(done: &Withdrawn) -> String {
             done.stranded.len(),
             p.job,
             done.stranded.join(", ")
+        ));
+    }
+    if done.pruned_superseded > 0 {
+        out.push_str(&format!(
+            "{} package(s) it superseded were pruned: stores that have not applied them wait \
+             for a new full package of job {}; publish one\n",
+            done.pruned_superseded, p.job
         ));
     }
     if done.applied_by.is_empty() {

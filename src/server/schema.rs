@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS packages (
     withdrawn_at_ms  INTEGER,                 -- set by `package withdraw`: no store should apply it
     withdrawn_by     TEXT,
     withdrawn_reason TEXT,
+    pruned_at_ms  INTEGER,                    -- set by `compact`: the file is gone, the row stays
     UNIQUE (data_group, sequence)
 );
 
@@ -124,4 +125,5 @@ pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("packages", "withdrawn_at_ms", "INTEGER"),
     ("packages", "withdrawn_by", "TEXT"),
     ("packages", "withdrawn_reason", "TEXT"),
+    ("packages", "pruned_at_ms", "INTEGER"),
 ];

@@ -430,9 +430,10 @@ fn a_withdrawn_package_releases_the_stores_it_suspended() {
 }
 
 /// Issue 10's supersession: a store that joins after a full package and
-/// 200 incrementals of its job, then a new full package, downloads only
-/// that last full package (counted in downloads and bytes) and ends with
-/// the same rows as a store that followed every package.
+/// 200 incrementals of its job, then a new full package, and a compaction
+/// that pruned the history's files, downloads only that last full package
+/// (counted in downloads and bytes) and ends with the same rows as a store
+/// that followed every package.
 #[test]
 fn a_new_store_downloads_only_the_full_package_that_supersedes_the_history() {
     const INCREMENTALS: i64 = 200;
@@ -469,6 +470,15 @@ fn a_new_store_downloads_only_the_full_package_that_supersedes_the_history() {
     assert!(wait_until(Duration::from_secs(30), || follower.applied()
         == snapshot.sequence));
     drop(agent);
+
+    // Headquarters prunes the history's files: no store will download them.
+    let pruned = hq
+        .server
+        .store()
+        .compact(None, Duration::ZERO, false)
+        .unwrap();
+    assert_eq!(pruned.pruned.len(), history.len());
+    assert!(history.iter().all(|p| !hq.package_file(p.id).exists()));
 
     // The new store.
     let newcomer = StoreDir::new();
@@ -640,4 +650,45 @@ fn a_package_adding_a_column_applies_and_one_adding_a_required_column_is_refused
         )
         .unwrap();
     assert_eq!(columns, 0, "the refused package's column stayed");
+}
+
+/// `cdx-server serve --retain 0s` compacts on its own when it starts: the
+/// superseded package's file goes, the others stay, and a running server
+/// answers 410 for it.
+#[test]
+fn serve_with_retain_prunes_superseded_files_on_its_own() {
+    let mut hq = HqProcess::new();
+    let publish = |kind, n| {
+        let rows: Vec<_> = item_rows(n, "item")
+            .into_iter()
+            .map(|r| (0u32, cdx::retail::GeneratedRow::Upsert(r)))
+            .collect();
+        hq.publish(cdx::retail::GeneratedPackage {
+            job: "1040".into(),
+            kind,
+            tables: vec![items_schema()],
+            rows: Box::new(rows.into_iter()),
+        })
+    };
+    let old = publish(PackageKind::Full, 5);
+    let new = publish(PackageKind::Full, 6);
+    let old_file = hq.store.package_path(old.id);
+    assert!(old_file.exists());
+    hq.args = vec!["--retain".into(), "0s".into()];
+    hq.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || !old_file.exists()),
+        "serve --retain did not prune the superseded package's file"
+    );
+    assert!(hq.store.package_path(new.id).exists());
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{CHANNEL}:{SECRET}"));
+    let (code, body) = http_with(
+        hq.addr,
+        "GET",
+        &cdx::protocol::package_content_path(old.id),
+        &[("Authorization", &format!("Basic {auth}"))],
+    );
+    assert_eq!(code, 410, "{body}");
+    assert!(body.contains("pruned"), "{body}");
 }
