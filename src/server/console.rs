@@ -20,7 +20,7 @@ use super::http::{admin_only, blocking};
 use super::sessions::SessionFilter;
 use super::store::Store;
 use crate::html::{layout, Refresh};
-use crate::protocol::{now_ms, rfc3339_ms, PackageInfo, SessionInfo};
+use crate::protocol::{now_ms, rfc3339_ms, ListedPackage, SessionInfo};
 use crate::server::metrics::channel_state;
 use crate::server::report::age;
 
@@ -256,15 +256,19 @@ async fn packages(req: HttpRequest, store: web::Data<Store>) -> HttpResponse {
     if let Some(out) = refusal(&req, &store) {
         return out;
     }
-    match blocking(move || store.packages(None)).await {
+    match blocking(move || store.listed_packages(None)).await {
         Ok(list) => page(req.path(), "cdx packages", packages_body(&list, now_ms())),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
 
-/// Every package, by group, newest first.
-pub fn packages_body(packages: &[PackageInfo], now: i64) -> Markup {
-    let mut groups: Vec<&str> = packages.iter().map(|p| p.data_group.as_str()).collect();
+/// Every package, by group, newest first, with its withdrawal or
+/// supersession.
+pub fn packages_body(packages: &[ListedPackage], now: i64) -> Markup {
+    let mut groups: Vec<&str> = packages
+        .iter()
+        .map(|l| l.package.data_group.as_str())
+        .collect();
     groups.sort_unstable();
     groups.dedup();
     html! {
@@ -275,8 +279,9 @@ pub fn packages_body(packages: &[PackageInfo], now: i64) -> Markup {
             h2 { "Group " (g) }
             div.scroll {
                 table.packages {
-                    tr { th { "#" } th { "Job" } th { "Kind" } th { "Rows" } th { "Bytes" } th { "Published" } th { "Id" } }
-                    @for p in packages.iter().rev().filter(|p| p.data_group == g) {
+                    tr { th { "#" } th { "Job" } th { "Kind" } th { "Rows" } th { "Bytes" } th { "Published" } th { "State" } th { "Id" } }
+                    @for l in packages.iter().rev().filter(|l| l.package.data_group == g) {
+                        @let p = &l.package;
                         tr {
                             td.n { (p.sequence) }
                             td { (p.job) }
@@ -284,6 +289,13 @@ pub fn packages_body(packages: &[PackageInfo], now: i64) -> Markup {
                             td.n { (p.rows) }
                             td.n { (p.bytes) }
                             td { (ago(now, Some(p.created_at_ms))) }
+                            td.state {
+                                @if let Some(w) = &l.withdrawn {
+                                    span.bad { "withdrawn" } " by " (w.by) ": " (w.reason)
+                                } @else if let Some(s) = &l.superseded_by {
+                                    span.muted { "superseded by #" (s.sequence) }
+                                }
+                            }
                             td.id { (p.id) }
                         }
                     }

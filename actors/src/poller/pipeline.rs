@@ -95,9 +95,11 @@ impl Pipeline {
             data_group: list.data_group.clone(),
             listed: list.packages.len(),
             last_applied,
+            // What the store will apply: passed-over packages are no lag.
             pending: list
                 .packages
                 .iter()
+                .filter(|p| p.pass_over_reason().is_none())
                 .map(|p| (p.package.sequence, p.package.created_at_ms))
                 .collect(),
         });
