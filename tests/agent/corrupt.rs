@@ -27,13 +27,22 @@ fn names(store: &StoreDir) -> Vec<String> {
 fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     let hq = Hq::start();
     let store = StoreDir::new();
-    let packages = BrokenInTheMiddle::publish(&hq);
-    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
-
     let agent = RunningAgent::start(
         store.config(&hq.url(), "reliable", ""),
         sqlite(store.channel_db()),
     );
+    // The store has the first package before the broken full package is
+    // published (a store that had not would pass over the first, which
+    // the broken one supersedes: docs/protocol.md section 3.2).
+    let good = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(50, "first"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied() == good.sequence));
+    let packages = BrokenInTheMiddle::follow(&hq, good);
+    let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
     let suspended = wait_until(Duration::from_secs(30), || {
         agent.status().suspended.is_some()
     });
@@ -113,9 +122,10 @@ fn package_with_bad_inner_checksum_is_never_applied() {
         items_schema(),
         item_rows(20, "first"),
     );
+    // Incremental: a full package would supersede the first one.
     let broken = hq.publish_table(
         "1040",
-        PackageKind::Full,
+        PackageKind::Incremental,
         items_schema(),
         item_rows(2000, "second"),
     );
