@@ -151,6 +151,7 @@ impl Store {
                        SELECT 1 FROM sessions a JOIN packages f ON f.id = a.subject_id
                        WHERE a.channel = s.channel AND a.direction = 'download'
                          AND a.status = 'Applied' AND f.kind = 'Full' AND f.job = p.job
+                         AND f.withdrawn_at_ms IS NULL
                          AND f.data_group = p.data_group AND f.sequence > p.sequence)
                  ORDER BY p.withdrawn_at_ms DESC",
             )?;

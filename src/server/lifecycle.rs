@@ -68,8 +68,9 @@ pub struct Withdrawn {
     pub withdrawal: Withdrawal,
     /// Channels that had already applied it: they need a correcting package.
     pub applied_by: Vec<String>,
-    /// Download sessions of channels that had not applied it, now Canceled.
-    pub canceled: usize,
+    /// Channels that know of it and have not applied it: each passes over
+    /// it at its next poll, and its session becomes Canceled then.
+    pub waiting: usize,
     /// Channels that passed over earlier packages because this (full)
     /// package superseded them: they lack those packages' changes until a
     /// new full package of the job arrives.
@@ -130,9 +131,9 @@ impl Store {
     }
 
     /// Takes package `id` back: no store should apply it. Stores that have
-    /// not applied it pass over it at their next poll; their download
-    /// sessions are Canceled here at once, with the reason. Journaled in
-    /// `package_history` with `by` and the time.
+    /// not applied it pass over it at their next poll and report their
+    /// session Canceled with the reason. Journaled in `package_history`
+    /// with `by` and the time.
     ///
     /// # Errors
     /// [`ServerError::NotFound`] for an unknown package,
@@ -205,14 +206,16 @@ impl Store {
                 )?
                 .query_map([id.to_string()], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            let message = ListedPackage {
-                package: package.clone(),
-                withdrawn: Some(withdrawal.clone()),
-                superseded_by: None,
-            }
-            .pass_over_reason()
-            .unwrap_or_default();
-            let canceled = super::sessions::cancel_download_sessions(&tx, &package, &message)?;
+            // Their sessions become Canceled when the stores report passing
+            // over it: a store far behind has not yet, and its position is
+            // what it reported.
+            let waiting: usize = tx.query_row(
+                "SELECT COUNT(*) FROM sessions
+                 WHERE direction = 'download' AND subject_id = ?1
+                   AND status NOT IN ('Applied', 'Canceled')",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
             // The agents report a pass-over with the superseding package's
             // id in the message (ListedPackage::pass_over_reason).
             let stranded: Vec<String> = tx
@@ -226,12 +229,12 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             tx.commit()?;
             tracing::warn!(package = %id, sequence = package.sequence, job = %package.job,
-                by, reason, canceled, applied_by = applied_by.len(), "withdrew package");
+                by, reason, waiting, applied_by = applied_by.len(), "withdrew package");
             Ok(Withdrawn {
                 package,
                 withdrawal,
                 applied_by,
-                canceled,
+                waiting,
                 stranded,
                 pruned_superseded,
             })
@@ -316,8 +319,8 @@ pub struct Compacted {
 }
 
 impl Store {
-    /// Prunes the files of packages no store will download: superseded by
-    /// a full package published, or withdrawn, at least `keep_for` ago (a
+    /// Prunes the files of packages no store will download: superseded, or
+    /// withdrawn, at least `keep_for` ago (a
     /// store in the middle of downloading one finishes meanwhile). The
     /// package's row stays, so the order stays whole and every store can
     /// still pass over it; its content route answers 410 Gone. `dry_run`
@@ -331,11 +334,11 @@ impl Store {
         let cutoff = now_ms() - i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX);
         let candidates: Vec<(Uuid, String, u64, u64, String)> = self.with_conn(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT p.id, p.data_group, p.sequence, p.bytes, p.sha256 FROM packages p
-                 LEFT JOIN packages f ON f.id = p.superseded_by
-                 WHERE p.pruned_at_ms IS NULL AND (?1 IS NULL OR p.data_group = ?1)
-                   AND (p.withdrawn_at_ms <= ?2 OR f.created_at_ms <= ?2)
-                 ORDER BY p.data_group, p.sequence",
+                "SELECT id, data_group, sequence, bytes, sha256 FROM packages
+                 WHERE pruned_at_ms IS NULL AND (?1 IS NULL OR data_group = ?1)
+                   AND (withdrawn_at_ms <= ?2
+                        OR (superseded_by IS NOT NULL AND superseded_at_ms <= ?2))
+                 ORDER BY data_group, sequence",
             )?;
             let rows = stmt.query_map(params![data_group, cutoff], |r| {
                 Ok((
@@ -473,11 +476,15 @@ pub(crate) fn supersede_job(
             })
         })?
         .collect::<Result<_, _>>()?;
+    // The time it changed starts compaction's grace period.
     let mut update = conn.prepare_cached(
-        "UPDATE packages SET superseded_by = ?2 WHERE id = ?1 AND superseded_by IS NOT ?2",
+        "UPDATE packages SET superseded_by = ?2,
+             superseded_at_ms = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END
+         WHERE id = ?1 AND superseded_by IS NOT ?2",
     )?;
+    let now = now_ms();
     for (id, by) in supersessions(&packages) {
-        update.execute(params![id.to_string(), by.map(|s| s.id.to_string())])?;
+        update.execute(params![id.to_string(), by.map(|s| s.id.to_string()), now])?;
     }
     Ok(())
 }

@@ -127,15 +127,15 @@ pub fn withdrawn(done: &Withdrawn) -> String {
     let p = &done.package;
     let mut out = format!(
         "withdrew package {} (#{} of data group {}, job {}) at {}: {}\n\
-         {} download session(s) of stores that had not applied it are Canceled; \
-         those stores pass over it at their next poll.\n",
+         {} store(s) know of it and have not applied it: each passes over it at its next \
+         poll (and any store that has not listed it yet, when it does).\n",
         p.id,
         p.sequence,
         p.data_group,
         p.job,
         time(done.withdrawal.at_ms),
         done.withdrawal.reason,
-        done.canceled,
+        done.waiting,
     );
     if !done.stranded.is_empty() {
         out.push_str(&format!(

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS packages (
     content_bytes INTEGER,                    -- uncompressed body; NULL before it was recorded
     tables        TEXT,                       -- JSON array of the tables it changes; NULL until read
     superseded_by TEXT,                       -- uuid of the later full package of its job that replaces it
+    superseded_at_ms INTEGER,                 -- when superseded_by was last set
     withdrawn_at_ms  INTEGER,                 -- set by `package withdraw`: no store should apply it
     withdrawn_by     TEXT,
     withdrawn_reason TEXT,
@@ -122,6 +123,7 @@ pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("sessions", "reported_at_ms", "INTEGER"),
     ("packages", "tables", "TEXT"),
     ("packages", "superseded_by", "TEXT"),
+    ("packages", "superseded_at_ms", "INTEGER"),
     ("packages", "withdrawn_at_ms", "INTEGER"),
     ("packages", "withdrawn_by", "TEXT"),
     ("packages", "withdrawn_reason", "TEXT"),

@@ -201,59 +201,6 @@ pub(crate) fn ensure_download_session(
     Ok(())
 }
 
-/// Cancels every download session of `package` that is not Applied, with
-/// `message`, as the server's own transition (a withdrawal). Returns how
-/// many moved.
-pub(crate) fn cancel_download_sessions(
-    conn: &Connection,
-    package: &PackageInfo,
-    message: &str,
-) -> rusqlite::Result<usize> {
-    let status = DownloadStatus::Canceled;
-    let name = format!("{status:?}");
-    let now = now_ms();
-    let channels: Vec<(String, Option<String>)> = conn
-        .prepare(
-            "SELECT channel, session_id FROM sessions
-             WHERE direction = 'download' AND subject_id = ?1
-               AND status NOT IN ('Applied', 'Canceled')",
-        )?
-        .query_map([package.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (channel, session_id) in &channels {
-        conn.execute(
-            "UPDATE sessions SET status = ?3, status_code = ?4, message = ?5, modified_at_ms = ?6
-             WHERE channel = ?1 AND direction = 'download' AND subject_id = ?2",
-            params![
-                channel,
-                package.id.to_string(),
-                name,
-                status.code(),
-                message,
-                now
-            ],
-        )?;
-        append_history(
-            conn,
-            &HistoryEntry {
-                channel,
-                direction: Direction::Download,
-                subject_id: package.id,
-                session_id: session_id.as_deref().and_then(|s| Uuid::parse_str(s).ok()),
-                source: "server",
-                status: &name,
-                status_code: status.code(),
-                message: Some(message),
-                bytes: 0,
-                rows: 0,
-                attempt: 0,
-                at_ms: now,
-            },
-        )?;
-    }
-    Ok(channels.len())
-}
-
 /// Records that the server stored upload `upload_id`: its session becomes
 /// Applied, whatever it was.
 pub(crate) fn record_upload_applied(

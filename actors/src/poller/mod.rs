@@ -33,13 +33,18 @@ pub struct PollNow;
 #[rtype(result = "Option<Uuid>")]
 pub struct Resume;
 
-/// An operator's rerun or cancel of one package; answered once carried out
-/// (after the pass in hand, if any).
-#[derive(Message)]
-#[rtype(result = "Result<String, OperatorError>")]
-pub struct Operate(pub Request);
+/// Where the answer to an operator's request goes.
+pub type Answer = oneshot::Sender<Result<String, OperatorError>>;
 
-type Answer = oneshot::Sender<Result<String, OperatorError>>;
+/// An operator's rerun or cancel of one package, carried out after the
+/// pass in hand, if any, and answered on `answer`. A caller that stopped
+/// waiting (dropped the receiver) before it started is skipped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Operate {
+    pub request: Request,
+    pub answer: Answer,
+}
 
 pub struct Poller {
     pipeline: Pipeline,
@@ -152,26 +157,21 @@ impl Poller {
         };
         ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
             act.busy = false;
-            ctx.notify(PollNow);
+            // Requests that came meanwhile go before the next pass.
+            if !act.run_queued(ctx) {
+                ctx.notify(PollNow);
+            }
         }));
         true
     }
 }
 
 impl Handler<Operate> for Poller {
-    type Result = ResponseFuture<Result<String, OperatorError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) -> Self::Result {
-        let (answer, answered) = oneshot::channel();
-        self.queued.push((msg.0, answer));
+    fn handle(&mut self, msg: Operate, ctx: &mut Self::Context) {
+        self.queued.push((msg.request, msg.answer));
         self.run_queued(ctx);
-        Box::pin(async move {
-            answered.await.unwrap_or_else(|_| {
-                Err(OperatorError::Refused(
-                    "the poller restarted before it got to the request; try again".into(),
-                ))
-            })
-        })
     }
 }
 

@@ -37,6 +37,9 @@ pub enum OperatorError {
     /// Headquarters or the channel database failed meanwhile.
     #[error(transparent)]
     Failed(#[from] ActorError),
+    /// The agent could not get to it (stopping, restarting): try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Pipeline {
@@ -103,9 +106,11 @@ impl Pipeline {
                 match self.carry(session, true).await? {
                     Carried::Applied => Ok(format!("{what} was applied again")),
                     Carried::Suspended => Err(OperatorError::Refused(format!(
-                        "{what} failed its last try; it is suspended (see `cdx-client status`)"
+                        "applying {what} again failed its last try; the channel database \
+                         keeps it as applied before (`cdx-client sessions show {id}` has the \
+                         error)"
                     ))),
-                    Carried::Stopped => Err(OperatorError::Refused(
+                    Carried::Stopped => Err(OperatorError::Unavailable(
                         "the agent is stopping; the rerun did not finish".into(),
                     )),
                 }

@@ -75,12 +75,23 @@ impl Pipeline {
 
     async fn try_pass(&self, resume: bool) -> Result<PassOutcome, ActorError> {
         let open = self.journal.send(OpenDownloads).await??;
-        let gate = open
+        let mut gate = open
             .iter()
             .find(|s| s.status == DownloadStatus::Suspended)
             .cloned();
+        if resume {
+            // Released before headquarters is asked: an operator's resume
+            // holds even when this pass then fails to reach it.
+            if let Some(gate) = gate.take() {
+                self.release(gate, "resumed by an operator", false).await?;
+            }
+        }
         let ping = self.hq.ping().await?;
         let last_applied = self.last_applied(&ping.data_group).await?;
+        // A gate at or below what the channel database holds (a rerun of
+        // an applied package that failed, an interrupted one) holds nothing
+        // back; `settle_applied` closes it.
+        let gate = gate.filter(|g| g.package.sequence > last_applied);
         let wait = if open.is_empty() {
             self.config.long_poll
         } else {
@@ -111,11 +122,8 @@ impl Pipeline {
                 .iter()
                 .any(|l| l.package.id == gate.package.id && l.pass_over_reason().is_some());
             if !passed_over {
-                if !resume {
-                    self.report_suspended(&gate);
-                    return Ok(PassOutcome::Suspended);
-                }
-                self.release(gate, "resumed by an operator", false).await?;
+                self.report_suspended(&gate);
+                return Ok(PassOutcome::Suspended);
             }
         }
         if list.packages.is_empty() {
@@ -218,6 +226,17 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Why headquarters' listing now says to pass over `package`; `None`
+    /// when it does not, or cannot be asked.
+    async fn pass_over_reason(&self, package: &PackageInfo) -> Option<String> {
+        let after = package.sequence.saturating_sub(1);
+        let list = self.hq.packages(after, Duration::ZERO).await.ok()?;
+        list.packages
+            .iter()
+            .find(|l| l.package.id == package.id)?
+            .pass_over_reason()
+    }
+
     /// Drops a package's downloaded and partial files.
     async fn remove_files(&self, id: Uuid) {
         let path = crate::transfer::package_path(&self.downloads_dir, id);
@@ -293,6 +312,15 @@ impl Pipeline {
                 error: e.to_string(),
                 class,
             });
+            // Headquarters may have withdrawn or superseded it meanwhile
+            // (a package too large for the disk, say): then no more tries.
+            if !reapply {
+                if let Some(reason) = self.pass_over_reason(&session.package).await {
+                    let open = [session.clone()];
+                    self.pass_over(&session.package, &open, reason).await?;
+                    return Ok(Carried::Applied);
+                }
+            }
             match tries.failed(&self.retry, class, rand::random()) {
                 RetryDecision::RetryAfter(delay) => {
                     tracing::warn!(package = %session.package.id, error = %e, ?class,
@@ -301,6 +329,18 @@ impl Pipeline {
                     if !self.shutdown.sleep(delay).await {
                         return Ok(Carried::Stopped);
                     }
+                }
+                RetryDecision::GiveUp if reapply => {
+                    // The channel database keeps the package as applied
+                    // before: nothing waits behind a failed rerun.
+                    tracing::error!(package = %session.package.id, error = %e,
+                        "the rerun of an applied package failed its last try");
+                    session.transition(
+                        DownloadStatus::Canceled,
+                        Some(format!("rerun failed, tried too many times: {e}")),
+                    );
+                    self.save(&session, true).await?;
+                    return Ok(Carried::Suspended);
                 }
                 RetryDecision::GiveUp => {
                     self.give_up(session, &e).await?;

@@ -390,9 +390,17 @@ async fn operate(
         return HttpResponse::BadRequest()
             .json(serde_json::json!({ "error": format!("`{id}` is not a package id (a UUID)") }));
     };
-    let answer = tokio::time::timeout(OPERATE_WAIT, state.poller.send(Operate(request(id)))).await;
     let error = |e: String| serde_json::json!({ "error": e });
-    match answer {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let operate = Operate {
+        request: request(id),
+        answer,
+    };
+    if state.poller.send(operate).await.is_err() {
+        return HttpResponse::ServiceUnavailable().json(error("the poller is restarting".into()));
+    }
+    // Dropping `answered` on the timeout withdraws a request not started.
+    match tokio::time::timeout(OPERATE_WAIT, answered).await {
         Ok(Ok(Ok(done))) => HttpResponse::Ok().json(serde_json::json!({ "done": done })),
         Ok(Ok(Err(e @ OperatorError::Unknown(_)))) => {
             HttpResponse::NotFound().json(error(e.to_string()))
@@ -400,12 +408,12 @@ async fn operate(
         Ok(Ok(Err(e @ OperatorError::Refused(_)))) => {
             HttpResponse::Conflict().json(error(e.to_string()))
         }
-        Ok(Ok(Err(e @ OperatorError::Failed(_)))) => {
+        Ok(Ok(Err(e @ (OperatorError::Failed(_) | OperatorError::Unavailable(_))))) => {
             HttpResponse::ServiceUnavailable().json(error(e.to_string()))
         }
-        Ok(Err(_)) => {
-            HttpResponse::ServiceUnavailable().json(error("the poller is restarting".into()))
-        }
+        Ok(Err(_)) => HttpResponse::ServiceUnavailable().json(error(
+            "the poller restarted before it got to the request; try again".into(),
+        )),
         Err(_) => HttpResponse::ServiceUnavailable().json(error(format!(
             "no answer within {}s: the agent is busy with a transfer (see `cdx-client status`); \
              try again",

@@ -635,7 +635,8 @@ fn generated_statements_parse_as_tsql() {
     ];
     let mut statements = vec![
         tsql::create_table("ax", &t).unwrap(),
-        tsql::add_columns("ax", &t, &[1, 2]).unwrap(),
+        tsql::add_column("ax", &t, 1).unwrap(),
+        tsql::add_column("ax", &t, 2).unwrap(),
         new_table(&t).create(stage).unwrap(),
         new_table(&t).insert_into_table("ax", stage).unwrap(),
         new_table(&t).merge_into_table("ax", stage).unwrap(),

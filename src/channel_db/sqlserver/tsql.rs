@@ -95,27 +95,19 @@ pub fn create_table(schema: &str, table: &TableSchema) -> Result<String, Invalid
     ))
 }
 
-/// Adds the package's columns `added` (indices into `table.columns`, each
-/// nullable and outside the key) to the existing table: one statement per
-/// column, in one batch.
-pub fn add_columns(
+/// Adds the package's column `index` (nullable, outside the key) to the
+/// existing table, typed as `create_table` would type it.
+pub fn add_column(
     schema: &str,
     table: &TableSchema,
-    added: &[usize],
+    index: usize,
 ) -> Result<String, InvalidIdentifier> {
-    let types = create_types(table);
-    let qualified = qualified(schema, &table.name)?;
-    let statements = added
-        .iter()
-        .map(|&i| {
-            let name = quote(&table.columns[i].name)?;
-            Ok(format!(
-                "ALTER TABLE {qualified} ADD {name} {} NULL;",
-                types[i]
-            ))
-        })
-        .collect::<Result<Vec<_>, InvalidIdentifier>>()?;
-    Ok(statements.join("\n"))
+    let ty = &create_types(table)[index];
+    Ok(format!(
+        "ALTER TABLE {} ADD {} {ty} NULL",
+        qualified(schema, &table.name)?,
+        quote(&table.columns[index].name)?
+    ))
 }
 
 /// How a column is read for upload: as it is, or cast to what tiberius

@@ -241,30 +241,44 @@ impl<'p> Applying<'p> {
         let mut columns = table_columns(self.pool, connection, name).await?;
         let existing = columns.as_deref().map(|c| existing_table(name, c));
         let action = plan::check_table(existing.as_ref(), schema)?;
+        let id = self.id();
         let mut statements = Vec::new();
         match &action {
             TableAction::Create => {
-                statements.push((tsql::create_table(&self.schema, schema)?, "create table"));
+                statements.push((
+                    tsql::create_table(&self.schema, schema)?,
+                    format!("package {id}: create table {qualified}"),
+                ));
             }
             TableAction::AddColumns(added) => {
-                statements.push((
-                    tsql::add_columns(&self.schema, schema, added)?,
-                    "add columns to",
-                ));
                 for &i in added {
                     let column = &schema.columns[i];
-                    tracing::info!(package = %self.id(), table = %name, column = %column.name,
-                        ty = %column.ty, "added a column the package brings");
+                    statements.push((
+                        tsql::add_column(&self.schema, schema, i)?,
+                        format!(
+                            "package {id}: add column {} ({}) to {qualified}",
+                            column.name, column.ty
+                        ),
+                    ));
                 }
             }
             TableAction::UseExisting => {}
         }
         if existing.is_some() && self.header.kind == PackageKind::Full {
-            statements.push((format!("DELETE FROM {qualified}"), "delete all rows of"));
+            statements.push((
+                format!("DELETE FROM {qualified}"),
+                format!("package {id}: delete all rows of {qualified}"),
+            ));
         }
         for (sql, what) in statements {
-            let context = || format!("{what} {qualified}");
-            execute(self.pool, connection, context, &sql, &[]).await?;
+            execute(self.pool, connection, || what.clone(), &sql, &[]).await?;
+        }
+        if let TableAction::AddColumns(added) = &action {
+            for &i in added {
+                let column = &schema.columns[i];
+                tracing::info!(package = %id, table = %name, column = %column.name,
+                    ty = %column.ty, "added a column the package brings");
+            }
         }
         if existing.is_none() {
             self.report.created_tables.push(name.clone());
