@@ -216,6 +216,34 @@ fn a_failed_package_is_rerun_from_the_store_and_a_cancel_out_of_order_is_refused
     assert!(said(&out).contains("was applied again"), "{}", said(&out));
     assert_eq!(items(&store.channel_db()), before);
     assert_eq!(store.applied(), latest.sequence);
+
+    // A rerun that fails (the file corrupted at headquarters since) leaves
+    // the package as applied before, and holds nothing back.
+    let file = hq.package_file(latest.id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = client(&["rerun", &latest.id.to_string()], &config);
+    eprintln!("cdx-client rerun (fails):\n{}", said(&out));
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("keeps it as applied before"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(items(&store.channel_db()), before);
+    let next = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        item_rows(1, "fifth"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied() == next.sequence),
+        "a failed rerun held back the next package: {}",
+        http(status, "GET", "/status").1
+    );
 }
 
 /// The second store's config: channel `store-0002`.
