@@ -183,9 +183,16 @@ pub struct UploadAck {
     pub upload_id: Uuid,
     pub table: String,
     pub stored: u64,
+    /// Rows the server held already under the same counter, unchanged (a
+    /// batch sent again).
     pub duplicates: u64,
     /// The highest counter the server now holds for this channel and table.
     pub high_water: i64,
+    /// Rows whose counter the server held already with *other* values: the
+    /// channel database's counters went back (restored from a backup, say).
+    /// The server keeps them apart (`upload_conflicts`), never drops them.
+    #[serde(default)]
+    pub conflicts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

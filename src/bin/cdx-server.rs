@@ -277,6 +277,19 @@ enum UploadsCommand {
     /// {"base64": ...}) or CSV (a header row; NULL as --null-marker, empty
     /// by default; blobs as base64), for the next system in line.
     Export(ExportArgs),
+    /// Rows a channel uploaded under counters the server held already with
+    /// other values (its counters went back: a channel database restored
+    /// from a backup), kept apart instead of dropped, beside the row held.
+    Conflicts(ConflictsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConflictsArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only this channel database.
+    #[arg(long, value_name = "ID")]
+    channel: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -488,6 +501,16 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                     args.table, args.channel
                 );
             }
+        }
+        Command::Uploads(UploadsArgs {
+            export: Some(UploadsCommand::Conflicts(args)),
+            ..
+        }) => {
+            let conflicts = args
+                .data
+                .open()?
+                .upload_conflicts(args.channel.as_deref())?;
+            out = report::upload_conflicts(&conflicts);
         }
         Command::Uploads(args) => {
             let data = args

@@ -17,6 +17,8 @@ const PASSED_OVER: &str = "subject_id IN (SELECT id FROM packages
      WHERE withdrawn_at_ms IS NOT NULL OR superseded_by IS NOT NULL)";
 /// The problem of a store that applied a package withdrawn afterwards.
 pub const APPLIED_WITHDRAWN: &str = "Applied, then withdrawn";
+/// The problem of a store whose upload counters went back.
+pub const COUNTERS_WENT_BACK: &str = "Counters went back";
 /// Upload statuses an operator must look at.
 const UPLOAD_PROBLEMS: &str = "'UploadFailed', 'ApplyFailed', 'Canceled'";
 
@@ -132,6 +134,36 @@ impl Store {
                         status: r.get(5)?,
                         message: r.get(6)?,
                         modified_at_ms: r.get(7)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (channel, problem) = row?;
+                problems.entry(channel).or_default().push(problem);
+            }
+            // Uploads whose counters went back: kept apart, to reconcile.
+            let mut stmt = conn.prepare(
+                "SELECT channel, table_name, COUNT(*), MIN(counter), MAX(counter),
+                        MAX(received_at_ms)
+                 FROM upload_conflicts GROUP BY channel, table_name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let (n, low, high): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoreProblem {
+                        direction: "upload".into(),
+                        job: r.get(1)?,
+                        subject_id: String::new(),
+                        sequence: None,
+                        status: COUNTERS_WENT_BACK.into(),
+                        message: Some(format!(
+                            "{n} row(s) arrived under counters {low} to {high}, held already \
+                             with other values: the store's counters went back (a channel \
+                             database restored from a backup?); kept apart, see \
+                             `cdx-server uploads conflicts`"
+                        )),
+                        modified_at_ms: r.get(5)?,
                     },
                 ))
             })?;

@@ -56,4 +56,4 @@ pub use source::{
     publish_files, publish_files_with_progress, CsvNull, PublishFiles, PublishProgress, TableInput,
 };
 pub use store::{ChannelInfo, Store, DB_FILE, PACKAGES_DIR};
-pub use uploads::{ExportFormat, UploadTableInfo};
+pub use uploads::{ExportFormat, UploadConflict, UploadTableInfo};

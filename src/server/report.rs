@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::fleet::StoreState;
 use super::lifecycle::{Compacted, Withdrawn};
 use super::store::ChannelInfo;
-use super::uploads::UploadTableInfo;
+use super::uploads::{UploadConflict, UploadTableInfo};
 use crate::protocol::{ListedPackage, SessionInfo};
 
 /// Download sessions: channel, job, package, sequence, status (code), ...
@@ -100,6 +100,30 @@ pub fn packages(packages: &[ListedPackage]) -> String {
         &[
             "GROUP", "SEQ", "JOB", "KIND", "PACKAGE", "BYTES", "ROWS", "SHA256", "CREATED", "STATE",
         ],
+        rows,
+    )
+}
+
+/// Rows kept apart because their counter went back (`uploads conflicts`).
+pub fn upload_conflicts(conflicts: &[UploadConflict]) -> String {
+    if conflicts.is_empty() {
+        return "no upload conflicts\n".into();
+    }
+    let rows = conflicts
+        .iter()
+        .map(|c| {
+            vec![
+                c.channel.clone(),
+                c.table.clone(),
+                c.counter.to_string(),
+                time(c.received_at_ms),
+                c.row_json.clone(),
+                c.held_json.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["CHANNEL", "TABLE", "COUNTER", "RECEIVED", "ARRIVED", "HELD"],
         rows,
     )
 }

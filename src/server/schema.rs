@@ -97,6 +97,19 @@ CREATE TABLE IF NOT EXISTS uploaded_rows (
     PRIMARY KEY (channel, table_name, counter)
 ) WITHOUT ROWID;
 
+-- Rows uploaded under a counter the server held already with other values:
+-- the store's counters went back (a channel database restored from a
+-- backup). Kept, never dropped, for an operator to reconcile.
+CREATE TABLE IF NOT EXISTS upload_conflicts (
+    channel        TEXT NOT NULL,
+    table_name     TEXT NOT NULL,
+    counter        INTEGER NOT NULL,
+    upload_id      TEXT NOT NULL,
+    row_json       TEXT NOT NULL,             -- the row that arrived
+    received_at_ms INTEGER NOT NULL,
+    UNIQUE (channel, table_name, counter, row_json)
+);
+
 -- Per (channel, table): the columns and package types of the last batch.
 CREATE TABLE IF NOT EXISTS upload_columns (
     channel    TEXT NOT NULL,

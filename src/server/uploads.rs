@@ -152,6 +152,20 @@ fn row_object(
     Ok((counter, object))
 }
 
+/// A row that arrived under a counter the server held with other values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UploadConflict {
+    pub channel: String,
+    pub table: String,
+    pub counter: i64,
+    pub upload_id: String,
+    /// The row that arrived, as `{"column": value}`.
+    pub row_json: String,
+    /// The row held under the same counter.
+    pub held_json: String,
+    pub received_at_ms: i64,
+}
+
 impl Store {
     /// Parses an upload body and stores the batch for `channel` in one
     /// transaction, row by row, and records its upload session as Applied.
@@ -163,12 +177,21 @@ impl Store {
         let counter_index = validate_names(&batch)?;
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (mut stored, mut duplicates) = (0u64, 0u64);
+            let (mut stored, mut duplicates, mut conflicts) = (0u64, 0u64, 0u64);
             let mut max_counter = None;
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO uploaded_rows (channel, table_name, counter, upload_id, row_json)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut held = tx.prepare_cached(
+                    "SELECT row_json FROM uploaded_rows
+                     WHERE channel = ?1 AND table_name = ?2 AND counter = ?3",
+                )?;
+                let mut keep_apart = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO upload_conflicts
+                         (channel, table_name, counter, upload_id, row_json, received_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 let upload_id = batch.upload_id.to_string();
                 let mut counters = HashSet::with_capacity(batch.rows.len());
@@ -179,11 +202,28 @@ impl Store {
                             "row {i}: counter {counter} appears twice in the batch"
                         ));
                     }
-                    match insert.execute(params![channel, batch.table, counter, upload_id, json])? {
-                        0 => duplicates += 1,
-                        _ => stored += 1,
-                    }
                     max_counter = max_counter.max(Some(counter));
+                    if insert.execute(params![channel, batch.table, counter, upload_id, json])? == 1 {
+                        stored += 1;
+                        continue;
+                    }
+                    // Held already: the same row sent again, or another row
+                    // under a counter that went back. The second is kept apart.
+                    let before: String =
+                        held.query_row(params![channel, batch.table, counter], |r| r.get(0))?;
+                    if before == json {
+                        duplicates += 1;
+                    } else {
+                        conflicts += 1;
+                        keep_apart.execute(params![
+                            channel,
+                            batch.table,
+                            counter,
+                            upload_id,
+                            json,
+                            crate::protocol::now_ms()
+                        ])?;
+                    }
                 }
             }
             if !batch.column_types.is_empty() {
@@ -222,15 +262,53 @@ impl Store {
             tx.commit()?;
             tracing::info!(
                 channel, table = %batch.table, upload = %batch.upload_id, stored, duplicates,
-                high_water, "stored upload"
+                conflicts, high_water, "stored upload"
             );
+            if conflicts > 0 {
+                tracing::error!(channel, table = %batch.table, upload = %batch.upload_id,
+                    conflicts, "rows arrived under counters held with other values: the \
+                    store's counters went back (restored channel database?); kept in \
+                    upload_conflicts");
+            }
             Ok(UploadAck {
                 upload_id: batch.upload_id,
                 table: batch.table.clone(),
                 stored,
                 duplicates,
                 high_water,
+                conflicts,
             })
+        })
+    }
+
+    /// Rows kept apart because their counter was held with other values,
+    /// with the row held, oldest first; of one channel or all.
+    pub fn upload_conflicts(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<UploadConflict>, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT c.channel, c.table_name, c.counter, c.upload_id, c.row_json,
+                        u.row_json, c.received_at_ms
+                 FROM upload_conflicts c
+                 LEFT JOIN uploaded_rows u ON u.channel = c.channel
+                      AND u.table_name = c.table_name AND u.counter = c.counter
+                 WHERE ?1 IS NULL OR c.channel = ?1
+                 ORDER BY c.received_at_ms, c.channel, c.table_name, c.counter",
+            )?;
+            let rows = stmt.query_map([channel], |r| {
+                Ok(UploadConflict {
+                    channel: r.get(0)?,
+                    table: r.get(1)?,
+                    counter: r.get(2)?,
+                    upload_id: r.get(3)?,
+                    row_json: r.get(4)?,
+                    held_json: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    received_at_ms: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 

@@ -27,13 +27,16 @@ fn names(store: &StoreDir) -> Vec<String> {
 fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
     let hq = Hq::start();
     let store = StoreDir::new();
-    let agent = RunningAgent::start(
-        store.config(&hq.url(), "reliable", ""),
-        sqlite(store.channel_db()),
-    );
+    let start = || {
+        RunningAgent::start(
+            store.config(&hq.url(), "reliable", ""),
+            sqlite(store.channel_db()),
+        )
+    };
     // The store has the first package before the broken full package is
     // published (a store that had not would pass over the first, which
     // the broken one supersedes: docs/protocol.md section 3.2).
+    let agent = start();
     let good = hq.publish_table(
         "1040",
         PackageKind::Full,
@@ -41,7 +44,11 @@ fn corrupt_package_is_rejected_and_later_packages_wait_for_an_operator() {
         item_rows(50, "first"),
     );
     assert!(wait_until(Duration::from_secs(30), || store.applied() == good.sequence));
+    // Stopped while the broken package is published and then corrupted, so
+    // that it never sees it intact.
+    agent.stop();
     let packages = BrokenInTheMiddle::follow(&hq, good);
+    let agent = start();
     let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
     let suspended = wait_until(Duration::from_secs(30), || {
         agent.status().suspended.is_some()

@@ -276,7 +276,7 @@ fn a_withdrawn_package_releases_the_stores_it_suspended() {
     let data = hq.dir.path().join("hq");
     let store = StoreDir::new();
     let (config, status) = config_on_port(&store, &hq.url(), "");
-    let _agent = spawn_client(&config);
+    let agent = spawn_client(&config);
     listening(status);
     let good = hq.publish_table(
         "1040",
@@ -285,7 +285,12 @@ fn a_withdrawn_package_releases_the_stores_it_suspended() {
         item_rows(50, "first"),
     );
     assert!(wait_until(Duration::from_secs(30), || store.applied() == good.sequence));
+    // Stopped while the broken package is published and then corrupted, so
+    // that it never sees it intact.
+    drop(agent);
     let packages = BrokenInTheMiddle::follow(&hq, good);
+    let _agent = spawn_client(&config);
+    listening(status);
     let (good, broken, after) = (&packages.good, &packages.broken, &packages.after);
     assert!(
         wait_until(Duration::from_secs(60), || suspended_on(status, broken)),
@@ -719,4 +724,111 @@ fn serve_with_retain_prunes_superseded_files_on_its_own() {
     );
     assert_eq!(code, 410, "{body}");
     assert!(body.contains("pruned"), "{body}");
+}
+
+/// Issue 10's restored channel database, for uploads: a store's database
+/// goes back to a copy taken before its last sales were uploaded, and the
+/// point of sale writes new sales under the counters those had. The server
+/// no longer drops them as duplicates: it keeps them apart beside the rows
+/// it held, `cdx-server stores --failing` names the store, and `cdx-server
+/// uploads conflicts` lists them; the store's packages are applied again
+/// from its restored position.
+#[test]
+fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
+    let (header, _) = cdx::retail::UPLOAD_TABLES[0];
+    let hq = Hq::start();
+    let data = hq.dir.path().join("hq");
+    let store = StoreDir::new();
+    let first = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(5, "item"),
+    );
+    let mut pos = store.pos();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    pos.record_sales(3).unwrap();
+    let agent = spawn_client(&config);
+    listening(status);
+    assert!(wait_until(Duration::from_secs(60), || hq.uploaded(header)
+        == 3
+        && store.applied() == first.sequence));
+    drop(agent);
+    let backup = store.dir.path().join("backup.db");
+    rusqlite::Connection::open(store.channel_db())
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.display().to_string()])
+        .unwrap();
+
+    let agent = spawn_client(&config);
+    listening(status);
+    pos.record_sales(3).unwrap();
+    let second = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        item_rows(2, "again"),
+    );
+    assert!(wait_until(Duration::from_secs(60), || hq.uploaded(header)
+        == 6
+        && store.applied() == second.sequence));
+    drop(agent);
+    drop(pos);
+
+    // The restore: the copy replaces the database; the point of sale sells on.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", store.channel_db().display()));
+    }
+    std::fs::copy(&backup, store.channel_db()).unwrap();
+    let mut pos =
+        cdx::retail::PosSimulator::open(store.channel_db(), 1, small(), SEED + 1).unwrap();
+    pos.record_sales(2).unwrap();
+    let after_restore: Vec<String> = rusqlite::Connection::open(store.channel_db())
+        .unwrap()
+        .prepare(&format!(
+            "SELECT transaction_id FROM {header} WHERE replication_counter > 3"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(after_restore.len(), 2);
+
+    let _agent = spawn_client(&config);
+    listening(status);
+    let conflicts = || {
+        hq.server
+            .store()
+            .upload_conflicts(Some(CHANNEL))
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.table == header)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || conflicts().len() == 2),
+        "the sales written after the restore were not kept: {:?}",
+        conflicts()
+    );
+    // Each new sale is there, beside the other sale held under its counter.
+    for (conflict, sale) in conflicts().iter().zip(&after_restore) {
+        assert!(conflict.row_json.contains(sale.as_str()), "{conflict:?}");
+        assert_ne!(conflict.row_json, conflict.held_json);
+        assert!((4..=5).contains(&conflict.counter), "{conflict:?}");
+    }
+    assert_eq!(hq.uploaded(header), 6, "no held row was overwritten");
+    // The packages after the restored position are applied again.
+    assert!(wait_until(Duration::from_secs(30), || store.applied()
+        == second.sequence));
+
+    let failing = said(&server(&["stores", "--failing"], &data));
+    eprintln!("cdx-server stores --failing (counters went back):\n{failing}");
+    assert!(
+        failing.contains(CHANNEL) && failing.contains("Counters went back"),
+        "{failing}"
+    );
+    let listed = said(&server(&["uploads", "conflicts"], &data));
+    eprintln!("cdx-server uploads conflicts:\n{listed}");
+    assert!(listed.contains(&after_restore[0]), "{listed}");
 }

@@ -810,7 +810,9 @@ impl BrokenInTheMiddle {
         Self::follow(hq, good)
     }
 
-    /// The broken package and the one after it, following `good`.
+    /// The broken package and the one after it, following `good`. The
+    /// broken one is listed intact for a moment before it is corrupted: no
+    /// agent may be polling meanwhile.
     pub fn follow(hq: &Hq, good: PackageInfo) -> BrokenInTheMiddle {
         let publish =
             |kind, n, name| hq.publish_table("1040", kind, items_schema(), item_rows(n, name));

@@ -304,13 +304,21 @@ impl UploadPass {
                 }
             }
         };
-        session.transition(
-            UploadStatus::Uploaded,
-            Some(format!(
-                "{} stored, {} already held",
-                ack.stored, ack.duplicates
-            )),
-        );
+        let mut said = format!("{} stored, {} already held", ack.stored, ack.duplicates);
+        if ack.conflicts > 0 {
+            // Not lost: headquarters keeps them apart for an operator.
+            tracing::error!(table = %table.name, upload = %session.upload_id,
+                conflicts = ack.conflicts,
+                "headquarters held other rows under some of these counters: this channel \
+                 database's counters went back (restored from a backup?); it kept these \
+                 rows apart (cdx-server uploads conflicts)");
+            said.push_str(&format!(
+                ", {} under counters held with other rows (kept apart at headquarters: the \
+                 counters went back)",
+                ack.conflicts
+            ));
+        }
+        session.transition(UploadStatus::Uploaded, Some(said));
         self.save(&session, false).await?;
         let (name, last) = (table.name.clone(), session.last_counter);
         self.with_db(move |db| Ok(db.advance_watermark(&name, last)?))
