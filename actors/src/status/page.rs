@@ -144,8 +144,9 @@ fn suspended(s: &super::SuspendedState) -> Markup {
         div.box.bad #suspended {
             strong { "Suspended: " } "package " span.id #suspended-package { (id) }
             p { (s.reason.as_deref().unwrap_or("no reason recorded")) }
-            p { "The packages after it wait. Fix the cause (or have headquarters publish a \
-                 corrected package), then resume." }
+            p { "The packages after it wait. Fix the cause, then resume; or have \
+                 headquarters withdraw it (or publish a full package that supersedes it), and \
+                 the store passes over it by itself." }
             form method="post" action="/resume" {
                 label for="token" { "Control token " }
                 input #token type="password" name="token" autocomplete="current-password"

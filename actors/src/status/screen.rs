@@ -109,7 +109,11 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
         );
         let _ = writeln!(
             out,
-            "  later packages wait; resume with POST /control/resume once it is fixed"
+            "  later packages wait: `cdx-client rerun {}` once it is fixed, or headquarters \
+             withdraws it (`cdx-server package withdraw`) and the store passes over it",
+            s.package_id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "ID".into()),
         );
     }
     for (stage, p) in &doc.problems {
@@ -313,7 +317,12 @@ pub(crate) mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("POST /control/resume"), "{text}");
+        assert!(
+            text.contains(
+                "`cdx-client rerun 00000000-0000-0000-0000-000000000000` once it is fixed"
+            ) && text.contains("cdx-server package withdraw"),
+            "{text}"
+        );
     }
 }
 
