@@ -17,6 +17,16 @@ pub enum PackageKind {
     Incremental,
 }
 
+impl PackageKind {
+    /// `"Full"` or `"Incremental"`: how databases and listings spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageKind::Full => "Full",
+            PackageKind::Incremental => "Incremental",
+        }
+    }
+}
+
 /// The type of a column, as the channel database stores it. The canonical
 /// form of each type's values is in `types.rs`. New variants go at the end:
 /// bincode encodes the variant's position.

@@ -18,7 +18,7 @@ use rusqlite::{params, TransactionBehavior};
 use uuid::Uuid;
 
 use super::error::ServerError;
-use super::store::{kind_str, validate_name, Store};
+use super::store::{validate_name, Store};
 use crate::package::{PackageHeader, PackageKind, PackageWriter, TableSchema, FORMAT_VERSION};
 use crate::protocol::{now_ms, PackageInfo};
 
@@ -213,7 +213,7 @@ fn insert_package(
             info.data_group,
             info.job,
             info.sequence as i64,
-            kind_str(info.kind),
+            info.kind.name(),
             info.bytes as i64,
             info.sha256,
             info.rows as i64,

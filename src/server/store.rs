@@ -500,13 +500,6 @@ pub(crate) fn parse_uuid(column: usize, text: &str) -> rusqlite::Result<Uuid> {
     })
 }
 
-pub(crate) fn kind_str(kind: PackageKind) -> &'static str {
-    match kind {
-        PackageKind::Full => "Full",
-        PackageKind::Incremental => "Incremental",
-    }
-}
-
 fn kind_from_str(kind: &str) -> PackageKind {
     if kind == "Full" {
         PackageKind::Full

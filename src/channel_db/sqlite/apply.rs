@@ -413,7 +413,7 @@ pub(super) fn pass_over(conn: &mut Connection, p: &PassedOver) -> Result<(), Cha
             p.data_group,
             p.job,
             p.sequence,
-            kind_name(p.kind),
+            p.kind.name(),
             now_ms(),
             p.reason
         ],
@@ -423,16 +423,9 @@ pub(super) fn pass_over(conn: &mut Connection, p: &PassedOver) -> Result<(), Cha
         .context(|| format!("commit passing over package {id}"))
 }
 
-fn kind_name(kind: PackageKind) -> &'static str {
-    match kind {
-        PackageKind::Full => "Full",
-        PackageKind::Incremental => "Incremental",
-    }
-}
-
 /// The package's row in `cdx_applied_packages`, in the same transaction.
 fn record(tx: &Transaction<'_>, header: &PackageHeader, rows: u64) -> Result<(), ChannelDbError> {
-    let kind = kind_name(header.kind);
+    let kind = header.kind.name();
     tx.execute(
         "INSERT INTO cdx_applied_packages \
          (package_id, data_group, job, sequence, kind, rows, applied_at_ms) \

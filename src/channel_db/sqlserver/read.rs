@@ -129,13 +129,8 @@ pub(super) fn pass_over(pool: &SqlServerPool, p: &PassedOver) -> Result<(), Chan
     let id = p.package_id;
     let context = || format!("record package {id} as passed over in cdx_applied_packages");
     let sequence = i64::try_from(p.sequence).unwrap_or(i64::MAX);
-    let kind = match p.kind {
-        PackageKind::Full => "Full",
-        PackageKind::Incremental => "Incremental",
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let kind = p.kind.name();
+    let now = crate::protocol::now_ms();
     let params: [&dyn ToSql; 7] = [
         &id,
         &p.data_group.as_str(),

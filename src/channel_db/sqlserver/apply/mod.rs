@@ -311,10 +311,7 @@ impl<'p> Applying<'p> {
     /// The package's row in `cdx_applied_packages`, in the same transaction.
     async fn record(&self, connection: &mut Connection) -> Result<(), ChannelDbError> {
         let h = self.header;
-        let kind = match h.kind {
-            PackageKind::Full => "Full",
-            PackageKind::Incremental => "Incremental",
-        };
+        let kind = h.kind.name();
         let rows = i64::try_from(self.report.upserts + self.report.deletes).unwrap_or(i64::MAX);
         let sequence = i64::try_from(h.sequence).unwrap_or(i64::MAX);
         let context = || format!("record package {} in cdx_applied_packages", h.package_id);
