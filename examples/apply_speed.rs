@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         sequence: 1,
         kind: PackageKind::Full,
         created_at_ms: 0,
+        replaces: Vec::new(),
         tables: vec![schema()],
     };
     let started = Instant::now();

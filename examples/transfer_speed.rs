@@ -83,6 +83,7 @@ fn publish_incompressible(hq: &server::RunningServer, mib: usize) -> anyhow::Res
     let spec = PublishSpec {
         data_group: "default".into(),
         job: "bench".into(),
+        replaces: Vec::new(),
         kind: PackageKind::Full,
         tables: vec![TableSchema {
             name: "blobs".into(),

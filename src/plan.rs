@@ -86,6 +86,22 @@ impl Family {
         }
     }
 
+    /// The family's name in messages: `text`, `decimal`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Integer => "integer",
+            Family::Real => "real",
+            Family::Text => "text",
+            Family::Blob => "blob",
+            Family::Boolean => "boolean",
+            Family::Decimal => "decimal",
+            Family::Date => "date",
+            Family::DateTime => "datetime",
+            Family::Time => "time",
+            Family::Uuid => "uuid",
+        }
+    }
+
     /// Whether a column of this family stores values of package type `ty`.
     /// Booleans also go into integer columns (AX stores NoYes as int).
     pub fn stores(self, ty: ColumnType) -> bool {
@@ -278,30 +294,127 @@ pub enum TableAction {
     Create,
     /// The table exists and fits the package.
     UseExisting,
-    /// The table exists and fits once the package's new columns are added
-    /// (their indices among the package's columns; each nullable and
-    /// outside the key), in the package's own transaction: the rows there
-    /// keep their values, NULL in the new columns.
-    AddColumns(Vec<usize>),
+    /// The table exists and fits once altered in place, in the package's
+    /// own transaction (the rows there keep their values): `add` are the
+    /// package's new columns (their indices; each nullable and outside the
+    /// key, NULL in the rows there), `widen` the columns whose type grows.
+    Alter { add: Vec<usize>, widen: Vec<Widen> },
+    /// A full package replaces the table's definition: the table is
+    /// dropped and created as the package says, in its transaction.
+    Replace,
 }
+
+/// A column whose type grows so that it holds every value of the package's
+/// type and every value it holds already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Widen {
+    /// The column's index among the package's columns.
+    pub index: usize,
+    /// The type it gets: the package's, except a decimal keeps the
+    /// table's scale (`decimal(8,4)` holding a package's `decimal(10,2)`
+    /// becomes `decimal(12,4)`).
+    pub to: ColumnType,
+}
+
+/// How a table's column meets the package's type for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnChange {
+    /// It holds every value of the package's type.
+    Fits,
+    /// It holds values of the package's type, each checked as it is
+    /// applied: a key column, an integer narrower than 64 bits, or a
+    /// decimal of a coarser scale or too many digits to grow, which a
+    /// package never alters.
+    Checked,
+    /// It grows to this type.
+    Widen(ColumnType),
+    /// It cannot change in place without losing values: why.
+    Refused(String),
+}
+
+/// Decides how a column stored as `stored` takes values of package type
+/// `ty`. Widening is in place, outside the key: `text(n)` to a longer or
+/// unbounded text, a blob likewise, `decimal(p,s)` to more digits before
+/// the point at the same scale, `integer` to `decimal` or `real`. A column
+/// is never narrowed (a wider column holds a narrower type's values) and
+/// never loses a value: a change of kind (`text` to `integer`, say), or a
+/// key column changing kind, is refused.
+pub fn column_change(stored: StoredType, ty: ColumnType, in_key: bool) -> ColumnChange {
+    let limits = stored.limits;
+    if stored.family.stores(ty) {
+        if limits.hold_all_of(ty) {
+            return ColumnChange::Fits;
+        }
+        if in_key {
+            return ColumnChange::Checked;
+        }
+        return match (stored.family, ty, limits.decimal) {
+            (Family::Text | Family::Blob, _, _) => ColumnChange::Widen(ty),
+            // Grown at the column's scale to hold the package's digits
+            // before the point; a finer scale than the column's, or more
+            // digits than a decimal has, cannot grow in place: such values
+            // are checked one by one, and one that would be rounded fails.
+            (Family::Decimal, ColumnType::Decimal { precision, scale }, Some((p, s)))
+                if scale <= s =>
+            {
+                let digits = (precision - scale).max(p - s.min(p));
+                match digits.checked_add(s) {
+                    Some(p) if p <= crate::package::MAX_PRECISION => {
+                        ColumnChange::Widen(ColumnType::Decimal {
+                            precision: p,
+                            scale: s,
+                        })
+                    }
+                    _ => ColumnChange::Checked,
+                }
+            }
+            _ => ColumnChange::Checked,
+        };
+    }
+    match (stored.family, ty) {
+        (Family::Integer, ColumnType::Real | ColumnType::Decimal { .. }) if !in_key => {
+            ColumnChange::Widen(ty)
+        }
+        (Family::Integer, ColumnType::Real | ColumnType::Decimal { .. }) => {
+            ColumnChange::Refused("it is a key column: a key's type never changes in place".into())
+        }
+        _ => ColumnChange::Refused(format!(
+            "{} values do not become {} values in place",
+            stored.family.name(),
+            Family::of(ty).name()
+        )),
+    }
+}
+
+/// The way out of a schema change a package cannot make in place, named by
+/// every refusal.
+pub const REPLACE_WAY_OUT: &str = "The way out: a full package that replaces the table's \
+    definition (`cdx-server publish --kind full --replace-definition TABLE ...`), which drops \
+    and creates the table in its own transaction";
 
 /// Why a package's table does not fit the table the channel database has.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SchemaConflict {
     #[error(
         "table `{table}` has no column `{column}`, which the package needs; a package adds \
-         only nullable columns outside the key to a table that exists"
+         only nullable columns outside the key to a table that exists. {REPLACE_WAY_OUT}"
     )]
     MissingColumn { table: String, column: String },
-    #[error("column `{table}.{column}` is declared `{found}`, the package needs `{expected}`")]
+    #[error(
+        "column `{table}.{column}` is `{found}` and the package's is `{expected}`, which it cannot \
+         become in place: {why}. {REPLACE_WAY_OUT}"
+    )]
     TypeMismatch {
         table: String,
         column: String,
         expected: String,
         found: String,
+        /// Why the column cannot change in place.
+        why: String,
     },
     #[error(
-        "table `{table}` has primary key ({}), the package needs ({}): they differ at column `{column}`",
+        "table `{table}` has primary key ({}), the package needs ({}): they differ at column \
+         `{column}`. {REPLACE_WAY_OUT}",
         found.join(", "),
         expected.join(", ")
     )]
@@ -412,32 +525,38 @@ pub fn sql_type(ty: ColumnType) -> String {
 }
 
 /// Decides whether `wanted` can be applied to `existing` (the table the
-/// database has, `None` when missing).
+/// database has, `None` when missing); `replace`: the package is a full one
+/// that replaces the table's definition.
 ///
 /// # Errors
 /// A package column missing from the table that is NOT NULL or in the key
-/// (a nullable one is added: [`TableAction::AddColumns`]), a column whose type is of
-/// another [`Family`] (a narrower length or precision fits: values are
-/// checked one by one as they are applied), a primary key that differs from the
-/// package's key in columns or order, or an extra table column that is
-/// NOT NULL without a default. Extra nullable or defaulted columns fit.
+/// (a nullable one is added), a column that cannot take the package's type
+/// in place ([`column_change`]; one that can is widened), a primary key
+/// that differs from the package's key in columns or order, or an extra
+/// table column that is NOT NULL without a default. Extra nullable or
+/// defaulted columns fit. None when `replace`.
 pub fn check_table(
     existing: Option<&ExistingTable>,
     wanted: &TableSchema,
+    replace: bool,
 ) -> Result<TableAction, SchemaConflict> {
     let Some(existing) = existing else {
         return Ok(TableAction::Create);
     };
+    if replace {
+        return Ok(TableAction::Replace);
+    }
     let table = || wanted.name.clone();
-    let mut added = Vec::new();
+    let mut add = Vec::new();
+    let mut widen = Vec::new();
     for (i, column) in wanted.columns.iter().enumerate() {
+        let in_key = wanted
+            .key
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&column.name));
         let Some(have) = existing.column(&column.name) else {
-            let in_key = wanted
-                .key
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(&column.name));
             if column.nullable && !in_key {
-                added.push(i);
+                add.push(i);
                 continue;
             }
             return Err(SchemaConflict::MissingColumn {
@@ -445,13 +564,22 @@ pub fn check_table(
                 column: column.name.clone(),
             });
         };
-        if !have.stored.is_some_and(|t| t.family.stores(column.ty)) {
-            return Err(SchemaConflict::TypeMismatch {
-                table: table(),
-                column: column.name.clone(),
-                expected: column.ty.to_string(),
-                found: have.declared_type.clone(),
-            });
+        let change = match have.stored {
+            Some(stored) => column_change(stored, column.ty, in_key || have.pk_position > 0),
+            None => ColumnChange::Refused("no package type maps to the column's type".into()),
+        };
+        match change {
+            ColumnChange::Fits | ColumnChange::Checked => {}
+            ColumnChange::Widen(to) => widen.push(Widen { index: i, to }),
+            ColumnChange::Refused(why) => {
+                return Err(SchemaConflict::TypeMismatch {
+                    table: table(),
+                    column: column.name.clone(),
+                    expected: column.ty.to_string(),
+                    found: have.declared_type.clone(),
+                    why,
+                })
+            }
         }
     }
     let found = existing.key();
@@ -489,10 +617,10 @@ pub fn check_table(
             column: extra.name.clone(),
         });
     }
-    if added.is_empty() {
+    if add.is_empty() && widen.is_empty() {
         Ok(TableAction::UseExisting)
     } else {
-        Ok(TableAction::AddColumns(added))
+        Ok(TableAction::Alter { add, widen })
     }
 }
 
@@ -616,6 +744,8 @@ pub fn quote_list<S: AsRef<str>>(names: &[S]) -> Result<String, InvalidIdentifie
         .collect::<Result<Vec<_>, _>>()?;
     Ok(quoted.join(", "))
 }
+
+pub mod sqlite_ddl;
 
 #[cfg(test)]
 mod tests;

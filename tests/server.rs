@@ -113,6 +113,7 @@ fn publish_products(store: &Store, rows: i64) -> PackageInfo {
     let spec = PublishSpec {
         data_group: GROUP.into(),
         job: "1040".into(),
+        replaces: Vec::new(),
         kind: PackageKind::Full,
         tables: vec![products_schema()],
     };
@@ -721,6 +722,7 @@ async fn status_reports_on_other_groups_packages_are_refused() {
     let t = TestServer::start();
     let spec = PublishSpec {
         data_group: "other".into(),
+        replaces: Vec::new(),
         job: "1040".into(),
         kind: PackageKind::Full,
         tables: vec![products_schema()],
@@ -1206,6 +1208,7 @@ fn publish_kind(store: &Store, job: &str, kind: PackageKind, rows: i64) -> Packa
         table.name = "customers".into();
     }
     let spec = PublishSpec {
+        replaces: Vec::new(),
         data_group: GROUP.into(),
         job: job.into(),
         kind,

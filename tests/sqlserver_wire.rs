@@ -310,6 +310,7 @@ fn package(sequence: u64) -> Vec<u8> {
         sequence,
         kind: PackageKind::Incremental,
         created_at_ms: 1_700_000_000_000,
+        replaces: Vec::new(),
         tables: vec![TableSchema {
             name: "products".into(),
             columns: vec![Column {

@@ -187,6 +187,12 @@ struct PublishArgs {
     /// empty string. Without it an empty field is NULL in a nullable column.
     #[arg(long, value_name = "TEXT")]
     null_marker: Option<String>,
+    /// TABLE: this full package replaces the table's definition: each store
+    /// drops the table and creates it as the package says, in the package's
+    /// transaction. The way out of a schema change a store refuses to make
+    /// in place (a column changing kind, a new key). Repeat for more tables.
+    #[arg(long = "replace-definition", value_name = "TABLE")]
+    replace_definitions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -431,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
                 &args.deletes,
             )?;
             files.csv_null = CsvNull::from_arg(args.null_marker.as_deref());
+            files.replace_definitions(&args.replace_definitions)?;
             let store = args.data.open()?;
             let mut shown = PublishShown::new();
             let info = server::publish_files_with_progress(&store, &files, &mut |p| shown.tell(p));

@@ -71,6 +71,8 @@ pub struct ApplyReport {
     pub deletes: u64,
     /// Tables the package created because they were missing.
     pub created_tables: Vec<String>,
+    /// Tables whose definition the package replaced (dropped and created).
+    pub replaced_tables: Vec<String>,
 }
 
 /// A channel table whose rows go to headquarters, and its counter column

@@ -10,7 +10,7 @@ use bincode::Options;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Frame, PackageError, PackageHeader, Value};
+use super::{Frame, PackageError, PackageHeader, Value, REPLACE_FORMAT_VERSION};
 
 /// The first 8 bytes of every package.
 pub const MAGIC: [u8; 8] = *b"CDXPKG\r\n";
@@ -50,33 +50,70 @@ pub(crate) enum FrameRef<'a> {
     End { rows: u64 },
 }
 
-/// Encodes the header; fails when it exceeds [`MAX_HEADER`].
+/// Encodes the header; fails when it exceeds [`MAX_HEADER`]. From version 3
+/// the header's fields are followed by `replaces`.
 pub(crate) fn encode_header(header: &PackageHeader) -> Result<Vec<u8>, PackageError> {
     let mut out = Vec::new();
-    match options(u64::from(MAX_HEADER)).serialize_into(&mut out, header) {
-        Ok(()) => Ok(out),
+    let written = options(u64::from(MAX_HEADER))
+        .serialize_into(&mut out, header)
+        .and_then(|()| {
+            if header.format_version >= REPLACE_FORMAT_VERSION {
+                options(u64::from(MAX_HEADER))
+                    .serialize_into(&mut out, &header.replaces)
+                    .map(|()| ())
+            } else {
+                Ok(())
+            }
+        });
+    let too_large = match written {
+        Ok(()) => out.len() > MAX_HEADER as usize,
         Err(e) => match *e {
-            bincode::ErrorKind::SizeLimit => Err(PackageError::HeaderTooLarge {
-                len: options(u64::MAX)
-                    .serialized_size(header)
-                    .unwrap_or(u64::MAX),
-                max: u64::from(MAX_HEADER),
-            }),
-            _ => Err(PackageError::Encode {
-                what: "header",
-                source: e,
-            }),
+            bincode::ErrorKind::SizeLimit => true,
+            _ => {
+                return Err(PackageError::Encode {
+                    what: "header",
+                    source: e,
+                })
+            }
         },
+    };
+    if too_large {
+        let replaces = options(u64::MAX)
+            .serialized_size(&header.replaces)
+            .unwrap_or(0);
+        return Err(PackageError::HeaderTooLarge {
+            len: options(u64::MAX)
+                .serialized_size(header)
+                .map_or(u64::MAX, |n| n.saturating_add(replaces)),
+            max: u64::from(MAX_HEADER),
+        });
     }
+    Ok(out)
 }
 
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<PackageHeader, PackageError> {
-    options(u64::from(MAX_HEADER))
-        .deserialize(bytes)
-        .map_err(|source| PackageError::Decode {
-            what: "header",
-            source,
-        })
+    let decode_err = |source| PackageError::Decode {
+        what: "header",
+        source,
+    };
+    // The fields one after the other, then nothing may be left.
+    let fields = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(u64::from(MAX_HEADER))
+        .allow_trailing_bytes();
+    let mut rest = bytes;
+    let mut header: PackageHeader = fields.deserialize_from(&mut rest).map_err(decode_err)?;
+    if header.format_version >= REPLACE_FORMAT_VERSION {
+        header.replaces = fields.deserialize_from(&mut rest).map_err(decode_err)?;
+    }
+    if !rest.is_empty() {
+        return Err(decode_err(Box::new(bincode::ErrorKind::Custom(format!(
+            "{} bytes after the header's last field",
+            rest.len()
+        )))));
+    }
+    Ok(header)
 }
 
 /// Encodes `frame` into `buf` (cleared first) as `u32 LE length` + bincode.
@@ -184,6 +221,7 @@ pub(crate) mod fixtures {
             sequence: 7,
             kind,
             created_at_ms: 1_700_000_000_000,
+            replaces: Vec::new(),
             tables: vec![
                 TableSchema {
                     name: "Item".into(),
@@ -387,6 +425,41 @@ mod tests {
         );
     }
 
+    /// Version 3 appends `replaces` to the same fields: the tiny header
+    /// replacing `T` is its 125 bytes, then one name. It reads back, and a
+    /// byte more after it is an error.
+    #[test]
+    fn a_version_3_header_appends_replaces() {
+        let mut tiny = tiny_header();
+        (tiny.format_version, tiny.replaces) = (3, vec!["T".into()]);
+        let bytes = encode_header(&tiny).unwrap();
+        let mut v1 = tiny_header();
+        v1.format_version = 3;
+        let fields = encode_header(&PackageHeader {
+            replaces: Vec::new(),
+            ..tiny.clone()
+        })
+        .unwrap();
+        assert_eq!(fields.len(), 125 + 8, "an empty list is its count");
+        let v1_fields = {
+            let mut b = encode_header(&v1).unwrap();
+            b.truncate(125);
+            b
+        };
+        assert_eq!(&bytes[..125], &v1_fields[..]);
+        assert_eq!(
+            hex::encode(&bytes[125..]),
+            "0100000000000000 0100000000000000 54".replace(' ', "")
+        );
+        assert_eq!(decode_header(&bytes).unwrap(), tiny);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let err = decode_header(&longer).unwrap_err().to_string();
+        assert!(err.contains("1 bytes after"), "{err}");
+        // Before version 3 the list is not encoded at all.
+        assert_eq!(encode_header(&tiny_header()).unwrap().len(), 125);
+    }
+
     /// The documented content of the tiny package with one row is what the writer writes.
     #[test]
     fn tiny_package_content_is_as_documented() {
@@ -417,6 +490,7 @@ mod tests {
             sequence: 1,
             kind: PackageKind::Full,
             created_at_ms: 1_700_000_000_000,
+            replaces: Vec::new(),
             tables: vec![TableSchema {
                 name: "T".into(),
                 columns: vec![Column {

@@ -17,7 +17,7 @@ pub use codec::{MAGIC, MAX_FRAME, MAX_HEADER};
 pub use error::PackageError;
 pub use model::{
     Column, ColumnType, Frame, PackageHeader, PackageKind, TableSchema, Value, FORMAT_VERSION,
-    OLDEST_FORMAT_VERSION,
+    NEWEST_FORMAT_VERSION, OLDEST_FORMAT_VERSION, REPLACE_FORMAT_VERSION,
 };
 pub use reader::{Declared, PackageReader, PackageSummary};
 pub use types::{

@@ -3,10 +3,18 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The format version this build writes. It reads this one and
-/// [`OLDEST_FORMAT_VERSION`]: version 2 only added column types, so every
-/// version 1 package is a valid version 2 package.
+/// The format version this build writes a package in, unless the package
+/// replaces table definitions ([`REPLACE_FORMAT_VERSION`]). Version 2 only
+/// added column types, so every version 1 package is a valid version 2
+/// package.
 pub const FORMAT_VERSION: u16 = 2;
+/// The version of a package that replaces table definitions: version 3
+/// appends `replaces` to the header. A package that needs it is written in
+/// it, so that an agent too old to replace a definition refuses the package
+/// by its version rather than applying it without the replacement.
+pub const REPLACE_FORMAT_VERSION: u16 = 3;
+/// The newest format version this build reads.
+pub const NEWEST_FORMAT_VERSION: u16 = REPLACE_FORMAT_VERSION;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u16 = 1;
 
@@ -110,6 +118,29 @@ pub struct PackageHeader {
     /// Unix time in milliseconds when the package was generated.
     pub created_at_ms: i64,
     pub tables: Vec<TableSchema>,
+    /// Version 3: the tables (names from `tables`) whose definition this
+    /// full package replaces: each is dropped and created as `tables` says,
+    /// in the package's transaction. Encoded after `tables`, only from
+    /// version 3; empty before.
+    #[serde(skip)]
+    pub replaces: Vec<String>,
+}
+
+impl PackageHeader {
+    /// The oldest format version that can say this header: version 3 when
+    /// it replaces a definition, [`FORMAT_VERSION`] otherwise.
+    pub fn needed_version(&self) -> u16 {
+        if self.replaces.is_empty() {
+            FORMAT_VERSION
+        } else {
+            REPLACE_FORMAT_VERSION
+        }
+    }
+
+    /// Whether this package replaces the definition of `table`.
+    pub fn replaces_table(&self, table: &str) -> bool {
+        self.replaces.iter().any(|t| t.eq_ignore_ascii_case(table))
+    }
 }
 
 /// One value of a row.

@@ -8,7 +8,7 @@ use super::codec::{
     self, BUFFER_SIZE, CHECKSUM_LEN, MAGIC, MAX_FRAME, MAX_HEADER, ZSTD_WINDOW_LOG_MAX,
 };
 use super::validate::{validate_header, FrameChecker};
-use super::{Frame, PackageError, PackageHeader, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+use super::{Frame, PackageError, PackageHeader, NEWEST_FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// What a full read of a package found.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +93,7 @@ impl<R: Read> PackageReader<R> {
         let mut version = [0; 2];
         read_exact(&mut file, &mut version, "format version")?;
         let found = u16::from_le_bytes(version);
-        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
+        if !(OLDEST_FORMAT_VERSION..=NEWEST_FORMAT_VERSION).contains(&found) {
             return Err(PackageError::UnsupportedVersion { found });
         }
         let mut len = [0; 4];
@@ -495,10 +495,10 @@ mod tests {
         ));
     }
 
-    /// A preamble with format version 2 is UnsupportedVersion.
+    /// A preamble with a version outside 1 to 3 is UnsupportedVersion.
     #[test]
     fn versions_outside_the_readable_range_are_rejected() {
-        for version in [0u16, 3, 0x0100] {
+        for version in [0u16, 4, 0x0100] {
             let mut bytes = small_package();
             bytes[8..10].copy_from_slice(&version.to_le_bytes());
             assert!(matches!(

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use super::types::{check_type, value_mismatch};
 use super::{ColumnType, Frame, PackageError, PackageHeader, PackageKind, TableSchema, Value};
-use super::{FORMAT_VERSION, OLDEST_FORMAT_VERSION};
+use super::{NEWEST_FORMAT_VERSION, OLDEST_FORMAT_VERSION, REPLACE_FORMAT_VERSION};
 
 /// Most tables a header may list.
 pub const MAX_TABLES: usize = 1024;
@@ -71,9 +71,10 @@ fn invalid(detail: String) -> PackageError {
 
 /// Checks every rule of the header (see `docs/package-format.md`).
 pub(crate) fn validate_header(header: &PackageHeader) -> Result<(), PackageError> {
-    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&header.format_version) {
+    if !(OLDEST_FORMAT_VERSION..=NEWEST_FORMAT_VERSION).contains(&header.format_version) {
         return Err(invalid(format!(
-            "format_version is {}, this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
+            "format_version is {}, this build reads {OLDEST_FORMAT_VERSION} to \
+             {NEWEST_FORMAT_VERSION}",
             header.format_version
         )));
     }
@@ -94,6 +95,46 @@ pub(crate) fn validate_header(header: &PackageHeader) -> Result<(), PackageError
                 "table `{}` is listed twice (table names are compared case-insensitively)",
                 table.name
             )));
+        }
+    }
+    validate_replaces(header)
+}
+
+/// `replaces`: only in a full package of version 3 or later, each name one of
+/// the package's tables, none twice.
+fn validate_replaces(header: &PackageHeader) -> Result<(), PackageError> {
+    if header.replaces.is_empty() {
+        return Ok(());
+    }
+    if header.format_version < REPLACE_FORMAT_VERSION {
+        return Err(invalid(format!(
+            "replaces {} tables but format_version is {}: replacing a definition needs \
+             version {REPLACE_FORMAT_VERSION}",
+            header.replaces.len(),
+            header.format_version
+        )));
+    }
+    if header.kind != PackageKind::Full {
+        return Err(invalid(
+            "an incremental package replaces a table's definition: only a full package can, \
+             since it brings every row of the table"
+                .into(),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(header.replaces.len());
+    for name in &header.replaces {
+        if !header
+            .tables
+            .iter()
+            .any(|t| t.name.eq_ignore_ascii_case(name))
+        {
+            return Err(invalid(format!(
+                "replaces the definition of {}, which is not one of its tables",
+                shown(name)
+            )));
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(invalid(format!("replaces `{name}` twice")));
         }
     }
     Ok(())
@@ -438,7 +479,32 @@ mod tests {
     fn every_header_rule_gives_an_error_naming_the_culprit() {
         type Breaker = fn(&mut PackageHeader);
         let cases: Vec<(Breaker, &str)> = vec![
-            (|h| h.format_version = 3, "format_version is 3"),
+            (|h| h.format_version = 4, "format_version is 4"),
+            (
+                |h| h.replaces = vec![h.tables[0].name.clone()],
+                "replacing a definition needs version 3",
+            ),
+            (
+                |h| {
+                    h.format_version = 3;
+                    h.replaces = vec![h.tables[0].name.clone()];
+                },
+                "only a full package can",
+            ),
+            (
+                |h| {
+                    (h.format_version, h.kind) = (3, PackageKind::Full);
+                    h.replaces = vec!["Nowhere".into()];
+                },
+                "replaces the definition of \"Nowhere\", which is not one of its tables",
+            ),
+            (
+                |h| {
+                    (h.format_version, h.kind) = (3, PackageKind::Full);
+                    h.replaces = vec![h.tables[0].name.clone(), h.tables[0].name.to_uppercase()];
+                },
+                "twice",
+            ),
             (
                 |h| {
                     h.format_version = 1;

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{self, FrameRef, HashingWriter, MAX_HEADER, ZSTD_LEVEL};
 use super::validate::{validate_header, FrameChecker};
-use super::{PackageError, PackageHeader, Value, FORMAT_VERSION};
+use super::{PackageError, PackageHeader, Value};
 
 /// What a finished package file is: the figures the server publishes with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl<W: Write> PackageWriter<W> {
         let header_bytes = codec::encode_header(header)?;
         // encode_header enforces MAX_HEADER, so the length fits in u32.
         let header_len = u32::try_from(header_bytes.len()).unwrap_or(MAX_HEADER);
-        let preamble = codec::preamble(FORMAT_VERSION, header_len);
+        let preamble = codec::preamble(header.format_version, header_len);
 
         let mut content = Sha256::new();
         content.update(preamble);

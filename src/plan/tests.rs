@@ -56,13 +56,16 @@ fn existing_products() -> ExistingTable {
 }
 
 fn conflict(existing: ExistingTable) -> SchemaConflict {
-    check_table(Some(&existing), &products()).unwrap_err()
+    check_table(Some(&existing), &products(), false).unwrap_err()
 }
 
 /// A missing table is created.
 #[test]
 fn missing_table_is_created() {
-    assert_eq!(check_table(None, &products()), Ok(TableAction::Create));
+    assert_eq!(
+        check_table(None, &products(), false),
+        Ok(TableAction::Create)
+    );
 }
 
 /// The table the package would create fits it; so does one whose names and
@@ -70,7 +73,7 @@ fn missing_table_is_created() {
 #[test]
 fn identical_table_is_used() {
     assert_eq!(
-        check_table(Some(&existing_products()), &products()),
+        check_table(Some(&existing_products()), &products(), false),
         Ok(TableAction::UseExisting)
     );
     let mut shouting = existing_products();
@@ -79,7 +82,7 @@ fn identical_table_is_used() {
         c.declared_type = c.declared_type.to_lowercase();
     }
     assert_eq!(
-        check_table(Some(&shouting), &products()),
+        check_table(Some(&shouting), &products(), false),
         Ok(TableAction::UseExisting)
     );
 }
@@ -91,8 +94,11 @@ fn missing_nullable_column_is_added_a_required_one_conflicts() {
     let mut t = existing_products();
     t.columns.remove(2);
     assert_eq!(
-        check_table(Some(&t), &products()),
-        Ok(TableAction::AddColumns(vec![2]))
+        check_table(Some(&t), &products(), false),
+        Ok(TableAction::Alter {
+            add: vec![2],
+            widen: vec![]
+        })
     );
     let mut t = existing_products();
     t.columns.remove(1);
@@ -115,7 +121,7 @@ fn missing_nullable_column_is_added_a_required_one_conflicts() {
         .push(Column::new("region", ColumnType::Text, true));
     wanted.key.push("region".into());
     assert!(matches!(
-        check_table(Some(&existing_products()), &wanted),
+        check_table(Some(&existing_products()), &wanted, false),
         Err(SchemaConflict::MissingColumn { column, .. }) if column == "region"
     ));
 }
@@ -133,10 +139,14 @@ fn different_type_conflicts() {
             table: "products".into(),
             column: "price".into(),
             expected: "real".into(),
-            found: "TEXT".into()
+            found: "TEXT".into(),
+            why: "text values do not become real values in place".into(),
         }
     );
-    assert!(e.to_string().contains("products.price"), "{e}");
+    let text = e.to_string();
+    for needle in ["products.price", "TEXT", "real", "--replace-definition"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
 }
 
 /// A declared type no package type maps to is a conflict.
@@ -149,10 +159,11 @@ fn unknown_declared_type_conflicts() {
     );
 }
 
-/// A narrower column of the same family fits the table, and then each
-/// value is checked: too long a text names table, column, key and length.
+/// A narrower column of the same family is widened to the package's type
+/// outside the key; the values of one that stays narrower (a key column)
+/// are checked: too long a text names table, column, key and length.
 #[test]
-fn narrower_column_fits_and_its_values_are_checked() {
+fn narrower_column_is_widened_or_its_values_are_checked() {
     let mut t = existing_products();
     t.columns[1].stored = Some(StoredType {
         family: Family::Text,
@@ -163,7 +174,16 @@ fn narrower_column_fits_and_its_values_are_checked() {
     });
     let mut wanted = products();
     wanted.columns[1].ty = ColumnType::BoundedText { max_len: 60 };
-    assert_eq!(check_table(Some(&t), &wanted), Ok(TableAction::UseExisting));
+    assert_eq!(
+        check_table(Some(&t), &wanted, false),
+        Ok(TableAction::Alter {
+            add: vec![],
+            widen: vec![Widen {
+                index: 1,
+                to: ColumnType::BoundedText { max_len: 60 }
+            }]
+        })
+    );
     let checks = narrower_columns(&t, &wanted);
     assert_eq!(checks.len(), 1);
     let id = uuid::Uuid::nil();
@@ -276,11 +296,14 @@ fn key_order_matters() {
     let mut t = existing_products();
     t.columns[0].pk_position = 2;
     t.columns[1].pk_position = 1;
-    let e = check_table(Some(&t), &wanted).unwrap_err();
+    let e = check_table(Some(&t), &wanted, false).unwrap_err();
     assert!(matches!(e, SchemaConflict::KeyMismatch { column, .. } if column == "product_id"));
     t.columns[0].pk_position = 1;
     t.columns[1].pk_position = 2;
-    assert_eq!(check_table(Some(&t), &wanted), Ok(TableAction::UseExisting));
+    assert_eq!(
+        check_table(Some(&t), &wanted, false),
+        Ok(TableAction::UseExisting)
+    );
 }
 
 /// An extra NOT NULL column without default would fail every insert.
@@ -318,7 +341,7 @@ fn extra_optional_columns_fit() {
         pk_position: 0,
     });
     assert_eq!(
-        check_table(Some(&t), &products()),
+        check_table(Some(&t), &products(), false),
         Ok(TableAction::UseExisting)
     );
 }
@@ -385,4 +408,128 @@ fn reserved_tables() {
     for name in ["products", "cdx", "sqlite", "my_sqlite_x"] {
         assert!(!is_reserved_table(name), "{name}");
     }
+}
+
+fn decimal_column(p: u8, s: u8) -> StoredType {
+    StoredType {
+        family: Family::Decimal,
+        limits: Limits {
+            decimal: Some((p, s)),
+            ..Limits::default()
+        },
+    }
+}
+
+fn text_column(max_len: Option<u32>) -> StoredType {
+    StoredType {
+        family: Family::Text,
+        limits: Limits {
+            max_len,
+            ..Limits::default()
+        },
+    }
+}
+
+/// Issue 10's accepted changes: longer texts and blobs, more digits at the
+/// same scale, integer to decimal or real; a narrower type fits as it is.
+#[test]
+fn widenings_the_store_makes_in_place() {
+    let dec = |precision, scale| ColumnType::Decimal { precision, scale };
+    let text = |max_len| ColumnType::BoundedText { max_len };
+    let integer = StoredType {
+        family: Family::Integer,
+        limits: Limits::default(),
+    };
+    for (stored, ty, want) in [
+        (
+            text_column(Some(20)),
+            text(60),
+            ColumnChange::Widen(text(60)),
+        ),
+        (
+            text_column(Some(20)),
+            ColumnType::Text,
+            ColumnChange::Widen(ColumnType::Text),
+        ),
+        (text_column(Some(60)), text(20), ColumnChange::Fits),
+        (text_column(None), text(20), ColumnChange::Fits),
+        (
+            decimal_column(6, 2),
+            dec(12, 2),
+            ColumnChange::Widen(dec(12, 2)),
+        ),
+        // The column's scale stays; it grows to the package's digits.
+        (
+            decimal_column(8, 4),
+            dec(10, 2),
+            ColumnChange::Widen(dec(12, 4)),
+        ),
+        (decimal_column(12, 2), dec(6, 2), ColumnChange::Fits),
+        (integer, dec(10, 2), ColumnChange::Widen(dec(10, 2))),
+        (
+            integer,
+            ColumnType::Real,
+            ColumnChange::Widen(ColumnType::Real),
+        ),
+        (integer, ColumnType::Boolean, ColumnChange::Fits),
+    ] {
+        assert_eq!(column_change(stored, ty, false), want, "{stored:?} <- {ty}");
+    }
+}
+
+/// What does not grow in place: a key column keeps its type (its values
+/// are checked), a finer scale or a decimal past 38 digits is checked value
+/// by value, and a change of kind is refused, saying why.
+#[test]
+fn changes_the_store_checks_or_refuses() {
+    let dec = |precision, scale| ColumnType::Decimal { precision, scale };
+    assert_eq!(
+        column_change(
+            text_column(Some(20)),
+            ColumnType::BoundedText { max_len: 60 },
+            true
+        ),
+        ColumnChange::Checked
+    );
+    assert_eq!(
+        column_change(decimal_column(6, 2), dec(8, 4), false),
+        ColumnChange::Checked
+    );
+    assert_eq!(
+        column_change(decimal_column(32, 16), dec(32, 6), false),
+        ColumnChange::Checked
+    );
+    let integer = StoredType {
+        family: Family::Integer,
+        limits: Limits::default(),
+    };
+    let refused = |stored, ty, in_key| match column_change(stored, ty, in_key) {
+        ColumnChange::Refused(why) => why,
+        other => panic!("{stored:?} <- {ty}: {other:?}"),
+    };
+    assert!(refused(integer, dec(10, 2), true).contains("key"));
+    assert_eq!(
+        refused(text_column(None), ColumnType::Integer, false),
+        "text values do not become integer values in place"
+    );
+    assert_eq!(
+        refused(decimal_column(10, 2), ColumnType::Integer, false),
+        "decimal values do not become integer values in place"
+    );
+}
+
+/// A full package that replaces a table's definition replaces it whatever
+/// the table is; a missing table is still created.
+#[test]
+fn a_replaced_definition_drops_and_creates() {
+    let mut t = existing_products();
+    t.columns[2] = have("price", "TEXT", 0);
+    assert_eq!(
+        check_table(Some(&t), &products(), true),
+        Ok(TableAction::Replace)
+    );
+    assert_eq!(
+        check_table(None, &products(), true),
+        Ok(TableAction::Create)
+    );
 }

@@ -110,6 +110,7 @@ impl GeneratedPackage {
             sequence,
             kind: self.kind,
             created_at_ms,
+            replaces: Vec::new(),
             tables: self.tables.clone(),
         }
     }

@@ -34,6 +34,8 @@ pub struct PublishSpec {
     pub job: String,
     pub kind: PackageKind,
     pub tables: Vec<TableSchema>,
+    /// The tables whose definition a full package replaces.
+    pub replaces: Vec<String>,
 }
 
 /// A package being written. See the module documentation.
@@ -73,7 +75,7 @@ impl Store {
                 |r| r.get::<_, i64>(0),
             )? as u64)
         })?;
-        let header = PackageHeader {
+        let mut header = PackageHeader {
             format_version: FORMAT_VERSION,
             package_id: Uuid::new_v4(),
             data_group: spec.data_group,
@@ -81,8 +83,12 @@ impl Store {
             sequence,
             kind: spec.kind,
             created_at_ms: now_ms(),
+            replaces: spec.replaces,
             tables: spec.tables,
         };
+        // Version 3 only when it replaces a definition: every other package
+        // stays readable by agents that predate it.
+        header.format_version = header.needed_version();
         let temp_path = self
             .data_dir()
             .join(super::store::PACKAGES_DIR)

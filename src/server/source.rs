@@ -48,6 +48,9 @@ pub struct PublishFiles {
     pub tables: Vec<TableInput>,
     /// How CSV files spell NULL (JSON Lines has its own `null`).
     pub csv_null: CsvNull,
+    /// The tables whose definition this full package replaces
+    /// (`--replace-definition`).
+    pub replaces: Vec<String>,
 }
 
 /// How a CSV field says NULL. CSV has no null of its own, and exporters
@@ -134,7 +137,42 @@ impl PublishFiles {
             kind,
             tables: inputs,
             csv_null: CsvNull::default(),
+            replaces: Vec::new(),
         })
+    }
+
+    /// Marks `tables` (`--replace-definition`) as tables whose definition
+    /// the package replaces: each store drops the table and creates it as
+    /// the package says. Only a full package can, and only its own tables.
+    ///
+    /// # Errors
+    /// An incremental package, or a name that is not one of its tables.
+    pub fn replace_definitions(&mut self, tables: &[String]) -> Result<(), ServerError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        if self.kind != PackageKind::Full {
+            return Err(ServerError::Invalid(
+                "--replace-definition needs --kind full: only a full package brings every row \
+                 of the table it creates again"
+                    .into(),
+            ));
+        }
+        for name in tables {
+            let Some(table) = self
+                .tables
+                .iter()
+                .find(|t| t.name.eq_ignore_ascii_case(name))
+            else {
+                return Err(ServerError::Invalid(format!(
+                    "--replace-definition `{name}` is not a --table of this package"
+                )));
+            };
+            if !self.replaces.contains(&table.name) {
+                self.replaces.push(table.name.clone());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -375,6 +413,7 @@ pub fn publish_files_with_progress(
         data_group: files.data_group.clone(),
         job: files.job.clone(),
         kind: files.kind,
+        replaces: files.replaces.clone(),
         tables: tables.clone(),
     };
     let full = files.kind == PackageKind::Full;

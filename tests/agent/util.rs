@@ -715,6 +715,7 @@ fn publish_to(store: &cdx::server::Store, package: GeneratedPackage) -> PackageI
     let spec = PublishSpec {
         data_group: GROUP.into(),
         job: package.job,
+        replaces: Vec::new(),
         kind: package.kind,
         tables: package.tables,
     };

@@ -72,12 +72,24 @@ pub const ALL: &[(&str, Case)] = &[
         schema_conflict_in_a_later_table_applies_nothing,
     ),
     (
-        "text_too_long_for_a_narrower_column_applies_nothing",
-        text_too_long_for_a_narrower_column_applies_nothing,
+        "text_too_long_for_a_narrower_key_column_applies_nothing",
+        text_too_long_for_a_narrower_key_column_applies_nothing,
     ),
     (
-        "decimal_or_blob_too_wide_for_a_narrower_column_applies_nothing",
-        decimal_or_blob_too_wide_for_a_narrower_column_applies_nothing,
+        "a_wider_text_widens_the_column_and_rows_keep_their_values",
+        a_wider_text_widens_the_column_and_rows_keep_their_values,
+    ),
+    (
+        "decimal_or_blob_wider_widens_the_column_a_finer_scale_is_checked",
+        decimal_or_blob_wider_widens_the_column_a_finer_scale_is_checked,
+    ),
+    (
+        "an_integer_column_widens_to_decimal_or_real",
+        an_integer_column_widens_to_decimal_or_real,
+    ),
+    (
+        "a_refused_change_and_the_full_package_that_replaces_the_definition",
+        a_refused_change_and_the_full_package_that_replaces_the_definition,
     ),
     (
         "decimal_reads_back_in_the_columns_scale",
@@ -178,6 +190,7 @@ fn full_package_creates_tables(fx: &dyn Fixture) {
             upserts: 5,
             deletes: 0,
             created_tables: vec!["products".into(), "tags".into(), "notes".into()],
+            replaced_tables: vec![],
         }
     );
     assert_eq!(
@@ -228,6 +241,7 @@ fn full_package_replaces_rows(fx: &dyn Fixture) {
             upserts: 2,
             deletes: 0,
             created_tables: vec![],
+            replaced_tables: vec![],
         }
     );
     assert_eq!(
@@ -276,6 +290,7 @@ fn incremental_upserts_and_deletes_by_key(fx: &dyn Fixture) {
             upserts: 2,
             deletes: 2,
             created_tables: vec![],
+            replaced_tables: vec![],
         }
     );
     assert_eq!(
@@ -378,6 +393,7 @@ fn incremental_creates_missing_tables(fx: &dyn Fixture) {
             upserts: 1,
             deletes: 1,
             created_tables: vec!["products".into(), "tags".into()],
+            replaced_tables: vec![],
         }
     );
     assert_eq!(product_rows(fx), vec![product(1, "one", None)]);
@@ -929,38 +945,50 @@ fn label(id: i64, l: &str) -> Vec<Value> {
     vec![int(id), text(l)]
 }
 
-/// A text longer than the existing column holds (its length counted in
-/// UTF-16 units) fails the package naming table, column, key and length,
-/// and nothing is applied; the same wider-declared package with values
-/// that fit applies.
-fn text_too_long_for_a_narrower_column_applies_nothing(fx: &dyn Fixture) {
+/// codes(code text key, label text) with the given code type.
+fn codes(code: ColumnType) -> TableSchema {
+    table(
+        "codes",
+        vec![
+            col("code", code, false),
+            col("label", ColumnType::Text, false),
+        ],
+        &["code"],
+    )
+}
+
+/// A text longer than a key column holds (its length counted in UTF-16
+/// units) fails the package naming table, column, key and length, and
+/// nothing is applied: a key column is never altered, its values are
+/// checked. The same wider-declared package with values that fit applies.
+fn text_too_long_for_a_narrower_key_column_applies_nothing(fx: &dyn Fixture) {
     let narrow = ColumnType::BoundedText { max_len: 5 };
     let wide = ColumnType::BoundedText { max_len: 60 };
     let mut db = fx.open();
-    let first = Pkg::full(1, vec![labels(narrow)]).rows(0, vec![label(1, "one"), label(2, "two")]);
+    let first = Pkg::full(1, vec![codes(narrow)]).rows(0, vec![label_row("one"), label_row("two")]);
     applied(&mut *db, &first);
-    let before = fx.rows("labels", &["product_id"]);
-    let fitting = vec![label(5, "five5"), label(6, "abc😀"), label(8, "ok")];
+    let before = fx.rows("codes", &["code"]);
+    let fitting = vec![label_row("five5"), label_row("abc😀"), label_row("ok")];
 
     // (the package, the key, the length it must report)
     let mut with_8 = fitting.clone();
-    with_8.insert(2, label(7, "eight_ch"));
+    with_8.insert(2, label_row("eight_ch"));
     let cases = [
         (
-            Pkg::full(2, vec![labels(wide)]).rows(0, with_8.clone()),
-            "product_id=7",
+            Pkg::full(2, vec![codes(wide)]).rows(0, with_8.clone()),
+            "code=eight_ch",
             "8",
         ),
         (
-            Pkg::incremental(2, vec![labels(wide)]).rows(0, with_8),
-            "product_id=7",
+            Pkg::incremental(2, vec![codes(wide)]).rows(0, with_8),
+            "code=eight_ch",
             "8",
         ),
         (
             // 4 letters and an emoji: 5 characters, 6 UTF-16 units.
-            Pkg::incremental(2, vec![labels(wide)])
-                .rows(0, vec![label(5, "five5"), label(9, "abcd😀")]),
-            "product_id=9",
+            Pkg::incremental(2, vec![codes(wide)])
+                .rows(0, vec![label_row("five5"), label_row("abcd😀")]),
+            "code=abcd😀",
             "6",
         ),
     ];
@@ -976,23 +1004,90 @@ fn text_too_long_for_a_narrower_column_applies_nothing(fx: &dyn Fixture) {
             } => {
                 assert_eq!(
                     (*package_id, table.as_str(), column.as_str(), k.as_str()),
-                    (pkg.id(), "labels", "label", *key)
+                    (pkg.id(), "codes", "code", *key)
                 );
                 assert!(detail.contains(length), "{detail}");
             }
             other => panic!("expected ValueDoesNotFit, got {other:?}"),
         }
         let shown = err.to_string();
-        for part in ["labels", "label", key, length] {
+        for part in ["codes", "code", key, length] {
             assert!(shown.contains(part), "`{part}` missing from: {shown}");
         }
-        assert_eq!(fx.rows("labels", &["product_id"]), before);
+        assert_eq!(fx.rows("codes", &["code"]), before);
         assert_eq!(sequences(&mut *db, GROUP), [1]);
     }
 
-    let fits = Pkg::full(2, vec![labels(wide)]).rows(0, fitting.clone());
+    let fits = Pkg::full(2, vec![codes(wide)]).rows(0, fitting.clone());
     applied(&mut *db, &fits);
-    assert_eq!(fx.rows("labels", &["product_id"]), fitting);
+    let mut sorted = fitting;
+    sorted.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let mut got = fx.rows("codes", &["code"]);
+    got.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(got, sorted);
+}
+
+fn label_row(code: &str) -> Vec<Value> {
+    vec![text(code), text(&format!("label of {code}"))]
+}
+
+/// Issue 10: a package declaring a column wider than the table's widens it
+/// in place, in its transaction: `text(5)` to `text(60)` and to unbounded
+/// text, and the rows already there keep their values. A second table's
+/// conflict rolls the widening back with the rest (the SQLite tests read
+/// the declared type back).
+fn a_wider_text_widens_the_column_and_rows_keep_their_values(fx: &dyn Fixture) {
+    let narrow = ColumnType::BoundedText { max_len: 5 };
+    let mut db = fx.open();
+    let first = Pkg::full(1, vec![labels(narrow)]).rows(0, vec![label(1, "one"), label(2, "two")]);
+    applied(&mut *db, &first);
+
+    // A conflict in a later table: nothing, the widening included, stays.
+    let clash = table(
+        "labels_clash",
+        vec![col("id", ColumnType::Integer, false)],
+        &["id"],
+    );
+    applied(
+        &mut *db,
+        &Pkg::full(2, vec![clash.clone()]).rows(0, vec![vec![int(1)]]),
+    );
+    let mut clash_as_text = clash;
+    clash_as_text.columns[0].ty = ColumnType::Text;
+    let rolled_back = Pkg::incremental(
+        3,
+        vec![
+            labels(ColumnType::BoundedText { max_len: 60 }),
+            clash_as_text,
+        ],
+    )
+    .rows(0, vec![label(3, "a label of 25 characters!")]);
+    refused(&mut *db, &rolled_back);
+    assert_eq!(
+        fx.rows("labels", &["product_id"]),
+        vec![label(1, "one"), label(2, "two")]
+    );
+
+    let wider = Pkg::incremental(3, vec![labels(ColumnType::BoundedText { max_len: 60 })])
+        .rows(0, vec![label(3, "a label of 25 characters!")]);
+    applied(&mut *db, &wider);
+    // Declared narrow again, the column stays wide: a 60-character label fits.
+    let narrow_again = Pkg::incremental(4, vec![labels(narrow)]).rows(0, vec![label(4, "four")]);
+    applied(&mut *db, &narrow_again);
+    let unbounded = Pkg::incremental(5, vec![labels(ColumnType::Text)])
+        .rows(0, vec![label(5, &"x".repeat(5000))]);
+    applied(&mut *db, &unbounded);
+    assert_eq!(
+        fx.rows("labels", &["product_id"]),
+        vec![
+            label(1, "one"),
+            label(2, "two"),
+            label(3, "a label of 25 characters!"),
+            label(4, "four"),
+            label(5, &"x".repeat(5000)),
+        ]
+    );
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2, 3, 4, 5]);
 }
 
 /// amounts(id integer key, amount decimal, code blob nullable).
@@ -1012,9 +1107,13 @@ fn decimal(precision: u8, scale: u8) -> ColumnType {
     ColumnType::Decimal { precision, scale }
 }
 
-/// A decimal with more digits, or a blob longer, than the existing column
-/// holds fails the package naming table, column and key; nothing applies.
-fn decimal_or_blob_too_wide_for_a_narrower_column_applies_nothing(fx: &dyn Fixture) {
+/// A decimal with more digits before the point, or a blob longer, than the
+/// existing column holds widens it (the decimal at its scale, past 15
+/// digits too, where SQLite keeps it as exact text); the rows there keep
+/// their values. A finer scale cannot grow in place: each value is
+/// checked, and one that would lose a digit fails the package naming
+/// table, column and key.
+fn decimal_or_blob_wider_widens_the_column_a_finer_scale_is_checked(fx: &dyn Fixture) {
     let mut db = fx.open();
     let narrow = amounts(decimal(6, 2), ColumnType::BoundedBlob { max_len: 4 });
     let row = |id: i64, amount: &str, code: Option<&[u8]>| {
@@ -1024,79 +1123,211 @@ fn decimal_or_blob_too_wide_for_a_narrower_column_applies_nothing(fx: &dyn Fixtu
             code.map_or(Value::Null, |c| Value::Blob(c.to_vec())),
         ]
     };
-    let first = Pkg::full(1, vec![narrow]).rows(0, vec![row(1, "1234.50", Some(&[1, 2, 3, 4]))]);
+    let first = Pkg::full(1, vec![narrow]).rows(
+        0,
+        vec![
+            row(1, "1234.50", Some(&[1, 2, 3, 4])),
+            row(2, "-0.01", None),
+        ],
+    );
     applied(&mut *db, &first);
     let before = fx.rows("amounts", &["id"]);
 
-    let wide = amounts(decimal(12, 2), ColumnType::BoundedBlob { max_len: 10 });
     let finer = amounts(decimal(8, 4), ColumnType::BoundedBlob { max_len: 4 });
-    let cases = [
-        (
-            Pkg::incremental(2, vec![wide.clone()]).rows(
-                0,
-                vec![row(2, "9999.99", Some(&[1])), row(3, "10000.00", None)],
-            ),
-            "amount",
-            "id=3",
-            "10000.00",
-        ),
-        (
-            Pkg::full(2, vec![wide.clone()]).rows(
-                0,
-                vec![
-                    row(2, "-9999.99", None),
-                    row(4, "1.00", Some(&[1, 2, 3, 4, 5])),
-                ],
-            ),
-            "code",
-            "id=4",
-            "5",
-        ),
-        (
-            // Would lose a digit in decimal(6,2).
-            Pkg::incremental(2, vec![finer]).rows(0, vec![row(5, "1.2345", None)]),
-            "amount",
-            "id=5",
-            "1.2345",
-        ),
-    ];
-    for (pkg, column, key, detail_part) in &cases {
-        let err = refused(&mut *db, pkg);
-        match &err {
-            ChannelDbError::ValueDoesNotFit {
-                package_id,
-                table,
-                column: c,
-                key: k,
-                detail,
-            } => {
-                assert_eq!(
-                    (*package_id, table.as_str(), c.as_str(), k.as_str()),
-                    (pkg.id(), "amounts", *column, *key)
-                );
-                assert!(detail.contains(detail_part), "{detail}");
-            }
-            other => panic!("expected ValueDoesNotFit for {column}, got {other:?}"),
+    let rounded = Pkg::incremental(2, vec![finer]).rows(0, vec![row(5, "1.2345", None)]);
+    match refused(&mut *db, &rounded) {
+        ChannelDbError::ValueDoesNotFit {
+            table,
+            column,
+            key,
+            detail,
+            ..
+        } => {
+            assert_eq!(
+                (table.as_str(), column.as_str(), key.as_str()),
+                ("amounts", "amount", "id=5")
+            );
+            assert!(detail.contains("1.2345"), "{detail}");
         }
-        assert_eq!(fx.rows("amounts", &["id"]), before);
-        assert_eq!(sequences(&mut *db, GROUP), [1]);
+        other => panic!("expected ValueDoesNotFit, got {other:?}"),
     }
-    let fits = Pkg::incremental(2, vec![wide]).rows(
-        0,
-        vec![
-            row(2, "9999.99", Some(&[1, 2, 3, 4])),
-            row(3, "-0.01", None),
-        ],
+    assert_eq!(fx.rows("amounts", &["id"]), before);
+
+    let wide = amounts(decimal(12, 2), ColumnType::BoundedBlob { max_len: 10 });
+    applied(
+        &mut *db,
+        &Pkg::incremental(2, vec![wide]).rows(
+            0,
+            vec![
+                row(3, "9999999999.99", Some(&[1, 2, 3, 4, 5])),
+                row(4, "10000.00", None),
+            ],
+        ),
     );
-    applied(&mut *db, &fits);
+    let wider = amounts(decimal(20, 2), ColumnType::Blob);
+    applied(
+        &mut *db,
+        &Pkg::incremental(3, vec![wider])
+            .rows(0, vec![row(6, "123456789012345678.90", Some(&[7; 12]))]),
+    );
     assert_eq!(
         fx.rows("amounts", &["id"]),
         vec![
             row(1, "1234.50", Some(&[1, 2, 3, 4])),
-            row(2, "9999.99", Some(&[1, 2, 3, 4])),
-            row(3, "-0.01", None),
+            row(2, "-0.01", None),
+            row(3, "9999999999.99", Some(&[1, 2, 3, 4, 5])),
+            row(4, "10000.00", None),
+            row(6, "123456789012345678.90", Some(&[7; 12])),
         ]
     );
+}
+
+/// qty(id integer key, qty) with the given qty type.
+fn quantities(qty: ColumnType) -> TableSchema {
+    table(
+        "quantities",
+        vec![col("id", ColumnType::Integer, false), col("qty", qty, true)],
+        &["id"],
+    )
+}
+
+/// An integer column becomes a decimal or a real in place: the integers
+/// there read back as the decimal's exact text, or as reals. One with a
+/// value the decimal cannot hold is refused, naming it and the way out.
+fn an_integer_column_widens_to_decimal_or_real(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    let first = Pkg::full(1, vec![quantities(ColumnType::Integer)]).rows(
+        0,
+        vec![
+            vec![int(1), int(3)],
+            vec![int(2), int(-40)],
+            vec![int(3), Value::Null],
+        ],
+    );
+    applied(&mut *db, &first);
+    let too_few_digits = Pkg::incremental(2, vec![quantities(decimal(3, 2))])
+        .rows(0, vec![vec![int(4), text("1.25")]]);
+    let err = refused(&mut *db, &too_few_digits);
+    let shown = err.to_string();
+    for part in ["quantities", "qty", "-40", "--replace-definition"] {
+        assert!(shown.contains(part), "`{part}` missing from: {shown}");
+    }
+    let to_decimal = Pkg::incremental(2, vec![quantities(decimal(10, 2))])
+        .rows(0, vec![vec![int(4), text("1.25")]]);
+    applied(&mut *db, &to_decimal);
+    assert_eq!(
+        fx.rows("quantities", &["id"]),
+        vec![
+            vec![int(1), text("3.00")],
+            vec![int(2), text("-40.00")],
+            vec![int(3), Value::Null],
+            vec![int(4), text("1.25")],
+        ]
+    );
+
+    let weights = |ty| {
+        table(
+            "weights",
+            vec![col("id", ColumnType::Integer, false), col("w", ty, true)],
+            &["id"],
+        )
+    };
+    applied(
+        &mut *db,
+        &Pkg::incremental(3, vec![weights(ColumnType::Integer)])
+            .rows(0, vec![vec![int(1), int(4)]]),
+    );
+    applied(
+        &mut *db,
+        &Pkg::incremental(4, vec![weights(ColumnType::Real)])
+            .rows(0, vec![vec![int(2), Value::Real(2.5)]]),
+    );
+    assert_eq!(
+        fx.rows("weights", &["id"]),
+        vec![
+            vec![int(1), Value::Real(4.0)],
+            vec![int(2), Value::Real(2.5)]
+        ]
+    );
+}
+
+/// A change no column can make in place (text to integer, another key) is
+/// refused naming table, column, both types and the way out; the full
+/// package that replaces the table's definition then drops and creates the
+/// table in its transaction, and the table holds the package's rows.
+fn a_refused_change_and_the_full_package_that_replaces_the_definition(fx: &dyn Fixture) {
+    let mut db = fx.open();
+    let before = table(
+        "items",
+        vec![
+            col("item", ColumnType::Text, false),
+            col("weight", ColumnType::Text, true),
+        ],
+        &["item"],
+    );
+    applied(
+        &mut *db,
+        &Pkg::full(1, vec![before]).rows(0, vec![vec![text("A"), text("heavy")]]),
+    );
+    let after = table(
+        "items",
+        vec![
+            col("item", ColumnType::Integer, false),
+            col("weight", ColumnType::Integer, true),
+        ],
+        &["item"],
+    );
+    let rows = vec![vec![int(1), int(12)], vec![int(2), Value::Null]];
+    let changed = Pkg::full(2, vec![after.clone()]).rows(0, rows.clone());
+    let err = refused(&mut *db, &changed);
+    assert!(
+        matches!(
+            &err,
+            ChannelDbError::SchemaConflict(SchemaConflict::TypeMismatch { table, column, expected, .. })
+                if table == "items" && column == "item" && expected == "integer"
+        ),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    for part in [
+        "items.item",
+        "integer",
+        "--replace-definition",
+        "text values do not become",
+    ] {
+        assert!(shown.contains(part), "`{part}` missing from: {shown}");
+    }
+    assert_eq!(
+        fx.rows("items", &["item"]),
+        vec![vec![text("A"), text("heavy")]]
+    );
+
+    let replacing = Pkg::full(2, vec![after])
+        .rows(0, rows.clone())
+        .replacing(&["items"]);
+    let report = applied(&mut *db, &replacing);
+    assert_eq!(report.replaced_tables, ["items"]);
+    assert!(report.created_tables.is_empty(), "{report:?}");
+    assert_eq!(fx.rows("items", &["item"]), rows);
+    // The new definition holds: an integer weight applies, incrementally.
+    let next = Pkg::incremental(
+        3,
+        vec![table(
+            "items",
+            vec![
+                col("item", ColumnType::Integer, false),
+                col("weight", ColumnType::Integer, true),
+            ],
+            &["item"],
+        )],
+    )
+    .rows(0, vec![vec![int(2), int(7)]]);
+    applied(&mut *db, &next);
+    assert_eq!(
+        fx.rows("items", &["item"]),
+        vec![vec![int(1), int(12)], vec![int(2), int(7)]]
+    );
+    assert_eq!(sequences(&mut *db, GROUP), [1, 2, 3]);
 }
 
 /// A decimal written through a package that declares another scale than

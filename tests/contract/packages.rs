@@ -92,6 +92,7 @@ impl Pkg {
                 sequence,
                 kind,
                 created_at_ms: 1_700_000_000_000,
+                replaces: Vec::new(),
                 tables,
             },
             body: Vec::new(),
@@ -108,6 +109,13 @@ impl Pkg {
 
     pub fn in_group(mut self, data_group: &str) -> Self {
         self.header.data_group = data_group.into();
+        self
+    }
+
+    /// Replaces the definitions of `tables` (a full package's version 3).
+    pub fn replacing(mut self, tables: &[&str]) -> Self {
+        self.header.replaces = tables.iter().map(|t| (*t).to_owned()).collect();
+        self.header.format_version = self.header.needed_version();
         self
     }
 

@@ -85,6 +85,7 @@ impl Headquarters {
         let spec = PublishSpec {
             data_group: self.data_group.clone(),
             job: package.job,
+            replaces: Vec::new(),
             kind: package.kind,
             tables: package.tables,
         };

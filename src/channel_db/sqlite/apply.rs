@@ -138,7 +138,47 @@ fn prepare_table(
         });
     }
     let table = plan::quote_ident(name)?;
-    let existing = read_table(tx, name)?;
+    let mut existing = read_table(tx, name)?;
+    let replace = header.replaces_table(name);
+    let action = plan::check_table(existing.as_ref(), schema, replace)?;
+    if header.kind == PackageKind::Full
+        && matches!(action, TableAction::UseExisting | TableAction::Alter { .. })
+    {
+        tx.execute(&format!("DELETE FROM {table}"), [])
+            .context(|| format!("delete all rows of {name}"))?;
+    }
+    match &action {
+        TableAction::Create | TableAction::Replace => {
+            if action == TableAction::Replace {
+                tx.execute(&format!("DROP TABLE {table}"), [])
+                    .context(|| format!("drop table {name} to replace its definition"))?;
+                tracing::warn!(package = %header.package_id, table = %name,
+                    "the package replaces the table's definition: dropped and created again");
+                report.replaced_tables.push(name.clone());
+            } else {
+                report.created_tables.push(name.clone());
+            }
+            tx.execute(&plan::create_table_sql(schema)?, [])
+                .context(|| format!("create table {name}"))?;
+        }
+        TableAction::UseExisting => {}
+        TableAction::Alter { add, widen } => {
+            for &i in add {
+                let column = &schema.columns[i];
+                tx.execute(&plan::add_column_sql(name, column)?, [])
+                    .context(|| format!("add column {}.{}", name, column.name))?;
+                tracing::info!(package = %header.package_id, table = %name,
+                    column = %column.name, ty = %column.ty, "added a column the package brings");
+            }
+            if let Some(have) = &existing {
+                super::widen::widen_columns(tx, header.package_id, have, schema, widen)?;
+            }
+        }
+    }
+    if action != TableAction::UseExisting {
+        existing = read_table(tx, name)?;
+    }
+    // Checked against the table as it is now: altered, or created.
     let checks = existing
         .as_ref()
         .map_or_else(Vec::new, |e| plan::narrower_columns(e, schema));
@@ -152,31 +192,6 @@ fn prepare_table(
             Some((schema.key.iter().position(|k| k == name)?, scale))
         })
         .collect();
-    let mut existing = existing;
-    let action = plan::check_table(existing.as_ref(), schema)?;
-    if header.kind == PackageKind::Full && action != TableAction::Create {
-        tx.execute(&format!("DELETE FROM {table}"), [])
-            .context(|| format!("delete all rows of {name}"))?;
-    }
-    match action {
-        TableAction::Create => {
-            tx.execute(&plan::create_table_sql(schema)?, [])
-                .context(|| format!("create table {name}"))?;
-            report.created_tables.push(name.clone());
-            existing = read_table(tx, name)?;
-        }
-        TableAction::UseExisting => {}
-        TableAction::AddColumns(added) => {
-            for &i in &added {
-                let column = &schema.columns[i];
-                tx.execute(&plan::add_column_sql(name, column)?, [])
-                    .context(|| format!("add column {}.{}", name, column.name))?;
-                tracing::info!(package = %header.package_id, table = %name,
-                    column = %column.name, ty = %column.ty, "added a column the package brings");
-            }
-            existing = read_table(tx, name)?;
-        }
-    }
     let numeric = existing
         .as_ref()
         .map_or_else(Vec::new, |e| numeric_columns(e, schema));

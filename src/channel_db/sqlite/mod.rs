@@ -7,6 +7,7 @@
 mod apply;
 mod schema;
 mod value;
+mod widen;
 
 use std::path::Path;
 use std::time::Duration;

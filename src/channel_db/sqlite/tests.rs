@@ -62,6 +62,7 @@ impl Pkg {
                 sequence,
                 kind: PackageKind::Full,
                 created_at_ms: 1_700_000_000_000,
+                replaces: Vec::new(),
                 tables,
             },
             rows,
@@ -414,4 +415,111 @@ fn numeric_column_refuses_a_value_it_would_round() {
         "{err}"
     );
     assert!(err.contains("0.3333333333333333"), "{err}");
+}
+
+/// The declared type of `table.column`, as a fresh connection reads it.
+fn declared_type(path: &std::path::Path, table: &str, column: &str) -> String {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT type FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// A widening rewrites the column's declared type and nothing else of the
+/// table's statement; a package that fails after it rolls it back; another
+/// connection, and the database's integrity check, see the new statement.
+#[test]
+fn a_widened_column_is_declared_wider_and_a_failed_package_rolls_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("channel.db");
+    let mut db = SqliteChannelDb::open(&path).unwrap();
+    let items = |name: ColumnType| TableSchema {
+        name: "items".into(),
+        columns: vec![
+            col("id", ColumnType::Integer, false),
+            col("name", name, true),
+        ],
+        key: vec!["id".into()],
+    };
+    // A hand-made index on the column stays usable.
+    applied(
+        &mut db,
+        &Pkg::full(
+            1,
+            vec![items(ColumnType::BoundedText { max_len: 5 })],
+            vec![vec![Value::Integer(1), Value::Text("one".into())]],
+        ),
+    );
+    db.connection()
+        .execute_batch("CREATE INDEX items_by_name ON items (name)")
+        .unwrap();
+    assert_eq!(declared_type(&path, "items", "name"), "VARCHAR(5)");
+
+    // Widened, then a second table's conflict rolls everything back.
+    db.connection()
+        .execute_batch("CREATE TABLE other (id TEXT PRIMARY KEY)")
+        .unwrap();
+    let other = TableSchema {
+        name: "other".into(),
+        columns: vec![col("id", ColumnType::Integer, false)],
+        key: vec!["id".into()],
+    };
+    let mut failing = Pkg::full(
+        2,
+        vec![items(ColumnType::BoundedText { max_len: 60 }), other],
+        vec![vec![
+            Value::Integer(2),
+            Value::Text("twenty-two chars long".into()),
+        ]],
+    );
+    failing.header.kind = PackageKind::Incremental;
+    assert!(matches!(
+        apply(&mut db, &failing),
+        Err(ChannelDbError::SchemaConflict(
+            SchemaConflict::TypeMismatch { .. }
+        ))
+    ));
+    assert_eq!(declared_type(&path, "items", "name"), "VARCHAR(5)");
+
+    let mut wider = Pkg::full(
+        2,
+        vec![items(ColumnType::BoundedText { max_len: 60 })],
+        vec![vec![
+            Value::Integer(2),
+            Value::Text("twenty-two chars long".into()),
+        ]],
+    );
+    wider.header.kind = PackageKind::Incremental;
+    applied(&mut db, &wider);
+    assert_eq!(declared_type(&path, "items", "name"), "VARCHAR(60)");
+    let sql: String = db
+        .connection()
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'items'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sql,
+        "CREATE TABLE \"items\" (\"id\" INTEGER NOT NULL, \"name\" VARCHAR(60), PRIMARY KEY (\"id\"))"
+    );
+    let check: String = db
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let by_index: i64 = db
+        .connection()
+        .query_row(
+            "SELECT id FROM items INDEXED BY items_by_name WHERE name = 'twenty-two chars long'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_index, 2);
 }

@@ -110,6 +110,26 @@ pub fn add_column(
     ))
 }
 
+/// Changes existing column `have` of `table` to type `ty` (a widening),
+/// keeping its nullability and its collation.
+pub fn alter_column(
+    schema: &str,
+    table: &str,
+    have: &super::types::ServerColumn,
+    ty: &str,
+) -> Result<String, InvalidIdentifier> {
+    let collate = match &have.collation {
+        Some(c) if crate::package::is_identifier(c) => format!(" COLLATE {c}"),
+        _ => String::new(),
+    };
+    let null = if have.nullable { "NULL" } else { "NOT NULL" };
+    Ok(format!(
+        "ALTER TABLE {} ALTER COLUMN {} {ty}{collate} {null}",
+        qualified(schema, table)?,
+        quote(&have.name)?
+    ))
+}
+
 /// How a column is read for upload: as it is, or cast to what tiberius
 /// reads exactly (it reads `money` as a float).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

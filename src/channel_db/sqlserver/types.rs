@@ -106,6 +106,31 @@ pub fn sql_type(ty: ColumnType) -> String {
     }
 }
 
+/// The type existing column `have` is widened to, to hold package type
+/// `to`: the same kind of SQL Server type (`varchar` stays `varchar`, and
+/// `char` becomes `varchar` rather than padding), the package's length or
+/// precision.
+pub fn widened_type(have: &ServerColumn, to: ColumnType) -> String {
+    let length = |max_len: Option<u32>| max_len.map_or_else(|| "max".to_owned(), |n| n.to_string());
+    match to {
+        ColumnType::Text | ColumnType::BoundedText { .. } => {
+            let max_len = match to {
+                ColumnType::BoundedText { max_len } => Some(max_len),
+                _ => None,
+            };
+            let base = if matches!(have.type_name.as_str(), "varchar" | "char") {
+                "varchar"
+            } else {
+                "nvarchar"
+            };
+            format!("{base}({})", length(max_len))
+        }
+        ColumnType::Blob => "varbinary(max)".into(),
+        ColumnType::BoundedBlob { max_len } => format!("varbinary({max_len})"),
+        ty => sql_type(ty),
+    }
+}
+
 /// A column as `sys.columns` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerColumn {

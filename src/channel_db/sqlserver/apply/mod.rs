@@ -15,7 +15,7 @@ use super::pool::{Connection, SqlServerPool};
 use super::read::{execute, last_sequence, query, table_columns};
 use super::staging;
 use super::tsql::{self, Bookkeeping};
-use super::types::existing_table;
+use super::types::{existing_table, widened_type};
 use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
 use crate::package::{PackageHeader, PackageKind, TableSchema};
@@ -240,18 +240,35 @@ impl<'p> Applying<'p> {
         let qualified = tsql::qualified(&self.schema, name)?;
         let mut columns = table_columns(self.pool, connection, name).await?;
         let existing = columns.as_deref().map(|c| existing_table(name, c));
-        let action = plan::check_table(existing.as_ref(), schema)?;
+        let replace = self.header.replaces_table(name);
+        let action = plan::check_table(existing.as_ref(), schema, replace)?;
         let id = self.id();
         let mut statements = Vec::new();
+        // A full package empties the table first: what is altered after is
+        // an empty table.
+        if matches!(action, TableAction::UseExisting | TableAction::Alter { .. })
+            && self.header.kind == PackageKind::Full
+        {
+            statements.push((
+                format!("DELETE FROM {qualified}"),
+                format!("package {id}: delete all rows of {qualified}"),
+            ));
+        }
         match &action {
-            TableAction::Create => {
+            TableAction::Create | TableAction::Replace => {
+                if action == TableAction::Replace {
+                    statements.push((
+                        format!("DROP TABLE {qualified}"),
+                        format!("package {id}: drop table {qualified} to replace its definition"),
+                    ));
+                }
                 statements.push((
                     tsql::create_table(&self.schema, schema)?,
                     format!("package {id}: create table {qualified}"),
                 ));
             }
-            TableAction::AddColumns(added) => {
-                for &i in added {
+            TableAction::Alter { add, widen } => {
+                for &i in add {
                     let column = &schema.columns[i];
                     statements.push((
                         tsql::add_column(&self.schema, schema, i)?,
@@ -261,24 +278,51 @@ impl<'p> Applying<'p> {
                         ),
                     ));
                 }
+                let have = |column: &str| {
+                    columns
+                        .iter()
+                        .flatten()
+                        .find(|h| h.name.eq_ignore_ascii_case(column))
+                };
+                for w in widen {
+                    let Some(have) = have(&schema.columns[w.index].name) else {
+                        continue;
+                    };
+                    let ty = widened_type(have, w.to);
+                    statements.push((
+                        tsql::alter_column(&self.schema, name, have, &ty)?,
+                        format!(
+                            "package {id}: widen column {} of {qualified} from {} to {ty}",
+                            have.name,
+                            have.declared()
+                        ),
+                    ));
+                }
             }
             TableAction::UseExisting => {}
-        }
-        if existing.is_some() && self.header.kind == PackageKind::Full {
-            statements.push((
-                format!("DELETE FROM {qualified}"),
-                format!("package {id}: delete all rows of {qualified}"),
-            ));
         }
         for (sql, what) in statements {
             execute(self.pool, connection, || what.clone(), &sql, &[]).await?;
         }
-        if let TableAction::AddColumns(added) = &action {
-            for &i in added {
-                let column = &schema.columns[i];
-                tracing::info!(package = %id, table = %name, column = %column.name,
-                    ty = %column.ty, "added a column the package brings");
+        match &action {
+            TableAction::Alter { add, widen } => {
+                for &i in add {
+                    let column = &schema.columns[i];
+                    tracing::info!(package = %id, table = %name, column = %column.name,
+                        ty = %column.ty, "added a column the package brings");
+                }
+                for w in widen {
+                    tracing::info!(package = %id, table = %name,
+                        column = %schema.columns[w.index].name, to = %w.to,
+                        "widened a column the package needs wider");
+                }
             }
+            TableAction::Replace => {
+                tracing::warn!(package = %id, table = %name,
+                    "the package replaces the table's definition: dropped and created again");
+                self.report.replaced_tables.push(name.clone());
+            }
+            TableAction::Create | TableAction::UseExisting => {}
         }
         if existing.is_none() {
             self.report.created_tables.push(name.clone());
