@@ -685,6 +685,169 @@ fn a_package_adding_a_column_applies_and_one_adding_a_required_column_is_refused
     assert_eq!(columns, 0, "the refused package's column stayed");
 }
 
+/// Issue 10's schema evolution, widening and its way out, through the
+/// agent and `cdx-server publish`: a package declaring `name` as `text(40)`
+/// where the store has `VARCHAR(10)` widens the column and the rows there
+/// keep their values; one turning `name` into an integer is refused, the
+/// store suspended with the error naming the way out; the full package
+/// published with `--replace-definition items` supersedes the refused one,
+/// and the store passes over it and applies the new definition by itself.
+#[test]
+fn a_wider_column_widens_and_a_refused_change_gives_way_to_a_replacing_full_package() {
+    use cdx::package::{Column, ColumnType};
+    let hq = Hq::start();
+    let data = hq.dir.path().join("hq");
+    let store = StoreDir::new();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let _agent = spawn_client(&config);
+    listening(status);
+    let items = |name: ColumnType| cdx::package::TableSchema {
+        name: "items".into(),
+        columns: vec![
+            Column::new("id", ColumnType::Integer, false),
+            Column::new("name", name, false),
+        ],
+        key: vec!["id".into()],
+    };
+    let first = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items(ColumnType::BoundedText { max_len: 10 }),
+        item_rows(3, "item"),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied()
+        == first.sequence));
+    let long_name = "a name of thirty characters!!!";
+    let wider = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items(ColumnType::BoundedText { max_len: 40 }),
+        vec![vec![Value::Integer(4), Value::Text(long_name.into())]],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || store.applied()
+            == wider.sequence),
+        "the widening package did not apply: {}",
+        http(status, "GET", "/status").1
+    );
+    let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
+    let declared = |column: &str| -> String {
+        conn.query_row(
+            "SELECT type FROM pragma_table_info('items') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(declared("name"), "VARCHAR(40)");
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, ["item 1", "item 2", "item 3", long_name]);
+
+    let refused = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items(ColumnType::Integer),
+        vec![vec![Value::Integer(5), Value::Integer(55)]],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || suspended_on(status, &refused)),
+        "the package changing a column's kind did not suspend the store"
+    );
+    let (_, body) = http(status, "GET", "/status");
+    for part in [
+        "column `items.name` is `VARCHAR(40)`",
+        "text values do not become integer values in place",
+        "--replace-definition",
+    ] {
+        assert!(body.contains(part), "`{part}` missing from: {body}");
+    }
+
+    // The way out, as an operator types it.
+    let rows = store.dir.path().join("items.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"id\": 1, \"name\": 100}\n{\"id\": 2, \"name\": 200}\n",
+    )
+    .unwrap();
+    let table = format!("items={}", rows.display());
+    let out = server(
+        &[
+            "publish",
+            "--group",
+            GROUP,
+            "--job",
+            "1040",
+            "--kind",
+            "full",
+            "--table",
+            &table,
+            "--key",
+            "items=id",
+            "--columns",
+            "items=id:integer,name:integer",
+            "--replace-definition",
+            "items",
+        ],
+        &data,
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    eprintln!(
+        "cdx-server publish --replace-definition items:\n{}",
+        said(&out)
+    );
+    let replacing = refused.sequence + 1;
+    assert!(
+        wait_until(Duration::from_secs(60), || store.applied() == replacing),
+        "the replacing full package did not release the store: {}",
+        http(status, "GET", "/status").1
+    );
+    assert_eq!(declared("name"), "INTEGER");
+    let rows: Vec<(i64, i64)> = conn
+        .prepare("SELECT id, name FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(1, 100), (2, 200)]);
+    let sessions = store_sessions(status, &refused);
+    assert_eq!(sessions[0].0, "Canceled", "{sessions:?}");
+    assert!(sessions[0].1.contains("superseded"), "{sessions:?}");
+
+    // An incremental package cannot replace a definition: refused before
+    // anything is written.
+    let out = server(
+        &[
+            "publish",
+            "--group",
+            GROUP,
+            "--job",
+            "1040",
+            "--kind",
+            "incremental",
+            "--table",
+            &table,
+            "--key",
+            "items=id",
+            "--replace-definition",
+            "items",
+        ],
+        &data,
+    );
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("--replace-definition needs --kind full"),
+        "{}",
+        said(&out)
+    );
+}
+
 /// `cdx-server serve --retain 0s` compacts on its own when it starts: the
 /// superseded package's file goes, the others stay, and a running server
 /// answers 410 for it.
