@@ -75,6 +75,12 @@ pub struct PackageInfo {
 pub struct PackageList {
     pub data_group: String,
     pub packages: Vec<ListedPackage>,
+    /// Set when the channel asks for packages after a sequence below the
+    /// highest it applied before: its channel database went back (restored
+    /// from a backup, or re-seeded by a full sync). That highest sequence;
+    /// absent otherwise, and from a server that does not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_before: Option<u64>,
 }
 
 /// A package as listed, and whether a store that has not applied it must

@@ -176,6 +176,7 @@ impl Agent {
                 retry: config.retry,
                 shutdown: shutdown.clone(),
                 downloads_dir,
+                went_back: Default::default(),
             },
             &supervision,
         );

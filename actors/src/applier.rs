@@ -220,6 +220,28 @@ impl Handler<PassOver> for Applier {
     }
 }
 
+/// Forgets the packages the channel database recorded for a data group (a
+/// full sync): the position goes back to 0. Answers how many it forgot.
+#[derive(Message)]
+#[rtype(result = "Result<u64, ActorError>")]
+pub struct ForgetApplied {
+    pub data_group: String,
+}
+
+impl Handler<ForgetApplied> for Applier {
+    type Result = Result<u64, ActorError>;
+
+    fn handle(&mut self, msg: ForgetApplied, ctx: &mut Self::Context) -> Self::Result {
+        let supervision = self.supervision.clone();
+        guard(ctx, &supervision, NAME, || {
+            let forgotten = self.db()?.forget_applied(&msg.data_group)?;
+            tracing::warn!(data_group = %msg.data_group, forgotten,
+                "full sync: the channel database's position in the order went back to 0");
+            Ok(forgotten)
+        })
+    }
+}
+
 /// The packages the channel database holds for a data group, in order.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<AppliedPackage>, ActorError>")]

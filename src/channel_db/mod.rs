@@ -125,6 +125,12 @@ pub trait ChannelDb: Send {
         package: PackageSource<'_>,
     ) -> Result<ApplyOutcome, ChannelDbError>;
 
+    /// Forgets every package recorded for `data_group` (`cdx-client
+    /// full-sync`): the tables keep their rows, and the position in the
+    /// order goes back to 0, so that headquarters' snapshot plan is applied
+    /// again from the start. Returns how many records it dropped.
+    fn forget_applied(&mut self, data_group: &str) -> Result<u64, ChannelDbError>;
+
     /// Records that `package` was passed over: in its place in the order
     /// (the sequence after the last one recorded), with no rows. Recording
     /// a package already recorded changes nothing.

@@ -13,12 +13,14 @@ use super::store::Store;
 /// Download statuses an operator must look at.
 const DOWNLOAD_PROBLEMS: &str = "'DownloadFailed', 'ApplyFailed', 'Suspended', 'Canceled'";
 /// A session's package was withdrawn or superseded (SQL, on `sessions`).
-const PASSED_OVER: &str = "subject_id IN (SELECT id FROM packages
+pub(crate) const PASSED_OVER: &str = "subject_id IN (SELECT id FROM packages
      WHERE withdrawn_at_ms IS NOT NULL OR superseded_by IS NOT NULL)";
 /// The problem of a store that applied a package withdrawn afterwards.
 pub const APPLIED_WITHDRAWN: &str = "Applied, then withdrawn";
 /// The problem of a store whose upload counters went back.
 pub const COUNTERS_WENT_BACK: &str = "Counters went back";
+/// The problem of a store whose channel database went back in the order.
+pub const DATABASE_WENT_BACK: &str = "Database went back";
 /// Upload statuses an operator must look at.
 const UPLOAD_PROBLEMS: &str = "'UploadFailed', 'ApplyFailed', 'Canceled'";
 
@@ -42,6 +44,19 @@ pub struct StoreState {
     pub last_upload_ms: Option<i64>,
     /// Per upload table, the highest counter stored.
     pub high_water: BTreeMap<String, i64>,
+    /// The last time its channel database went back in the order.
+    pub went_back: Option<WentBack>,
+}
+
+/// A channel database that went back: it listed packages after `to` when
+/// it had applied up to `from` (restored from a backup, or a full sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WentBack {
+    pub from: u64,
+    pub to: u64,
+    pub at_ms: i64,
+    /// Whether it applied again as far as `from` since.
+    pub caught_up: bool,
 }
 
 /// A session an operator must look at.
@@ -171,6 +186,57 @@ impl Store {
                 let (channel, problem) = row?;
                 problems.entry(channel).or_default().push(problem);
             }
+            // A channel database that went back (restored from a backup, or
+            // a full sync): a problem until the store applied again as far
+            // as before, shown (caught up) after.
+            let mut stmt = conn.prepare(
+                "SELECT c.id, c.went_back_from, c.went_back_to, c.went_back_at_ms,
+                        EXISTS (
+                       SELECT 1 FROM session_history h JOIN packages p ON p.id = h.subject_id
+                       WHERE h.channel = c.id AND h.direction = 'download'
+                         AND p.sequence >= c.went_back_from
+                         AND h.received_at_ms >= c.went_back_at_ms
+                         AND (h.status = 'Applied'
+                              OR (h.status = 'Canceled' AND (p.withdrawn_at_ms IS NOT NULL
+                                                             OR p.superseded_by IS NOT NULL))))
+                 FROM channels c
+                 WHERE c.went_back_at_ms IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    WentBack {
+                        from: r.get::<_, i64>(1)? as u64,
+                        to: r.get::<_, i64>(2)? as u64,
+                        at_ms: r.get(3)?,
+                        caught_up: r.get(4)?,
+                    },
+                ))
+            })?;
+            let mut went_back: HashMap<String, WentBack> = HashMap::new();
+            for row in rows {
+                let (channel, w) = row?;
+                if !w.caught_up {
+                    problems
+                        .entry(channel.clone())
+                        .or_default()
+                        .push(StoreProblem {
+                            direction: "download".into(),
+                            job: String::new(),
+                            subject_id: String::new(),
+                            sequence: Some(w.to),
+                            status: DATABASE_WENT_BACK.into(),
+                            message: Some(format!(
+                                "its channel database had applied up to #{} and went back to #{} \
+                             (restored from a backup, or a full sync); it applies the packages \
+                             after #{} again",
+                                w.from, w.to, w.to
+                            )),
+                            modified_at_ms: w.at_ms,
+                        });
+                }
+                went_back.insert(channel, w);
+            }
             // Applied, then withdrawn: the store needs a correcting package
             // (a later full package of the job, once applied, is one).
             let mut stmt = conn.prepare(
@@ -239,6 +305,7 @@ impl Store {
                     problems: problems.remove(&c.id).unwrap_or_default(),
                     last_upload_ms: last_upload.get(&c.id).copied(),
                     high_water: high_waters.remove(&c.id).unwrap_or_default(),
+                    went_back: went_back.remove(&c.id),
                 });
             }
             Ok(states)

@@ -243,11 +243,13 @@ async fn packages(
         }
     };
     let listed: Vec<_> = packages.iter().map(|p| p.package.clone()).collect();
-    let (store2, channel_id) = (store.clone(), channel.channel_id);
-    blocking(move || store2.ensure_download_sessions(&channel_id, &listed)).await?;
+    let (store2, channel_id, after) = (store.clone(), channel.channel_id, query.after);
+    let applied_before =
+        blocking(move || store2.ensure_download_sessions(&channel_id, after, &listed)).await?;
     Ok(web::Json(PackageList {
         data_group: channel.data_group,
         packages: store.with_content_urls(packages),
+        applied_before,
     }))
 }
 

@@ -11,7 +11,10 @@ CREATE TABLE IF NOT EXISTS channels (
     secret_salt        TEXT NOT NULL,         -- hex, 16 random bytes
     secret_sha256      TEXT NOT NULL,         -- hex SHA-256 of salt || secret
     created_at_ms      INTEGER NOT NULL,
-    last_connection_ms INTEGER
+    last_connection_ms INTEGER,
+    went_back_at_ms    INTEGER,               -- it listed after a sequence below one it had applied
+    went_back_from     INTEGER,               -- the highest sequence it had applied
+    went_back_to       INTEGER                -- the sequence it listed after
 );
 
 CREATE TABLE IF NOT EXISTS packages (
@@ -141,4 +144,7 @@ pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("packages", "withdrawn_by", "TEXT"),
     ("packages", "withdrawn_reason", "TEXT"),
     ("packages", "pruned_at_ms", "INTEGER"),
+    ("channels", "went_back_at_ms", "INTEGER"),
+    ("channels", "went_back_from", "INTEGER"),
+    ("channels", "went_back_to", "INTEGER"),
 ];

@@ -156,6 +156,44 @@ fn append_history(conn: &Connection, e: &HistoryEntry<'_>) -> rusqlite::Result<(
 
 /// Creates the Available download session of `channel` for `package`
 /// unless it exists.
+/// Whether `channel`, listing after `after`, went back: the highest
+/// sequence it applied (or passed over) before, when above `after`. Records
+/// the episode on the channel (`stores --failing` shows it until the store
+/// is back there), or ends one the store has caught up with.
+fn went_back(conn: &Connection, channel: &str, after: u64) -> rusqlite::Result<Option<u64>> {
+    let applied: Option<i64> = conn.query_row(
+        &format!(
+            "SELECT MAX(sequence) FROM sessions WHERE channel = ?1 AND direction = 'download'
+               AND (status = 'Applied' OR (status = 'Canceled' AND {}))",
+            super::fleet::PASSED_OVER
+        ),
+        [channel],
+        |r| r.get(0),
+    )?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    match applied {
+        Some(applied) if applied > after => {
+            conn.execute(
+                "UPDATE channels SET went_back_at_ms = COALESCE(went_back_at_ms, ?2),
+                     went_back_from = MAX(COALESCE(went_back_from, 0), ?3),
+                     went_back_to = MIN(COALESCE(went_back_to, ?4), ?4)
+                 WHERE id = ?1",
+                params![channel, now_ms(), applied, after],
+            )?;
+            Ok(Some(applied as u64))
+        }
+        _ => {
+            conn.execute(
+                "UPDATE channels SET went_back_at_ms = NULL, went_back_from = NULL,
+                     went_back_to = NULL
+                 WHERE id = ?1 AND went_back_from <= ?2",
+                params![channel, after],
+            )?;
+            Ok(None)
+        }
+    }
+}
+
 pub(crate) fn ensure_download_session(
     conn: &Connection,
     channel: &str,
@@ -248,18 +286,20 @@ impl Store {
     pub fn ensure_download_sessions(
         &self,
         channel: &str,
+        after: u64,
         packages: &[PackageInfo],
-    ) -> Result<(), ServerError> {
+    ) -> Result<Option<u64>, ServerError> {
         if packages.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for package in packages {
                 ensure_download_session(&tx, channel, package)?;
             }
+            let went_back = went_back(&tx, channel, after)?;
             tx.commit()?;
-            Ok(())
+            Ok(went_back)
         })
     }
 

@@ -848,6 +848,92 @@ fn a_wider_column_widens_and_a_refused_change_gives_way_to_a_replacing_full_pack
     );
 }
 
+/// `cdx-client full-sync` re-seeds a store on purpose: the channel
+/// database forgets its position, and the agent applies the snapshot plan
+/// again: the superseded incremental is passed over, the full package and
+/// the one after it are applied, and a row changed by hand at the store is
+/// put right. Headquarters sees the store go back and catch up.
+#[test]
+fn full_sync_applies_the_snapshot_plan_again_and_puts_a_damaged_table_right() {
+    let hq = Hq::start();
+    let data = hq.dir.path().join("hq");
+    let store = StoreDir::new();
+    let (config, status) = config_on_port(&store, &hq.url(), "");
+    let _agent = spawn_client(&config);
+    listening(status);
+    let old = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        item_rows(2, "old"),
+    );
+    let full = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(3, "item"),
+    );
+    let last = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        vec![vec![Value::Integer(4), Value::Text("item 4".into())]],
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied() == last.sequence));
+    let conn = rusqlite::Connection::open(store.channel_db()).unwrap();
+    conn.execute("UPDATE items SET name = 'damaged' WHERE id = 2", [])
+        .unwrap();
+    conn.execute("DELETE FROM items WHERE id = 4", []).unwrap();
+
+    let out = client(&["full-sync"], &config);
+    assert!(out.status.success(), "{}", said(&out));
+    let answer = said(&out);
+    eprintln!("cdx-client full-sync:\n{answer}");
+    assert!(
+        answer.contains("forgot its 3 packages") && answer.contains("snapshot plan"),
+        "{answer}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || items(&store.channel_db())
+            == vec![
+                (1, "item 1".to_owned()),
+                (2, "item 2".to_owned()),
+                (3, "item 3".to_owned()),
+                (4, "item 4".to_owned()),
+            ]),
+        "the full sync did not put the table right: {:?}",
+        items(&store.channel_db())
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied() == last.sequence));
+    let mut db = cdx::channel_db::SqliteChannelDb::open(store.channel_db()).unwrap();
+    let applied = db.applied_packages(GROUP).unwrap();
+    let passed: Vec<(u64, bool)> = applied
+        .iter()
+        .map(|a| (a.sequence, a.passed_over.is_some()))
+        .collect();
+    assert_eq!(
+        passed,
+        [
+            (old.sequence, true),
+            (full.sequence, false),
+            (last.sequence, false)
+        ],
+        "the superseded incremental was applied again"
+    );
+    let fleet: serde_json::Value =
+        serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+    let ours = &fleet.as_array().unwrap()[0];
+    assert_eq!(ours["went_back"]["to"].as_u64(), Some(0), "{ours}");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let fleet: serde_json::Value =
+                serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+            fleet[0]["went_back"]["caught_up"] == true
+        }),
+        "headquarters did not see the store catch up"
+    );
+}
+
 /// `cdx-server serve --retain 0s` compacts on its own when it starts: the
 /// superseded package's file goes, the others stay, and a running server
 /// answers 410 for it.
@@ -935,6 +1021,12 @@ fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
     assert!(wait_until(Duration::from_secs(60), || hq.uploaded(header)
         == 6
         && store.applied() == second.sequence));
+    // Headquarters has heard the store applied it before the restore.
+    assert!(wait_until(Duration::from_secs(30), || {
+        let fleet: serde_json::Value =
+            serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+        fleet[0]["applied_sequence"].as_u64() == Some(second.sequence)
+    }));
     drop(agent);
     drop(pos);
 
@@ -984,6 +1076,55 @@ fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
     // The packages after the restored position are applied again.
     assert!(wait_until(Duration::from_secs(30), || store.applied()
         == second.sequence));
+    // Both sides noticed, and say so: the store in its status (kept,
+    // caught up, for the rest of the run), headquarters in `stores`.
+    let went_back = |status: SocketAddr| -> serde_json::Value {
+        let (_, body) = http(status, "GET", "/status");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["went_back"].clone()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let w = went_back(status);
+            w["packages"]["caught_up_at"].is_string() && w[format!("upload {header}")].is_object()
+        }),
+        "the agent did not say its database went back: {}",
+        went_back(status)
+    );
+    let w = went_back(status);
+    assert_eq!(
+        (
+            w["packages"]["here"].as_i64(),
+            w["packages"]["headquarters"].as_i64()
+        ),
+        (Some(first.sequence as i64), Some(second.sequence as i64)),
+        "{w}"
+    );
+    let uploads = &w[format!("upload {header}")];
+    assert_eq!(
+        (uploads["here"].as_i64(), uploads["headquarters"].as_i64()),
+        (Some(3), Some(6)),
+        "{w}"
+    );
+    let shown = said(&client(&["status"], &config));
+    eprintln!("cdx-client status after the restore:\n{shown}");
+    assert!(shown.contains("WENT BACK (packages)"), "{shown}");
+    let fleet: serde_json::Value =
+        serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+    let ours = fleet
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["channel"] == CHANNEL)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            ours["went_back"]["from"].as_u64(),
+            ours["went_back"]["to"].as_u64()
+        ),
+        (Some(second.sequence), Some(first.sequence)),
+        "{ours}"
+    );
 
     let failing = said(&server(&["stores", "--failing"], &data));
     eprintln!("cdx-server stores --failing (counters went back):\n{failing}");

@@ -56,6 +56,9 @@ impl ChannelDb for Injected {
     fn pass_over(&mut self, p: &PassedOver) -> Result<(), ChannelDbError> {
         self.inner.pass_over(p)
     }
+    fn forget_applied(&mut self, g: &str) -> Result<u64, ChannelDbError> {
+        self.inner.forget_applied(g)
+    }
     fn read_upload_rows(
         &mut self,
         t: &UploadTable,

@@ -104,6 +104,17 @@ enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Re-seed the store: the channel database forgets its position in its
+    /// data group's order, and the agent applies headquarters' snapshot plan
+    /// again from the start: the latest full package of each job and the
+    /// packages after it, passing over superseded and withdrawn ones. For a
+    /// channel database restored from a backup, or one whose tables were
+    /// changed by hand. The tables keep their rows until the packages
+    /// replace them. Refused while a package is suspended.
+    FullSync {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the whole system on embedded defaults: a headquarters server with a
     /// generated retail data set, this agent with a SQLite channel database,
     /// and a point-of-sale simulator selling at the store.
@@ -142,6 +153,9 @@ fn main() -> ExitCode {
                 .map(|body| println!("{}", done_text(&body))),
             Command::Cancel { config, id } => control(&config, &format!("cancel/{id}"))
                 .map(|body| println!("{}", done_text(&body))),
+            Command::FullSync { config } => {
+                control(&config, "full-sync").map(|body| println!("{}", done_text(&body)))
+            }
             Command::Status { config, json } => status(&config, json),
             Command::Sessions {
                 config,

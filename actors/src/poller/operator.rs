@@ -2,7 +2,8 @@
 //! `cdx-client cancel ID`), as the original's Download sessions form has
 //! them, with one rule the original lacked: packages apply in order, so a
 //! package is given up on only when headquarters withdrew it or a later
-//! full package of its job supersedes it.
+//! full package of its job supersedes it. And a full sync (`cdx-client
+//! full-sync`): the store applies headquarters' snapshot plan again.
 //!
 //! Each runs when no pass is in hand (the poller queues it), so it never
 //! races the pipeline over a session.
@@ -13,15 +14,16 @@ use cdx::status::DownloadStatus;
 use uuid::Uuid;
 
 use super::pipeline::{Carried, Pipeline};
-use crate::applier::AppliedPackages;
+use crate::applier::{AppliedPackages, ForgetApplied};
 use crate::error::ActorError;
-use crate::journal::{DownloadSession, PackageSessions};
+use crate::journal::{DownloadSession, OpenDownloads, PackageSessions};
 
 /// What an operator asks of one package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     Rerun(Uuid),
     Cancel(Uuid),
+    FullSync,
 }
 
 /// Why a request was not carried out.
@@ -48,7 +50,45 @@ impl Pipeline {
         match request {
             Request::Rerun(id) => self.rerun(id).await,
             Request::Cancel(id) => self.cancel(id).await,
+            Request::FullSync => self.full_sync().await,
         }
+    }
+
+    /// Re-seeds the store: the channel database forgets its position in
+    /// its group's order, so that the next passes apply headquarters'
+    /// snapshot plan from the start: the latest full package of each job
+    /// and the packages after it, passing over the superseded and withdrawn
+    /// ones. Refused while a package is suspended (the plan would stop at
+    /// it again).
+    async fn full_sync(&self) -> Result<String, OperatorError> {
+        let open = self
+            .journal
+            .send(OpenDownloads)
+            .await
+            .map_err(ActorError::from)??;
+        if let Some(held) = open.iter().find(|s| s.status == DownloadStatus::Suspended) {
+            return Err(OperatorError::Refused(format!(
+                "{} is suspended, and a full sync would stop at it again: rerun or resume it \
+                 once it is fixed, or have headquarters withdraw or supersede it, then sync",
+                describe(held)
+            )));
+        }
+        let ping = self.hq.ping().await.map_err(ActorError::from)?;
+        let group = ping.data_group;
+        let was = self.last_applied(&group).await?;
+        let forgotten = self
+            .applier
+            .send(ForgetApplied {
+                data_group: group.clone(),
+            })
+            .await
+            .map_err(ActorError::from)??;
+        Ok(format!(
+            "the channel database forgot its {forgotten} packages of data group `{group}` (it \
+             was at #{was}); the store now applies headquarters' snapshot plan from the start: \
+             the latest full package of each job and the packages after it, passing over the \
+             superseded and withdrawn ones. `cdx-client status` shows it catch up"
+        ))
     }
 
     /// Downloads and applies a package again: a failed, suspended or

@@ -47,6 +47,9 @@ pub struct Pipeline {
     pub shutdown: Shutdown,
     /// Where packages are downloaded to: `<working folder>/downloads`.
     pub downloads_dir: std::path::PathBuf,
+    /// The last "went back" headquarters told of (the sequence it saw the
+    /// store at), so that it is logged once, not at every poll.
+    pub went_back: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What became of one package.
@@ -102,6 +105,9 @@ impl Pipeline {
             list = self.hq.packages(last_applied, wait) => list?,
             () = self.shutdown.triggered() => return Ok(PassOutcome::Stopped),
         };
+        if let Some(before) = list.applied_before.filter(|b| *b > last_applied) {
+            self.report_went_back(last_applied, before);
+        }
         self.status.do_send(StatusEvent::Polled {
             data_group: list.data_group.clone(),
             listed: list.packages.len(),
@@ -153,6 +159,31 @@ impl Pipeline {
             }
         }
         Ok(PassOutcome::Progressed)
+    }
+
+    /// Says, once per episode, that the channel database went back: it
+    /// holds packages up to `here`, where headquarters saw it apply up to
+    /// `before`. Nothing else is needed: the packages after `here` are
+    /// listed and applied again, passing over superseded ones.
+    fn report_went_back(&self, here: u64, before: u64) {
+        let message = format!(
+            "the channel database holds packages up to #{here}, and headquarters saw this \
+             store apply up to #{before}: it went back (restored from a backup, or a full \
+             sync). The packages after #{here} are applied again"
+        );
+        if self
+            .went_back
+            .swap(before, std::sync::atomic::Ordering::Relaxed)
+            != before
+        {
+            tracing::warn!(here, headquarters = before, "{message}");
+        }
+        self.status.do_send(StatusEvent::WentBack {
+            what: crate::status::PACKAGES.into(),
+            here: i64::try_from(here).unwrap_or(i64::MAX),
+            headquarters: i64::try_from(before).unwrap_or(i64::MAX),
+            message,
+        });
     }
 
     /// The highest sequence the channel database holds for `data_group`.

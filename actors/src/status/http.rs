@@ -74,6 +74,7 @@ pub fn serve(
             .route("/control/sync-now", web::post().to(sync_now))
             .route("/control/rerun/{id}", web::post().to(rerun))
             .route("/control/cancel/{id}", web::post().to(cancel))
+            .route("/control/full-sync", web::post().to(full_sync))
     })
     .workers(1)
     .disable_signals()
@@ -374,6 +375,13 @@ async fn cancel(req: HttpRequest, state: web::Data<State>, id: web::Path<String>
     operate(req, state, &id, Request::Cancel).await
 }
 
+async fn full_sync(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Err(refusal) = check_control(&req, &state.access) {
+        return refusal;
+    }
+    carry_out(&state, Request::FullSync).await
+}
+
 /// An operator's request about one package: 200 with what was done, 404
 /// for a package the agent has no session of, 409 with the reason when
 /// refused, 503 when headquarters or the database failed meanwhile.
@@ -390,12 +398,14 @@ async fn operate(
         return HttpResponse::BadRequest()
             .json(serde_json::json!({ "error": format!("`{id}` is not a package id (a UUID)") }));
     };
+    carry_out(&state, request(id)).await
+}
+
+/// Queues `request` with the poller and answers with its outcome.
+async fn carry_out(state: &State, request: Request) -> HttpResponse {
     let error = |e: String| serde_json::json!({ "error": e });
     let (answer, answered) = tokio::sync::oneshot::channel();
-    let operate = Operate {
-        request: request(id),
-        answer,
-    };
+    let operate = Operate { request, answer };
     if state.poller.send(operate).await.is_err() {
         return HttpResponse::ServiceUnavailable().json(error("the poller is restarting".into()));
     }

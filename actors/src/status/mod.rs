@@ -84,6 +84,35 @@ pub enum StatusEvent {
         package_id: Option<Uuid>,
         reason: Option<String>,
     },
+    /// The channel database went back (restored from a backup, or a full
+    /// sync): `what` (`packages`, or an upload table) is at `here`, where
+    /// headquarters saw it at `headquarters`. Shown until it is back there.
+    WentBack {
+        what: String,
+        here: i64,
+        headquarters: i64,
+        message: String,
+    },
+}
+
+/// The channel database went back in something headquarters had seen
+/// further along; the store catches up by itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WentBack {
+    /// Where the channel database is (a sequence, or an upload counter).
+    pub here: i64,
+    /// How far headquarters saw it before.
+    pub headquarters: i64,
+    pub since_ms: i64,
+    #[serde(default)]
+    pub since: String,
+    pub message: String,
+    /// When it was back where headquarters saw it; kept for the rest of
+    /// the run, so that an operator sees it happened.
+    #[serde(default)]
+    pub caught_up_at_ms: Option<i64>,
+    #[serde(default)]
+    pub caught_up_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -176,6 +205,10 @@ pub struct StatusDocument {
     pub apply_progress: Option<ApplyProgress>,
     pub suspended: Option<SuspendedState>,
     pub watermarks: BTreeMap<String, WatermarkState>,
+    /// What went back, by `packages` or `upload <table>`: the store
+    /// re-applies or re-sends by itself; an operator may want to know.
+    #[serde(default)]
+    pub went_back: BTreeMap<String, WentBack>,
     pub recent_downloads: Vec<DownloadSession>,
     pub recent_uploads: Vec<UploadSession>,
 }
@@ -205,6 +238,7 @@ pub struct Status {
     apply_progress: Option<ApplyProgress>,
     suspended: Option<SuspendedState>,
     watermarks: BTreeMap<String, WatermarkState>,
+    went_back: BTreeMap<String, WentBack>,
     problems: BTreeMap<String, Problem>,
     last_download_progress_ms: Option<i64>,
     last_upload_ok_ms: Option<i64>,
@@ -231,6 +265,7 @@ impl Status {
             apply_progress: None,
             suspended: None,
             watermarks: BTreeMap::new(),
+            went_back: BTreeMap::new(),
             problems: BTreeMap::new(),
             last_download_progress_ms: None,
             last_upload_ok_ms: None,
@@ -291,6 +326,22 @@ impl Status {
     }
 }
 
+impl Status {
+    /// `what` is at `at`: a went-back episode it reached the end of is over.
+    fn caught_up(&mut self, what: &str, at: i64) {
+        if let Some(w) = self.went_back.get_mut(what) {
+            if w.caught_up_at_ms.is_none() && at >= w.headquarters {
+                w.caught_up_at_ms = Some(now_ms());
+                tracing::info!(
+                    what,
+                    at,
+                    "caught up with where the channel database was before it went back"
+                );
+            }
+        }
+    }
+}
+
 impl Handler<StatusEvent> for Status {
     type Result = ();
     fn handle(&mut self, event: StatusEvent, _: &mut Self::Context) {
@@ -346,6 +397,8 @@ impl Handler<StatusEvent> for Status {
             }
             StatusEvent::Recovered { stage } => self.recovered(stage),
             StatusEvent::Applied { sequence } => {
+                let at = i64::try_from(sequence).unwrap_or(i64::MAX);
+                self.caught_up(PACKAGES, at);
                 self.pending.retain(|(s, _)| *s > sequence);
                 self.poll.last_applied_sequence = self.poll.last_applied_sequence.max(sequence);
                 self.apply_progress = None;
@@ -399,6 +452,7 @@ impl Handler<StatusEvent> for Status {
                 server_high_water,
                 acknowledged_rows,
             } => {
+                self.caught_up(&upload_key(&table), counter);
                 let known = self.watermarks.get(&table);
                 let server_high_water =
                     server_high_water.or(known.and_then(|w| w.server_high_water));
@@ -416,6 +470,31 @@ impl Handler<StatusEvent> for Status {
                     },
                 );
             }
+            StatusEvent::WentBack {
+                what,
+                here,
+                headquarters,
+                message,
+            } => {
+                // The same episode keeps its start; a new one starts now.
+                let since_ms = self
+                    .went_back
+                    .get(&what)
+                    .filter(|w| w.caught_up_at_ms.is_none())
+                    .map_or_else(now_ms, |w| w.since_ms);
+                self.went_back.insert(
+                    what,
+                    WentBack {
+                        here,
+                        headquarters,
+                        since_ms,
+                        since: String::new(),
+                        message,
+                        caught_up_at_ms: None,
+                        caught_up_at: None,
+                    },
+                );
+            }
             StatusEvent::Suspended { package_id, reason } => {
                 self.apply_progress = None;
                 self.suspended = reason.map(|reason| SuspendedState {
@@ -425,6 +504,14 @@ impl Handler<StatusEvent> for Status {
             }
         }
     }
+}
+
+/// The `went_back` key of the packages.
+pub const PACKAGES: &str = "packages";
+
+/// The `went_back` key of upload table `table`.
+pub fn upload_key(table: &str) -> String {
+    format!("upload {table}")
 }
 
 /// Asks for the status document.
@@ -461,6 +548,11 @@ impl Handler<GetStatus> for Status {
             for w in watermarks.values_mut() {
                 w.at = rfc3339_ms(w.at_ms);
             }
+            let mut went_back = act.went_back.clone();
+            for w in went_back.values_mut() {
+                w.since = rfc3339_ms(w.since_ms);
+                w.caught_up_at = w.caught_up_at_ms.map(rfc3339_ms);
+            }
             StatusDocument {
                 channel_id: act.identity.channel_id.clone(),
                 server_url: act.identity.server_url.clone(),
@@ -485,6 +577,7 @@ impl Handler<GetStatus> for Status {
                 apply_progress: act.apply_progress.clone(),
                 suspended: act.suspended.clone(),
                 watermarks,
+                went_back,
                 recent_downloads,
                 recent_uploads,
             }

@@ -59,6 +59,19 @@ pub fn render(doc: &StatusDocument, now_ms: i64, notice: Option<&Notice>) -> Mar
             @if let Some(s) = &doc.suspended {
                 (suspended(s))
             }
+            @for (what, w) in &doc.went_back {
+                @if let Some(at) = &w.caught_up_at {
+                    div.box.ok.went-back {
+                        strong { "Went back (" (what) "), caught up: " } (w.message)
+                        " Since " (w.since) ", caught up " (at) "."
+                    }
+                } @else {
+                    div.box.bad.went-back {
+                        strong { "Went back (" (what) "): " } (w.message)
+                        " Since " (w.since) "."
+                    }
+                }
+            }
             h2 { "Downloads" }
             p #poll {
                 @match doc.last_poll.at_ms {

@@ -116,6 +116,18 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
                 .unwrap_or_else(|| "ID".into()),
         );
     }
+    for (what, w) in &doc.went_back {
+        let caught_up = w
+            .caught_up_at_ms
+            .map(|at| format!(" (caught up {} ago)", ago(at)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "WENT BACK ({what}), {} ago{caught_up}: {}",
+            ago(w.since_ms),
+            w.message
+        );
+    }
     for (stage, p) in &doc.problems {
         let _ = writeln!(
             out,
@@ -245,6 +257,7 @@ pub(crate) mod tests {
             download_progress: None,
             suspended: None,
             watermarks: Default::default(),
+            went_back: Default::default(),
             recent_downloads: vec![],
             recent_uploads: vec![],
         }

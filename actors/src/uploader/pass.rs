@@ -122,32 +122,49 @@ impl UploadPass {
         Ok(zstd)
     }
 
-    /// Once a run, for a table with no watermark (a new store, or a channel
-    /// database rebuilt or restored from a backup): starts it at the highest
-    /// counter headquarters holds (`GET /v1/uploads/high-water`), so rows
-    /// already uploaded are not sent again.
+    /// Once a run, a table's watermark against the highest counter
+    /// headquarters holds (`GET /v1/uploads/high-water`). With no watermark
+    /// (a new store, or a channel database rebuilt) it starts there, so
+    /// rows already uploaded are not sent again. Below it, the channel
+    /// database went back (restored from a backup): said in the log and the
+    /// status; the rows above it are sent again, and headquarters ignores
+    /// the same rows and keeps different ones apart (`upload_conflicts`),
+    /// so no sale is lost.
     async fn recover_watermark(&self, table: &UploadTable) -> Result<(), ActorError> {
         if self.consulted.lock().is_ok_and(|s| s.contains(&table.name)) {
             return Ok(());
         }
         let name = table.name.clone();
         let local = self.with_db(move |db| Ok(db.watermark(&name)?)).await?;
-        if local == 0 {
-            let high_water = self.hq.high_water().await.map_err(ActorError::Hq)?;
-            let held = high_water
-                .tables
-                .iter()
-                .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
-                .map_or(0, |(_, c)| *c);
-            if held > 0 {
-                tracing::warn!(table = %table.name, counter = held,
-                    "no upload watermark here (a new or restored channel database); \
-                     headquarters holds rows up to this counter, uploading from after it. \
-                     If the point of sale's counters started over, rows up to it are not sent");
-                let name = table.name.clone();
-                self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
-                    .await?;
-            }
+        let high_water = self.hq.high_water().await.map_err(ActorError::Hq)?;
+        let held = high_water
+            .tables
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
+            .map_or(0, |(_, c)| *c);
+        if local == 0 && held > 0 {
+            tracing::warn!(table = %table.name, counter = held,
+                "no upload watermark here (a new or restored channel database); \
+                 headquarters holds rows up to this counter, uploading from after it. \
+                 If the point of sale's counters started over, rows up to it are not sent");
+            let name = table.name.clone();
+            self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
+                .await?;
+        } else if local < held {
+            let message = format!(
+                "the channel database's upload watermark of {} is {local}, and headquarters \
+                 holds its rows up to {held}: it went back (restored from a backup). The rows \
+                 above {local} are sent again: the same rows are ignored, different ones \
+                 (new sales under reused counters) are kept apart at headquarters as conflicts",
+                table.name
+            );
+            tracing::warn!(table = %table.name, watermark = local, headquarters = held, "{message}");
+            self.status.do_send(StatusEvent::WentBack {
+                what: crate::status::upload_key(&table.name),
+                here: local,
+                headquarters: held,
+                message,
+            });
         }
         if let Ok(mut set) = self.consulted.lock() {
             set.insert(table.name.clone());

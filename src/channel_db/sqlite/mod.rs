@@ -197,6 +197,17 @@ impl ChannelDb for SqliteChannelDb {
         apply::pass_over(&mut self.conn, package)
     }
 
+    fn forget_applied(&mut self, data_group: &str) -> Result<u64, ChannelDbError> {
+        let forgotten = self
+            .conn
+            .execute(
+                "DELETE FROM cdx_applied_packages WHERE data_group = ?1",
+                [data_group],
+            )
+            .context(|| format!("forget the packages of data group {data_group}"))?;
+        Ok(forgotten as u64)
+    }
+
     fn read_upload_rows(
         &mut self,
         table: &UploadTable,

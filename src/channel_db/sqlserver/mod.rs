@@ -85,6 +85,10 @@ impl ChannelDb for SqlServerChannelDb {
         read::pass_over(&self.pool, package)
     }
 
+    fn forget_applied(&mut self, data_group: &str) -> Result<u64, ChannelDbError> {
+        read::forget_applied(&self.pool, data_group)
+    }
+
     fn read_upload_rows(
         &mut self,
         table: &UploadTable,

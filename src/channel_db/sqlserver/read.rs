@@ -124,6 +124,16 @@ fn applied_package(row: &Row) -> Option<AppliedPackage> {
 }
 
 /// Records a package passed over; see [`Bookkeeping::pass_over`].
+/// Drops every record of `data_group` from `cdx_applied_packages`.
+pub(super) fn forget_applied(
+    pool: &SqlServerPool,
+    data_group: &str,
+) -> Result<u64, ChannelDbError> {
+    let sql = bookkeeping(pool)?;
+    let context = || format!("forget the packages of data group {data_group}");
+    pool.retrying(|c| pool.block_on(execute(pool, c, context, &sql.forget_group, &[&data_group])))
+}
+
 pub(super) fn pass_over(pool: &SqlServerPool, p: &PassedOver) -> Result<(), ChannelDbError> {
     let sql = bookkeeping(pool)?;
     let id = p.package_id;

@@ -702,6 +702,7 @@ fn generated_statements_parse_as_tsql() {
         b.last_sequence,
         b.record,
         b.forget,
+        b.forget_group,
         b.pass_over,
         b.applied,
         b.watermark,

@@ -202,6 +202,8 @@ pub struct Bookkeeping {
     pub record: String,
     /// @P1 id: drops the package's record (re-applied in the same transaction).
     pub forget: String,
+    /// @P1 data group: drops every record of the group (a full sync).
+    pub forget_group: String,
     /// @P1..@P7: id, data group, job, sequence, kind, applied at, why:
     /// records a package passed over when it is the next sequence and not
     /// recorded yet (one row affected), else nothing.
@@ -231,6 +233,7 @@ impl Bookkeeping {
                  [rows], [applied_at_ms]) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7)"
             ),
             forget: format!("DELETE FROM {applied} WHERE [package_id] = @P1"),
+            forget_group: format!("DELETE FROM {applied} WHERE [data_group] = @P1"),
             pass_over: format!(
                 "INSERT INTO {applied} ([package_id], [data_group], [job], [sequence], [kind], \
                  [rows], [applied_at_ms], [passed_over]) \
