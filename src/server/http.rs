@@ -24,9 +24,10 @@ use crate::protocol::{now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WA
 
 /// Packages listed per response at most.
 pub const PACKAGES_PER_RESPONSE: usize = 100;
-/// A waiting long poll re-reads the database this often, to see packages
-/// published by another process (the CLI).
-const LONG_POLL_RECHECK: Duration = Duration::from_millis(100);
+/// A waiting long poll wakes on the publication signal (this process's
+/// publications, and other processes' through `Store::watch_publications`);
+/// it re-reads the database on its own only this often, a safety net.
+const LONG_POLL_RECHECK: Duration = Duration::from_secs(5);
 /// Upload bodies above this size are refused with 413. Other bodies (status
 /// reports) have actix's default limit, 256 KiB.
 pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
@@ -40,6 +41,8 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// signals are not handled: the caller decides when to stop.
 pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<Server> {
     super::metrics::install();
+    // Publications by other processes wake the long polls.
+    store.watch_publications().map_err(std::io::Error::other)?;
     // Last connections are written here, off the request path.
     let flushed = store.clone();
     actix_rt::spawn(async move {

@@ -249,9 +249,62 @@ impl Store {
     }
 
     /// A receiver that changes after every publication made through this
-    /// process (publications by other processes are only seen in the database).
+    /// process, and, once [`Store::watch_publications`] runs, within a few
+    /// milliseconds of one made by another process (`cdx-server publish`).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.published.subscribe()
+    }
+
+    /// Starts a thread that notices publications made by other processes
+    /// and wakes the long polls, so that they never re-read the database on
+    /// a timer of their own: every [`PUBLICATION_WATCH`] it reads SQLite's
+    /// `PRAGMA data_version` on a connection of its own (a counter in
+    /// shared memory that moves when another connection commits: no disk
+    /// read, whatever the number of waiting polls), and only when it moved,
+    /// the newest package row. The thread ends with the last clone of the
+    /// store.
+    ///
+    /// # Errors
+    /// The database cannot be opened, or the thread not started.
+    pub fn watch_publications(&self) -> Result<(), ServerError> {
+        let conn = open_connection(&self.inner.data_dir.join(DB_FILE))?;
+        let newest = |conn: &Connection| -> rusqlite::Result<(i64, i64)> {
+            let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            let newest =
+                conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM packages", [], |r| {
+                    r.get(0)
+                })?;
+            Ok((version, newest))
+        };
+        let (mut version, mut last) = newest(&conn)?;
+        let store = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("cdx-publications".into())
+            .spawn(move || loop {
+                std::thread::sleep(PUBLICATION_WATCH);
+                let Some(inner) = store.upgrade() else {
+                    return;
+                };
+                let moved = conn
+                    .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                    .map(|v| v != version);
+                match moved {
+                    Ok(false) => continue,
+                    Ok(true) => match newest(&conn) {
+                        Ok((v, newest)) => {
+                            version = v;
+                            if newest != last {
+                                last = newest;
+                                inner.published.send_modify(|n| *n += 1);
+                            }
+                        }
+                        Err(e) => watch_failed(&e),
+                    },
+                    Err(e) => watch_failed(&e),
+                }
+            })
+            .map_err(|e| ServerError::io("starting the publication watcher", e))?;
+        Ok(())
     }
 
     pub(crate) fn notify_published(&self) {
@@ -422,6 +475,17 @@ fn write_connections(conn: &mut Connection, seen: &HashMap<String, i64>) -> rusq
 }
 
 /// Opens one connection with the server's settings.
+/// How often [`Store::watch_publications`] looks for another process's
+/// publication: the most a long poll waits for one beyond the commit.
+pub const PUBLICATION_WATCH: Duration = Duration::from_millis(5);
+
+/// The publication watcher could not read the database: said, then tried
+/// again a second later (long polls still wake at their safety re-check).
+fn watch_failed(e: &rusqlite::Error) {
+    tracing::warn!(error = %e, "could not look for publications by other processes; trying again");
+    std::thread::sleep(Duration::from_secs(1));
+}
+
 fn open_connection(path: &Path) -> Result<Connection, ServerError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -1,0 +1,361 @@
+//! Benchmarks with a real headquarters (`cdx::server`, in this process,
+//! on 127.0.0.1) and, where a store is needed, a real agent (its actors in
+//! an actix system on a thread of its own), as the agent tests run them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use cdx::config::Config;
+use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
+use cdx::server::{self, PublishSpec, RunningServer};
+
+use crate::stats::{millis, per_second, percentile, rate, Spread};
+use crate::Row;
+
+const GROUP: &str = "default";
+const CHANNEL: &str = "store-0001";
+const SECRET: &str = "bench-secret";
+
+/// A headquarters with one channel.
+fn headquarters(dir: &Path) -> anyhow::Result<RunningServer> {
+    let server = server::spawn(dir.join("hq"), "127.0.0.1:0")?;
+    server.store().add_channel(CHANNEL, GROUP, SECRET)?;
+    Ok(server)
+}
+
+/// An agent running until dropped.
+struct Agent {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(config: Config, channel_db: PathBuf) -> anyhow::Result<Agent> {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let factory = cdx_actors::agent::sqlite_factory(channel_db);
+                match cdx_actors::agent::Agent::start(config, factory).await {
+                    Ok(agent) => {
+                        let _ = started_tx.send(Ok(()));
+                        let _ = stopped.await;
+                        agent.shutdown().await;
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Agent {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => bail!("the agent did not start: {e}"),
+            Err(_) => bail!("the agent's thread ended before it started"),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The agent's configuration in `dir`, `upload` its `[upload]` section.
+fn agent_config(dir: &Path, url: &str, upload: &str) -> anyhow::Result<Config> {
+    let text = format!(
+        r#"
+[server]
+url = "{url}"
+channel_id = "{CHANNEL}"
+secret = "{SECRET}"
+
+[storage]
+working_folder = "work"
+
+[channel_db]
+path = "channel.db"
+
+[download]
+mode = "streaming"
+interval = "1s"
+long_poll = "30s"
+
+{upload}
+"#
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text)?;
+    Ok(Config::load(&path)?)
+}
+
+fn items() -> TableSchema {
+    TableSchema {
+        name: "items".into(),
+        columns: vec![
+            Column::new("id", ColumnType::Integer, false),
+            Column::new("name", ColumnType::Text, false),
+        ],
+        key: vec!["id".into()],
+    }
+}
+
+fn publish_one(server: &RunningServer, kind: PackageKind, id: i64) -> anyhow::Result<u64> {
+    publish_to(server.store(), kind, id)
+}
+
+fn publish_to(store: &server::Store, kind: PackageKind, id: i64) -> anyhow::Result<u64> {
+    let spec = PublishSpec {
+        data_group: GROUP.into(),
+        job: "1040".into(),
+        kind,
+        tables: vec![items()],
+        replaces: Vec::new(),
+    };
+    let info = store.publish(spec, |w| {
+        w.table(0)?;
+        w.upsert(&[Value::Integer(id), Value::Text(format!("item {id}"))])?;
+        Ok(())
+    })?;
+    Ok(info.sequence)
+}
+
+/// The channel database's highest applied sequence, 0 when none yet.
+fn applied(conn: &rusqlite::Connection) -> u64 {
+    conn.query_row(
+        "SELECT COALESCE(MAX(sequence), 0) FROM cdx_applied_packages",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n as u64)
+}
+
+/// Publish → applied at an idle agent, `trials` one-row packages, the
+/// agent long polling; published by the server's own process
+/// (`other_process` false: it wakes the long poll at once) or through a
+/// store of its own on the same data directory, as `cdx-server publish`
+/// does from another process. Returns p50 and p99 rows: each the spread
+/// over `runs` runs.
+pub fn latency(trials: usize, runs: usize, other_process: bool) -> anyhow::Result<Vec<Row>> {
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = headquarters(dir.path())?;
+        let publisher = if other_process {
+            server::Store::open(dir.path().join("hq"))?
+        } else {
+            server.store().clone()
+        };
+        let first = publish_one(&server, PackageKind::Full, 0)?;
+        let config = agent_config(dir.path(), &server.url(), "")?;
+        let db = dir.path().join("channel.db");
+        let _agent = Agent::start(config, db.clone())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn = loop {
+            if let Ok(conn) = rusqlite::Connection::open(&db) {
+                if applied(&conn) >= first {
+                    break conn;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not apply the first package within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut times = Vec::with_capacity(trials);
+        for t in 0..trials {
+            // Idle: the agent is back in its long poll.
+            std::thread::sleep(Duration::from_millis(50));
+            let started = Instant::now();
+            let sequence = publish_to(&publisher, PackageKind::Incremental, t as i64 + 1)?;
+            while applied(&conn) < sequence {
+                if started.elapsed() > Duration::from_secs(30) {
+                    bail!("package #{sequence} was not applied within 30 s");
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        p50s.push(percentile(&times, 50.0));
+        p99s.push(percentile(&times, 99.0));
+    }
+    let by = if other_process {
+        "published by another process"
+    } else {
+        "published in the server's process"
+    };
+    Ok(vec![
+        Row::plain(
+            &format!("publish -> applied, 1-row package, idle agent, {by}, p50 of {trials}"),
+            Spread::of(&p50s).show(millis),
+            "",
+        ),
+        Row::plain(
+            &format!("publish -> applied, 1-row package, idle agent, {by}, p99 of {trials}"),
+            Spread::of(&p99s).show(millis),
+            "p99 <= 20 ms",
+        ),
+    ])
+}
+
+/// Uploads `lines` sales lines (and their sales) from a store's channel
+/// database to headquarters, acknowledged: lines per second, from the
+/// agent's start to headquarters holding every line.
+pub fn upload(lines: u64, runs: usize) -> anyhow::Result<Row> {
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = headquarters(dir.path())?;
+        let db = dir.path().join("channel.db");
+        let mut pos = cdx::retail::PosSimulator::open(&db, 1, Default::default(), 11)?;
+        pos.create_tables()?;
+        let mut written = 0;
+        while written < lines {
+            written += pos.record_sales(10_000)?;
+        }
+        drop(pos);
+        let config = agent_config(
+            dir.path(),
+            &server.url(),
+            "[upload]\ninterval = \"1s\"\n\n[[upload.tables]]\nname = \
+             \"retail_transaction_sales_line\"\ncounter = \"replication_counter\"\n",
+        )?;
+        let started = Instant::now();
+        let _agent = Agent::start(config, db)?;
+        loop {
+            let held: u64 = server
+                .store()
+                .upload_tables(Some(CHANNEL))?
+                .iter()
+                .map(|t| t.rows)
+                .sum();
+            if held >= written {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("{held} of {written} lines uploaded in 600 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rates.push(rate(written, started.elapsed()));
+    }
+    Ok(Row::plain(
+        &format!(
+            "upload {} sales lines, store -> headquarters acknowledged",
+            lines
+        ),
+        Spread::of(&rates).show(per_second),
+        ">= 250k lines/s",
+    ))
+}
+
+/// `agents` clients polling one headquarters as fast as they can (each
+/// `GET /v1/packages` with `wait_ms=0`, its next the moment the last
+/// answers) for `seconds`: latency p50 and p99, answers per second, and
+/// answers that were not 200.
+pub fn fleet(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let (mut p50s, mut p99s, mut rps, mut failed) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let mut server_errors = 0u64;
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
+        for a in 0..agents {
+            server
+                .store()
+                .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
+        }
+        publish_one(&server, PackageKind::Full, 0)?;
+        let url = format!("{}/v1/packages?after=1&wait_ms=0", server.url());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let (times, errors, fives) = runtime.block_on(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(agents)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .context("an HTTP client")?;
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let errors = Arc::new(AtomicU64::new(0));
+            let fives = Arc::new(AtomicU64::new(0));
+            let mut tasks = Vec::with_capacity(agents);
+            for a in 0..agents {
+                let (client, url) = (client.clone(), url.clone());
+                let (errors, fives) = (errors.clone(), fives.clone());
+                let auth = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("store-{a:05}:{SECRET}"))
+                );
+                tasks.push(tokio::spawn(async move {
+                    let mut times = Vec::new();
+                    while Instant::now() < until {
+                        let started = Instant::now();
+                        match client.get(&url).header("Authorization", &auth).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let _ = r.bytes().await;
+                                times.push(started.elapsed().as_secs_f64() * 1e3);
+                            }
+                            Ok(r) => {
+                                if r.status().is_server_error() {
+                                    fives.fetch_add(1, Ordering::Relaxed);
+                                }
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    times
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap_or_default());
+            }
+            anyhow::Ok((
+                all,
+                errors.load(Ordering::Relaxed),
+                fives.load(Ordering::Relaxed),
+            ))
+        })?;
+        p50s.push(percentile(&times, 50.0));
+        p99s.push(percentile(&times, 99.0));
+        rps.push(times.len() as f64 / seconds as f64);
+        failed += errors;
+        server_errors += fives;
+    }
+    let note = format!("{failed} failed answers, {server_errors} of them 5xx, in {runs} runs");
+    Ok(vec![
+        Row::plain(
+            &format!("{agents} agents busy-polling one server, latency p50"),
+            Spread::of(&p50s).show(millis),
+            "",
+        ),
+        Row::plain(
+            &format!("{agents} agents busy-polling one server, latency p99 ({note})"),
+            Spread::of(&p99s).show(millis),
+            "p99 <= 50 ms, no 5xx",
+        ),
+        Row::plain(
+            &format!("{agents} agents busy-polling one server, answers per second"),
+            Spread::of(&rps).show(|r| format!("{r:.0}/s")),
+            "",
+        ),
+    ])
+}
