@@ -263,6 +263,14 @@ impl Decimal {
         if self.significant_digits() > EXACT_FLOAT_DIGITS {
             return None;
         }
+        // A mantissa below 2^53 and 10^scale up to 10^22 are both exact
+        // floats, and IEEE division rounds correctly: the quotient is the
+        // nearest float, as parsing the text would give, without the text.
+        if self.mantissa.unsigned_abs() < 1 << 53 {
+            if let Some(power) = POWERS_OF_TEN.get(usize::from(self.scale)) {
+                return Some(Value::Real(self.mantissa as f64 / power));
+            }
+        }
         // Rust's parse rounds correctly, so the float is the nearest one.
         format_decimal(self.mantissa, self.scale)
             .parse()
@@ -278,6 +286,12 @@ impl Decimal {
             .checked_mul(self.mantissa)
     }
 }
+
+/// 10^0 to 10^22: every one an exact float.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 /// `mantissa` with `scale` digits after the point: `format_decimal(-1250, 2)`
 /// is `-12.50`.

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Statement};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 use rusqlite::{Transaction, TransactionBehavior};
 use uuid::Uuid;
 
@@ -116,10 +116,10 @@ struct TableSql {
     /// columns (`rescale`) and among the key columns (`rescale_key`).
     rescale: Vec<(usize, u8)>,
     rescale_key: Vec<(usize, u8)>,
-    /// Decimal columns held as numbers (NUMERIC affinity), by position
-    /// among the columns and among the key columns.
-    numeric: Vec<usize>,
-    numeric_key: Vec<usize>,
+    /// Whether each column, and each key column, is a decimal held as a
+    /// number (NUMERIC affinity).
+    numeric: Vec<bool>,
+    numeric_key: Vec<bool>,
 }
 
 /// Checks `schema` against the database, creates the table when missing,
@@ -196,6 +196,17 @@ fn prepare_table(
         .as_ref()
         .map_or_else(Vec::new, |e| numeric_columns(e, schema));
     let numeric_key = key_positions(schema, &numeric);
+    let mask = |positions: &[usize], len: usize| {
+        let mut mask = vec![false; len];
+        for &i in positions {
+            if let Some(m) = mask.get_mut(i) {
+                *m = true;
+            }
+        }
+        mask
+    };
+    let numeric_key = mask(&numeric_key, schema.key.len());
+    let numeric = mask(&numeric, schema.columns.len());
     Ok(TableSql {
         numeric,
         numeric_key,
@@ -272,10 +283,11 @@ fn apply_frame<'t, 'c>(
             let cur = open_table(current, "Upsert").map_err(package_err)?;
             plan::check_row(id, &cur.sql.schema, &cur.sql.checks, row)?;
             let row = plan::rescale(row, &cur.sql.rescale);
-            let row = as_numbers(id, &cur.sql.schema, row, &cur.sql.numeric, |i| i)?;
+            let schema = &cur.sql.schema;
+            bind(id, schema, &mut cur.upsert, &row, &cur.sql.numeric, |i| i)?;
             cur.upsert
-                .execute(params_from_iter(row.iter().map(SqlValue)))
-                .context(|| format!("upsert into {}", cur.sql.schema.name))?;
+                .raw_execute()
+                .context(|| format!("upsert into {}", schema.name))?;
             report.upserts += 1;
         }
         Frame::Delete(key) => {
@@ -297,14 +309,14 @@ fn delete<'c>(
     let name = &cur.sql.schema.name;
     let key = plan::rescale(key, &cur.sql.rescale_key);
     let schema = &cur.sql.schema;
-    let key = as_numbers(id, schema, key, &cur.sql.numeric_key, |i| {
+    let column = |i: usize| {
         let key = &schema.key[i];
         schema
             .columns
             .iter()
             .position(|c| &c.name == key)
             .unwrap_or(i)
-    })?;
+    };
     let stmt = match &mut cur.delete {
         Some(stmt) => stmt,
         none => none.insert(
@@ -312,7 +324,8 @@ fn delete<'c>(
                 .context(|| format!("prepare delete from {name}"))?,
         ),
     };
-    stmt.execute(params_from_iter(key.iter().map(SqlValue)))
+    bind(id, schema, stmt, &key, &cur.sql.numeric_key, column)?;
+    stmt.raw_execute()
         .context(|| format!("delete from {name}"))?;
     Ok(())
 }
@@ -328,53 +341,54 @@ fn key_positions(schema: &TableSchema, positions: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// `values` with the decimals at `positions` turned into the numbers a
-/// NUMERIC column holds ([`crate::package::Decimal::to_number`]).
+/// Binds `values` to `stmt`'s parameters in order, the decimals where
+/// `numeric` says so as the numbers a NUMERIC column holds
+/// ([`crate::package::Decimal::to_number`]), without copying the row.
 /// `column` maps a position to the column's index in `schema`.
 ///
 /// # Errors
 /// `ValueDoesNotFit` for a decimal of more significant digits than a float
 /// holds exactly: storing it would change it.
-fn as_numbers<'v>(
+fn bind(
     package_id: Uuid,
     schema: &TableSchema,
-    values: std::borrow::Cow<'v, [Value]>,
-    positions: &[usize],
+    stmt: &mut Statement<'_>,
+    values: &[Value],
+    numeric: &[bool],
     column: impl Fn(usize) -> usize,
-) -> Result<std::borrow::Cow<'v, [Value]>, ChannelDbError> {
-    if positions.is_empty() {
-        return Ok(values);
-    }
-    let mut values = values.into_owned();
-    for &i in positions {
-        let Some(Value::Text(text)) = values.get(i) else {
-            continue;
-        };
-        let number = parse_decimal(text).and_then(|d| d.to_number());
-        match number {
-            Some(number) => values[i] = number,
-            None => {
-                let column = &schema.columns[column(i)].name;
-                let whole_row = values.len() == schema.columns.len();
-                return Err(ChannelDbError::ValueDoesNotFit {
-                    package_id,
-                    table: schema.name.clone(),
-                    column: column.clone(),
-                    key: if whole_row {
-                        plan::describe_key(schema, &values)
-                    } else {
-                        String::new()
-                    },
-                    detail: format!(
-                        "{} has more than {EXACT_FLOAT_DIGITS} significant digits, \
-                         which the column's NUMERIC affinity cannot hold exactly",
-                        shown(text)
-                    ),
-                });
+) -> Result<(), ChannelDbError> {
+    for (i, value) in values.iter().enumerate() {
+        let number;
+        let value = match value {
+            Value::Text(text) if numeric.get(i) == Some(&true) => {
+                number = parse_decimal(text)
+                    .and_then(|d| d.to_number())
+                    .ok_or_else(|| {
+                        let whole_row = values.len() == schema.columns.len();
+                        ChannelDbError::ValueDoesNotFit {
+                            package_id,
+                            table: schema.name.clone(),
+                            column: schema.columns[column(i)].name.clone(),
+                            key: if whole_row {
+                                plan::describe_key(schema, values)
+                            } else {
+                                String::new()
+                            },
+                            detail: format!(
+                                "{} has more than {EXACT_FLOAT_DIGITS} significant digits, \
+                                 which the column's NUMERIC affinity cannot hold exactly",
+                                shown(text)
+                            ),
+                        }
+                    })?;
+                &number
             }
-        }
+            value => value,
+        };
+        stmt.raw_bind_parameter(i + 1, SqlValue(value))
+            .context(|| format!("bind a value of {}", schema.name))?;
     }
-    Ok(std::borrow::Cow::Owned(values))
+    Ok(())
 }
 
 fn open_table<'a, 't, 'c>(

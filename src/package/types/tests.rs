@@ -183,6 +183,28 @@ fn reals_are_finite() {
 
 /// Every decimal of at most 15 significant digits survives the trip
 /// through the number a NUMERIC column holds, spelled at its scale.
+/// The float of a decimal is the nearest one, the float its text parses
+/// to, for random decimals of up to 15 significant digits at every scale
+/// (the division fast path and the text path agree).
+#[test]
+fn a_decimals_float_is_the_one_its_text_parses_to() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..200_000 {
+        let digits = rng.gen_range(1..=15u32);
+        let mantissa = rng.gen_range(0..10i128.pow(digits)) * if rng.gen() { 1 } else { -1 };
+        let scale = rng.gen_range(1..=24u8);
+        let text = format_decimal(mantissa, scale);
+        let decimal = parse_decimal(&text).unwrap();
+        let parsed: f64 = text.parse().unwrap();
+        match decimal.to_number().unwrap() {
+            Value::Real(r) => assert_eq!(r.to_bits(), parsed.to_bits(), "{text}"),
+            Value::Integer(i) => assert_eq!(i as f64, parsed, "{text}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn decimals_round_trip_through_numbers() {
     let cases = [
