@@ -2,8 +2,8 @@
 //!
 //! Reading a package (zstd, SHA-256, decoding) costs about a third of
 //! inserting its rows; on a two-core store PC the two overlap, so applying
-//! a package runs near the speed of a plain insert loop (see
-//! `examples/apply_speed.rs`).
+//! a package runs near the speed of a plain insert loop (`cdx-bench
+//! apply`, `cdx-bench tpcds`).
 //!
 //! Memory is bounded by bytes, whatever the row width: a batch closes at
 //! `BATCH` frames or `BATCH_BYTES` of encoded frames, and the reader waits
