@@ -17,7 +17,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}progress{width:100%;heig
 tr.failing td:first-child{border-left:.3rem solid #c62828}tr.behind td:first-child{border-left:.3rem solid #b26a00}
 code,.id{font-family:ui-monospace,monospace;font-size:.85em;word-break:break-all}
 button{font-size:1rem;padding:.45rem 1.2rem}input{font-size:1rem;padding:.35rem;max-width:100%}
-.muted{color:#666;font-size:.85rem}.err{overflow-wrap:anywhere}details summary{cursor:pointer}
+.muted{color:#666;font-size:.85rem}.err{overflow-wrap:anywhere;display:inline-block;min-width:14rem}details summary{cursor:pointer}
 nav a{margin-right:1rem}
 ";
 
