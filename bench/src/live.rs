@@ -214,7 +214,7 @@ pub fn latency(trials: usize, runs: usize, other_process: bool) -> anyhow::Resul
 /// Uploads `lines` sales lines (and their sales) from a store's channel
 /// database to headquarters, acknowledged: lines per second, from the
 /// agent's start to headquarters holding every line.
-pub fn upload(lines: u64, runs: usize) -> anyhow::Result<Row> {
+pub fn upload(lines: u64, batch_rows: usize, runs: usize) -> anyhow::Result<Row> {
     let mut rates = Vec::with_capacity(runs);
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
@@ -230,8 +230,10 @@ pub fn upload(lines: u64, runs: usize) -> anyhow::Result<Row> {
         let config = agent_config(
             dir.path(),
             &server.url(),
-            "[upload]\ninterval = \"1s\"\n\n[[upload.tables]]\nname = \
-             \"retail_transaction_sales_line\"\ncounter = \"replication_counter\"\n",
+            &format!(
+                "[upload]\ninterval = \"1s\"\nbatch_rows = {batch_rows}\n\n[[upload.tables]]\n\
+                 name = \"retail_transaction_sales_line\"\ncounter = \"replication_counter\"\n"
+            ),
         )?;
         let started = Instant::now();
         let _agent = Agent::start(config, db)?;
@@ -254,8 +256,7 @@ pub fn upload(lines: u64, runs: usize) -> anyhow::Result<Row> {
     }
     Ok(Row::plain(
         &format!(
-            "upload {} sales lines, store -> headquarters acknowledged",
-            lines
+            "upload {lines} sales lines, store -> headquarters acknowledged, {batch_rows} a batch"
         ),
         Spread::of(&rates).show(per_second),
         ">= 250k lines/s",

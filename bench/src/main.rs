@@ -103,6 +103,9 @@ enum Command {
     Upload {
         #[arg(long, default_value_t = 1_000_000)]
         lines: u64,
+        /// Rows per batch (the agent's `upload.batch_rows`).
+        #[arg(long, default_value_t = 1000)]
+        batch_rows: usize,
     },
     /// Publish -> applied at an idle agent.
     Latency {
@@ -131,7 +134,7 @@ fn main() -> anyhow::Result<()> {
                 apply::narrow(1_000_000, runs)?,
                 apply::tpcds(500_000, runs)?,
                 apply::upsert(1_000_000, runs)?,
-                live::upload(1_000_000, runs)?,
+                live::upload(1_000_000, 1000, runs)?,
             ];
             rows.extend(live::latency(100, runs, false)?);
             rows.extend(live::latency(100, runs, true)?);
@@ -141,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         Command::Apply { rows } => vec![apply::narrow(rows, runs)?],
         Command::Tpcds { rows } => vec![apply::tpcds(rows, runs)?],
         Command::Upsert { rows } => vec![apply::upsert(rows, runs)?],
-        Command::Upload { lines } => vec![live::upload(lines, runs)?],
+        Command::Upload { lines, batch_rows } => vec![live::upload(lines, batch_rows, runs)?],
         Command::Latency { trials } => {
             let mut rows = live::latency(trials, runs, false)?;
             rows.extend(live::latency(trials, runs, true)?);
