@@ -128,6 +128,13 @@ fn a_failed_package_is_rerun_from_the_store_and_a_cancel_out_of_order_is_refused
         failing.contains(CHANNEL) && failing.contains("Suspended"),
         "{failing}"
     );
+    // The store's own screen says the same, and the way out.
+    let screen = said(&client(&["status"], &config));
+    eprintln!("cdx-client status:\n{screen}");
+    assert!(
+        screen.contains("SUSPENDED") && screen.contains(&format!("cdx-client rerun {}", broken.id)),
+        "{screen}"
+    );
 
     // Cancel would let the package after it apply first: refused, with why
     // and the way out.
