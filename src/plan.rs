@@ -349,7 +349,16 @@ pub fn column_change(stored: StoredType, ty: ColumnType, in_key: bool) -> Column
             return ColumnChange::Checked;
         }
         return match (stored.family, ty, limits.decimal) {
-            (Family::Text | Family::Blob, _, _) => ColumnChange::Widen(ty),
+            // To a longer bounded length; a package saying unbounded `text`
+            // (what `cdx-server publish` infers for every string column)
+            // leaves a bounded column as it is, its values checked: an
+            // unbounded column cannot be indexed on SQL Server, and the
+            // point of sale may rely on the length.
+            (
+                Family::Text | Family::Blob,
+                ColumnType::BoundedText { .. } | ColumnType::BoundedBlob { .. },
+                _,
+            ) => ColumnChange::Widen(ty),
             // Grown at the column's scale to hold the package's digits
             // before the point; a finer scale than the column's, or more
             // digits than a decimal has, cannot grow in place: such values
@@ -534,7 +543,8 @@ pub fn sql_type(ty: ColumnType) -> String {
 /// in place ([`column_change`]; one that can is widened), a primary key
 /// that differs from the package's key in columns or order, or an extra
 /// table column that is NOT NULL without a default. Extra nullable or
-/// defaulted columns fit. None when `replace`.
+/// defaulted columns fit. None when `replace`: a table that does not fit
+/// in place is then replaced.
 pub fn check_table(
     existing: Option<&ExistingTable>,
     wanted: &TableSchema,
@@ -543,9 +553,20 @@ pub fn check_table(
     let Some(existing) = existing else {
         return Ok(TableAction::Create);
     };
-    if replace {
-        return Ok(TableAction::Replace);
+    // A table that takes the package as it is, or altered in place, keeps
+    // its definition (its indexes, its extra columns) even when the package
+    // may replace it: applied again (a rerun, a full sync), a replacing
+    // package drops nothing it does not have to.
+    match fit_in_place(existing, wanted) {
+        Err(_) if replace => Ok(TableAction::Replace),
+        fits => fits,
     }
+}
+
+fn fit_in_place(
+    existing: &ExistingTable,
+    wanted: &TableSchema,
+) -> Result<TableAction, SchemaConflict> {
     let table = || wanted.name.clone();
     let mut add = Vec::new();
     let mut widen = Vec::new();

@@ -78,10 +78,20 @@ const TABLE_CONSTRAINT_WORDS: [&str; 5] = ["CONSTRAINT", "PRIMARY", "UNIQUE", "C
 pub fn retype_columns(create_sql: &str, changes: &[(&str, &str)]) -> Result<String, String> {
     let bytes = create_sql.as_bytes();
     let open = top_level_open(bytes).ok_or("no column list in the CREATE TABLE statement")?;
+    let items = definitions(bytes, open + 1)?;
+    let close = items.last().map_or(open, |&(_, end)| end);
+    // A STRICT table takes only its own type names (INT, TEXT, ...).
+    let options = String::from_utf8_lossy(&bytes[close..]).to_ascii_uppercase();
+    if options
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| w == "STRICT")
+    {
+        return Err("a STRICT table takes no other type names".into());
+    }
     // (start, end) of each column's type in `create_sql`, and the new type.
     let mut edits: Vec<(usize, usize, &str)> = Vec::new();
     let mut found = vec![false; changes.len()];
-    for (start, end) in definitions(bytes, open + 1)? {
+    for (start, end) in items {
         let Some((name, after_name)) = first_token(bytes, start, end)? else {
             continue;
         };
@@ -268,7 +278,12 @@ fn type_span(bytes: &[u8], after_name: usize, end: usize) -> Result<(usize, usiz
     let start = i;
     let mut type_end = after_name;
     while i < end {
-        let len = word_len(bytes, i, end);
+        let len = if is_quoted(bytes[i]) && bytes[i] != b'\'' {
+            // A quoted type name, `[nvarchar]` or `"varchar"`.
+            quoted_end(bytes, i)? - i
+        } else {
+            word_len(bytes, i, end)
+        };
         if len > 0 {
             let word = String::from_utf8_lossy(&bytes[i..i + len]);
             if CONSTRAINT_WORDS
@@ -371,6 +386,16 @@ mod tests {
         assert!(e.contains("`b`"), "{e}");
         assert!(retype_columns("CREATE TABLE t (a 'x", &[("a", "TEXT")]).is_err());
         assert!(retype_columns("CREATE TABLE t", &[("a", "TEXT")]).is_err());
+        let strict = "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT) STRICT";
+        assert!(retype_columns(strict, &[("b", "VARCHAR(9)")])
+            .unwrap_err()
+            .contains("STRICT"));
+        // A quoted type name, as DDL exported from SQL Server writes it.
+        let sql = "CREATE TABLE t ([Id] [int] NOT NULL, [Name] [nvarchar](50) NULL)";
+        assert_eq!(
+            retype_columns(sql, &[("Name", "VARCHAR(60)")]).unwrap(),
+            "CREATE TABLE t ([Id] [int] NOT NULL, [Name] VARCHAR(60) NULL)"
+        );
         // A table constraint named like a column is not the column.
         let sql = "CREATE TABLE t (\"primary\" TEXT, PRIMARY KEY (\"primary\"))";
         assert_eq!(

@@ -446,10 +446,11 @@ fn widenings_the_store_makes_in_place() {
             text(60),
             ColumnChange::Widen(text(60)),
         ),
+        // Unbounded text, as publish infers it, leaves the length alone.
         (
             text_column(Some(20)),
             ColumnType::Text,
-            ColumnChange::Widen(ColumnType::Text),
+            ColumnChange::Checked,
         ),
         (text_column(Some(60)), text(20), ColumnChange::Fits),
         (text_column(None), text(20), ColumnChange::Fits),
@@ -531,5 +532,10 @@ fn a_replaced_definition_drops_and_creates() {
     assert_eq!(
         check_table(None, &products(), true),
         Ok(TableAction::Create)
+    );
+    // A table that fits keeps its definition (its indexes) even so.
+    assert_eq!(
+        check_table(Some(&existing_products()), &products(), true),
+        Ok(TableAction::UseExisting)
     );
 }

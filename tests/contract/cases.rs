@@ -1032,8 +1032,8 @@ fn label_row(code: &str) -> Vec<Value> {
 }
 
 /// Issue 10: a package declaring a column wider than the table's widens it
-/// in place, in its transaction: `text(5)` to `text(60)` and to unbounded
-/// text, and the rows already there keep their values. A second table's
+/// in place, in its transaction: `text(5)` to `text(60)`, and the rows
+/// already there keep their values; unbounded `text` leaves it as it is. A second table's
 /// conflict rolls the widening back with the rest (the SQLite tests read
 /// the declared type back).
 fn a_wider_text_widens_the_column_and_rows_keep_their_values(fx: &dyn Fixture) {
@@ -1074,9 +1074,20 @@ fn a_wider_text_widens_the_column_and_rows_keep_their_values(fx: &dyn Fixture) {
     // Declared narrow again, the column stays wide: a 60-character label fits.
     let narrow_again = Pkg::incremental(4, vec![labels(narrow)]).rows(0, vec![label(4, "four")]);
     applied(&mut *db, &narrow_again);
+    // Unbounded text, what `cdx-server publish` infers for strings, leaves
+    // the length as it is: each value is checked against it.
     let unbounded = Pkg::incremental(5, vec![labels(ColumnType::Text)])
-        .rows(0, vec![label(5, &"x".repeat(5000))]);
+        .rows(0, vec![label(5, &"x".repeat(60))]);
     applied(&mut *db, &unbounded);
+    let too_long = Pkg::incremental(6, vec![labels(ColumnType::Text)])
+        .rows(0, vec![label(6, &"x".repeat(61))]);
+    assert!(
+        matches!(
+            refused(&mut *db, &too_long),
+            ChannelDbError::ValueDoesNotFit { .. }
+        ),
+        "unbounded text widened a bounded column"
+    );
     assert_eq!(
         fx.rows("labels", &["product_id"]),
         vec![
@@ -1084,7 +1095,7 @@ fn a_wider_text_widens_the_column_and_rows_keep_their_values(fx: &dyn Fixture) {
             label(2, "two"),
             label(3, "a label of 25 characters!"),
             label(4, "four"),
-            label(5, &"x".repeat(5000)),
+            label(5, &"x".repeat(60)),
         ]
     );
     assert_eq!(sequences(&mut *db, GROUP), [1, 2, 3, 4, 5]);
@@ -1164,7 +1175,7 @@ fn decimal_or_blob_wider_widens_the_column_a_finer_scale_is_checked(fx: &dyn Fix
             ],
         ),
     );
-    let wider = amounts(decimal(20, 2), ColumnType::Blob);
+    let wider = amounts(decimal(20, 2), ColumnType::BoundedBlob { max_len: 16 });
     applied(
         &mut *db,
         &Pkg::incremental(3, vec![wider])
@@ -1193,7 +1204,8 @@ fn quantities(qty: ColumnType) -> TableSchema {
 
 /// An integer column becomes a decimal or a real in place: the integers
 /// there read back as the decimal's exact text, or as reals. One with a
-/// value the decimal cannot hold is refused, naming it and the way out.
+/// value the decimal cannot hold, or a float not exactly (beyond 2^53), is
+/// refused, naming it and the way out.
 fn an_integer_column_widens_to_decimal_or_real(fx: &dyn Fixture) {
     let mut db = fx.open();
     let first = Pkg::full(1, vec![quantities(ColumnType::Integer)]).rows(
@@ -1248,6 +1260,31 @@ fn an_integer_column_widens_to_decimal_or_real(fx: &dyn Fixture) {
             vec![int(1), Value::Real(4.0)],
             vec![int(2), Value::Real(2.5)]
         ]
+    );
+    // An integer beyond 2^53 would not stay exact in a float: refused.
+    let big = |ty| {
+        table(
+            "big",
+            vec![col("id", ColumnType::Integer, false), col("n", ty, true)],
+            &["id"],
+        )
+    };
+    applied(
+        &mut *db,
+        &Pkg::incremental(5, vec![big(ColumnType::Integer)])
+            .rows(0, vec![vec![int(1), int(9_007_199_254_740_993)]]),
+    );
+    let to_real = Pkg::incremental(6, vec![big(ColumnType::Real)])
+        .rows(0, vec![vec![int(2), Value::Real(1.5)]]);
+    let err = refused(&mut *db, &to_real);
+    assert!(
+        matches!(&err, ChannelDbError::ValueDoesNotFit { column, .. } if column == "n")
+            && err.to_string().contains("9007199254740993"),
+        "{err}"
+    );
+    assert_eq!(
+        fx.rows("big", &["id"]),
+        vec![vec![int(1), int(9_007_199_254_740_993)]]
     );
 }
 

@@ -45,9 +45,21 @@ pub(super) fn widen_columns(
         let Some(have) = existing.column(&column.name) else {
             continue;
         };
-        let from_integer = have.stored.map(|s| s.family) == Some(Family::Integer);
-        if let (true, ColumnType::Decimal { precision, scale }) = (from_integer, w.to) {
-            check_integers_fit(tx, package_id, name, &have.name, precision, scale)?;
+        if have.stored.map(|s| s.family) == Some(Family::Integer) {
+            // The integers there must stay exact in what the column becomes.
+            let (bound, becomes) = match w.to {
+                ColumnType::Decimal { precision, scale } => (
+                    10i64.checked_pow(u32::from(precision - scale)),
+                    format!("decimal({precision},{scale})"),
+                ),
+                _ => (
+                    Some(1 << 53),
+                    "real (a float holds integers up to 2^53 exactly)".into(),
+                ),
+            };
+            if let Some(bound) = bound {
+                check_integers_fit(tx, package_id, name, &have.name, bound, &becomes)?;
+            }
         }
         changes.push((have.name.clone(), have.declared_type.clone(), w.to));
     }
@@ -75,6 +87,27 @@ pub(super) fn widen_columns(
         why: format!("its definition could not be rewritten ({why})"),
     })?;
     rewrite_definition(tx, name, &edited)?;
+    // The statement SQLite reads back declares exactly the new types.
+    let now = super::schema::read_table(tx, name)?;
+    for ((column, from, _), ty) in changes.iter().zip(&types) {
+        let declared = now
+            .as_ref()
+            .and_then(|t| t.column(column))
+            .map(|c| c.declared_type.clone());
+        if declared.as_deref() != Some(ty.as_str()) {
+            return Err(SchemaConflict::TypeMismatch {
+                table: name.clone(),
+                column: column.clone(),
+                expected: ty.clone(),
+                found: from.clone(),
+                why: format!(
+                    "its definition was rewritten but reads back as {declared:?}; nothing was \
+                     changed"
+                ),
+            }
+            .into());
+        }
+    }
     for ((column, from, to), ty) in changes.iter().zip(&types) {
         if let (false, ColumnType::Decimal { scale, precision }) = (keeps_values(from, ty), *to) {
             if u32::from(precision) > EXACT_FLOAT_DIGITS {
@@ -87,20 +120,16 @@ pub(super) fn widen_columns(
     Ok(())
 }
 
-/// Refuses when a value of integer column `column` has more digits than
-/// `decimal(precision, scale)` holds before the point.
+/// Refuses when a value of integer column `column` is `bound` or more in
+/// magnitude: what the column `becomes` cannot hold it exactly.
 fn check_integers_fit(
     tx: &Connection,
     package_id: Uuid,
     table: &str,
     column: &str,
-    precision: u8,
-    scale: u8,
+    bound: i64,
+    becomes: &str,
 ) -> Result<(), ChannelDbError> {
-    let digits = u32::from(precision - scale);
-    let Some(bound) = 10i64.checked_pow(digits) else {
-        return Ok(());
-    };
     let quoted = plan::quote_ident(column)?;
     let too_large: Option<i64> = tx
         .query_row(
@@ -116,7 +145,7 @@ fn check_integers_fit(
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })
-        .context(|| format!("check {table}.{column} fits decimal({precision},{scale})"))?;
+        .context(|| format!("check the values of {table}.{column} fit {becomes}"))?;
     match too_large {
         None => Ok(()),
         Some(value) => Err(ChannelDbError::ValueDoesNotFit {
@@ -125,8 +154,8 @@ fn check_integers_fit(
             column: column.to_owned(),
             key: "a row already in the table".into(),
             detail: format!(
-                "the value {value} has more than {digits} digits, so the column cannot become \
-                 decimal({precision},{scale}) in place. {}",
+                "the value {value} would not stay exact, so the column cannot become {becomes} \
+                 in place. {}",
                 plan::REPLACE_WAY_OUT
             ),
         }),
