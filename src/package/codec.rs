@@ -58,9 +58,7 @@ pub(crate) fn encode_header(header: &PackageHeader) -> Result<Vec<u8>, PackageEr
         .serialize_into(&mut out, header)
         .and_then(|()| {
             if header.format_version >= REPLACE_FORMAT_VERSION {
-                options(u64::from(MAX_HEADER))
-                    .serialize_into(&mut out, &header.replaces)
-                    .map(|()| ())
+                options(u64::from(MAX_HEADER)).serialize_into(&mut out, &header.replaces)
             } else {
                 Ok(())
             }

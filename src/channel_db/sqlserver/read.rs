@@ -81,6 +81,8 @@ fn server_column(row: &Row) -> Option<ServerColumn> {
         has_default: cell(row, 8)?,
         key_ordinal: u32::try_from(cell::<i32>(row, 9)?).ok()?,
         collation: cell::<&str>(row, 10).map(str::to_owned),
+        indexed: cell(row, 11).unwrap_or(false),
+        checked: cell(row, 12).unwrap_or(false),
     })
 }
 

@@ -50,6 +50,8 @@ fn server_column(name: &str, type_name: &str, max_length: i16, key: u32) -> Serv
         has_default: false,
         key_ordinal: key,
         collation: None,
+        indexed: false,
+        checked: false,
     }
 }
 
@@ -666,6 +668,37 @@ fn a_widened_column_keeps_its_kind_nullability_and_collation() {
     );
 }
 
+/// SQL Server's rules for `ALTER COLUMN`, checked before it is tried: an
+/// indexed or CHECKed column only grows as a varchar, nvarchar or
+/// varbinary; one with a DEFAULT keeps its type.
+#[test]
+fn an_alter_sql_server_would_refuse_is_refused_first_saying_why() {
+    let mut name = server_column("NAME", "nvarchar", 40, 0);
+    assert_eq!(types::alter_refusal(&name, "nvarchar(60)"), None);
+    name.indexed = true;
+    assert_eq!(types::alter_refusal(&name, "nvarchar(60)"), None);
+    let mut amount = server_column("AMOUNT", "decimal", 9, 0);
+    (amount.precision, amount.scale) = (10, 2);
+    assert_eq!(types::alter_refusal(&amount, "decimal(14,2)"), None);
+    amount.has_default = true;
+    assert_eq!(types::alter_refusal(&amount, "decimal(14,2)"), None);
+    amount.indexed = true;
+    let why = types::alter_refusal(&amount, "decimal(14,2)").unwrap();
+    assert!(
+        why.contains("in an index") && why.contains("decimal(10,2)"),
+        "{why}"
+    );
+    let mut qty = server_column("QTY", "int", 4, 0);
+    qty.has_default = true;
+    let why = types::alter_refusal(&qty, "decimal(12,2)").unwrap();
+    assert!(why.contains("DEFAULT"), "{why}");
+    qty.has_default = false;
+    qty.checked = true;
+    assert!(types::alter_refusal(&qty, "float")
+        .unwrap()
+        .contains("CHECK"));
+}
+
 /// Every generated statement is T-SQL a parser accepts. `sqlparser` lacks
 /// `ALTER COLUMN`'s T-SQL form and `MERGE` table hints (`MERGE t WITH (HOLDLOCK) AS a`, valid T-SQL), so
 /// the hint is taken out before parsing; the bookkeeping batch's
@@ -689,6 +722,7 @@ fn generated_statements_parse_as_tsql() {
         tsql::add_column("ax", &t, 2).unwrap(),
         tsql::alter_column("ax", "prices", &collated_name(), "varchar(60)").unwrap(),
         tsql::alter_column("ax", "prices", &ax_prices()[2], "decimal(38,16)").unwrap(),
+        tsql::integer_beyond("ax", "prices", "STORE").unwrap(),
         format!("DROP TABLE {}", tsql::qualified("ax", "prices").unwrap()),
         new_table(&t).create(stage).unwrap(),
         new_table(&t).insert_into_table("ax", stage).unwrap(),

@@ -59,12 +59,17 @@ IF OBJECT_ID(N'{watermarks}', N'U') IS NULL CREATE TABLE {watermarks} (
 
 /// The columns of a table, one row each: name, type, max_length,
 /// precision, scale, nullable, identity, computed, has a default, position
-/// in the primary key, collation. Parameter: the qualified name.
+/// in the primary key, collation, in an index, in a CHECK constraint.
+/// Parameter: the qualified name.
 pub const COLUMNS: &str =
     "SELECT c.name, TYPE_NAME(c.system_type_id), c.max_length, c.precision, c.scale, \
 c.is_nullable, c.is_identity, c.is_computed, \
 CAST(CASE WHEN c.default_object_id <> 0 THEN 1 ELSE 0 END AS bit), \
-CAST(ISNULL(ic.key_ordinal, 0) AS int), c.collation_name \
+CAST(ISNULL(ic.key_ordinal, 0) AS int), c.collation_name, \
+CAST(CASE WHEN EXISTS (SELECT 1 FROM sys.index_columns AS x WHERE x.object_id = c.object_id \
+AND x.column_id = c.column_id) THEN 1 ELSE 0 END AS bit), \
+CAST(CASE WHEN EXISTS (SELECT 1 FROM sys.check_constraints AS k \
+WHERE k.parent_object_id = c.object_id AND k.parent_column_id = c.column_id) THEN 1 ELSE 0 END AS bit) \
 FROM sys.columns AS c \
 LEFT JOIN sys.indexes AS i ON i.object_id = c.object_id AND i.is_primary_key = 1 \
 LEFT JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id \
@@ -127,6 +132,20 @@ pub fn alter_column(
         "ALTER TABLE {} ALTER COLUMN {} {ty}{collate} {null}",
         qualified(schema, table)?,
         quote(&have.name)?
+    ))
+}
+
+/// The first value of integer column `column` of `table` at or beyond
+/// ±@P1 in magnitude, if any: a value the type it would become cannot hold.
+pub fn integer_beyond(
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Result<String, InvalidIdentifier> {
+    let c = quote(column)?;
+    Ok(format!(
+        "SELECT TOP 1 CAST({c} AS bigint) FROM {} WHERE {c} >= @P1 OR {c} <= -@P1",
+        qualified(schema, table)?
     ))
 }
 

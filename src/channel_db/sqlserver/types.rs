@@ -131,6 +131,44 @@ pub fn widened_type(have: &ServerColumn, to: ColumnType) -> String {
     }
 }
 
+/// Why SQL Server cannot `ALTER COLUMN` `have` to `to` in place, by its
+/// rules: a column in an index, or a CHECK constraint, may only grow as a
+/// `varchar`, `nvarchar` or `varbinary` of the same type; one with a DEFAULT
+/// constraint may change its length or precision but not its type. `None`
+/// when it can.
+pub fn alter_refusal(have: &ServerColumn, to: &str) -> Option<String> {
+    let base = |t: &str| t.split('(').next().unwrap_or(t).trim().to_ascii_lowercase();
+    let same_type = base(to) == base(&have.type_name);
+    let grows_in_place = same_type
+        && matches!(
+            have.type_name.as_str(),
+            "varchar" | "nvarchar" | "varbinary"
+        )
+        && !to.ends_with("(max)");
+    if have.indexed && !grows_in_place {
+        return Some(format!(
+            "it is in an index, and SQL Server alters an indexed column in place only to a \
+             longer varchar, nvarchar or varbinary, not {} to {to}",
+            have.declared()
+        ));
+    }
+    if have.checked && !grows_in_place {
+        return Some(format!(
+            "a CHECK constraint names it, and SQL Server then alters it in place only to a \
+             longer varchar, nvarchar or varbinary, not {} to {to}",
+            have.declared()
+        ));
+    }
+    if have.has_default && !same_type {
+        return Some(format!(
+            "it has a DEFAULT constraint, and SQL Server then changes its length or precision \
+             in place, not its type ({} to {to})",
+            have.declared()
+        ));
+    }
+    None
+}
+
 /// A column as `sys.columns` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerColumn {
@@ -149,6 +187,9 @@ pub struct ServerColumn {
     pub key_ordinal: u32,
     /// The collation of a text column.
     pub collation: Option<String>,
+    /// Whether an index, or a CHECK constraint, names the column.
+    pub indexed: bool,
+    pub checked: bool,
 }
 
 impl ServerColumn {
@@ -230,6 +271,8 @@ pub fn is_uploadable(type_name: &str) -> bool {
         has_default: false,
         key_ordinal: 0,
         collation: None,
+        indexed: false,
+        checked: false,
     };
     probe.stored().is_some() || matches!(type_name, "timestamp" | "rowversion" | "xml")
 }

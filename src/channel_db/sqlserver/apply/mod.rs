@@ -15,11 +15,11 @@ use super::pool::{Connection, SqlServerPool};
 use super::read::{execute, last_sequence, query, table_columns};
 use super::staging;
 use super::tsql::{self, Bookkeeping};
-use super::types::{existing_table, widened_type};
+use super::types::{alter_refusal, existing_table, widened_type};
 use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
-use crate::package::{PackageHeader, PackageKind, TableSchema};
-use crate::plan::{self, Limits, TableAction};
+use crate::package::{ColumnType, PackageHeader, PackageKind, TableSchema};
+use crate::plan::{self, Family, Limits, SchemaConflict, TableAction};
 
 ///
 /// `reapply`: the package is applied already and is applied again over
@@ -289,6 +289,53 @@ impl<'p> Applying<'p> {
                         continue;
                     };
                     let ty = widened_type(have, w.to);
+                    if let Some(why) = alter_refusal(have, &ty) {
+                        return Err(SchemaConflict::TypeMismatch {
+                            table: name.clone(),
+                            column: have.name.clone(),
+                            expected: w.to.to_string(),
+                            found: have.declared(),
+                            why,
+                        }
+                        .into());
+                    }
+                    // A full package empties the table first: nothing to keep.
+                    let keeps_rows = self.header.kind != PackageKind::Full;
+                    if keeps_rows && have.stored().map(|s| s.family) == Some(Family::Integer) {
+                        let bound = match w.to {
+                            ColumnType::Decimal { precision, scale } => {
+                                10i64.checked_pow(u32::from(precision - scale))
+                            }
+                            _ => Some(1 << 53),
+                        };
+                        if let Some(bound) = bound {
+                            let sql = tsql::integer_beyond(&self.schema, name, &have.name)?;
+                            let rows = query(
+                                self.pool,
+                                connection,
+                                || format!("package {id}: check {}.{} fits {ty}", name, have.name),
+                                &sql,
+                                &[&bound],
+                            )
+                            .await?;
+                            if let Some(value) = rows
+                                .first()
+                                .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
+                            {
+                                return Err(ChannelDbError::ValueDoesNotFit {
+                                    package_id: id,
+                                    table: name.clone(),
+                                    column: have.name.clone(),
+                                    key: "a row already in the table".into(),
+                                    detail: format!(
+                                        "the value {value} would not stay exact, so the column \
+                                         cannot become {ty} in place. {}",
+                                        plan::REPLACE_WAY_OUT
+                                    ),
+                                });
+                            }
+                        }
+                    }
                     statements.push((
                         tsql::alter_column(&self.schema, name, have, &ty)?,
                         format!(
