@@ -19,6 +19,18 @@ pub(crate) const PASSED_OVER: &str = "subject_id IN (SELECT id FROM packages
 pub const APPLIED_WITHDRAWN: &str = "Applied, then withdrawn";
 /// The problem of a store whose upload counters went back.
 pub const COUNTERS_WENT_BACK: &str = "Counters went back";
+/// Whether channel `c`'s went-back episode is over (SQL, on `channels c`):
+/// it reported a package at or past `went_back_from` applied (or passed
+/// over) since the episode began, by its own clock too, so that a late
+/// report from before it does not count.
+pub(crate) const CAUGHT_UP: &str = "EXISTS (
+    SELECT 1 FROM session_history h JOIN packages p ON p.id = h.subject_id
+    WHERE h.channel = c.id AND h.direction = 'download'
+      AND p.sequence >= c.went_back_from
+      AND h.received_at_ms >= c.went_back_at_ms AND h.at_ms >= c.went_back_at_ms - 300000
+      AND (h.status = 'Applied'
+           OR (h.status = 'Canceled' AND (p.withdrawn_at_ms IS NOT NULL
+                                          OR p.superseded_by IS NOT NULL))))";
 /// The problem of a store whose channel database went back in the order.
 pub const DATABASE_WENT_BACK: &str = "Database went back";
 /// Upload statuses an operator must look at.
@@ -189,19 +201,12 @@ impl Store {
             // A channel database that went back (restored from a backup, or
             // a full sync): a problem until the store applied again as far
             // as before, shown (caught up) after.
-            let mut stmt = conn.prepare(
+            let mut stmt = conn.prepare(&format!(
                 "SELECT c.id, c.went_back_from, c.went_back_to, c.went_back_at_ms,
-                        EXISTS (
-                       SELECT 1 FROM session_history h JOIN packages p ON p.id = h.subject_id
-                       WHERE h.channel = c.id AND h.direction = 'download'
-                         AND p.sequence >= c.went_back_from
-                         AND h.received_at_ms >= c.went_back_at_ms
-                         AND (h.status = 'Applied'
-                              OR (h.status = 'Canceled' AND (p.withdrawn_at_ms IS NOT NULL
-                                                             OR p.superseded_by IS NOT NULL))))
+                        {CAUGHT_UP}
                  FROM channels c
                  WHERE c.went_back_at_ms IS NOT NULL",
-            )?;
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,

@@ -173,6 +173,17 @@ fn went_back(conn: &Connection, channel: &str, after: u64) -> rusqlite::Result<O
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     match applied {
         Some(applied) if applied > after => {
+            // An episode the store caught up with is over: a new one starts
+            // (a second restore before anything new was published).
+            conn.execute(
+                &format!(
+                    "UPDATE channels AS c SET went_back_at_ms = NULL, went_back_from = NULL,
+                         went_back_to = NULL
+                     WHERE c.id = ?1 AND c.went_back_at_ms IS NOT NULL AND {}",
+                    super::fleet::CAUGHT_UP
+                ),
+                [channel],
+            )?;
             conn.execute(
                 "UPDATE channels SET went_back_at_ms = COALESCE(went_back_at_ms, ?2),
                      went_back_from = MAX(COALESCE(went_back_from, 0), ?3),

@@ -136,12 +136,33 @@ impl UploadPass {
         }
         let name = table.name.clone();
         let local = self.with_db(move |db| Ok(db.watermark(&name)?)).await?;
-        let high_water = self.hq.high_water().await.map_err(ActorError::Hq)?;
+        let high_water = match self.hq.high_water().await {
+            Ok(h) => h,
+            // Only a store without a watermark needs the answer to upload;
+            // for one with a watermark it is a check that can wait a run.
+            Err(e) if local > 0 => {
+                tracing::debug!(table = %table.name, error = %e,
+                    "could not ask headquarters' high water; not checked this run");
+                return Ok(());
+            }
+            Err(e) => return Err(ActorError::Hq(e)),
+        };
         let held = high_water
             .tables
             .iter()
             .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
             .map_or(0, |(_, c)| *c);
+        // A batch acknowledged before the agent stopped, its watermark not
+        // yet advanced, is journaled and sent again first: not a restore.
+        let journaled = self
+            .journal
+            .send(OpenUploads)
+            .await??
+            .iter()
+            .filter(|s| s.table == table.name)
+            .map(|s| s.last_counter)
+            .max()
+            .unwrap_or(0);
         if local == 0 && held > 0 {
             tracing::warn!(table = %table.name, counter = held,
                 "no upload watermark here (a new or restored channel database); \
@@ -150,7 +171,7 @@ impl UploadPass {
             let name = table.name.clone();
             self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
                 .await?;
-        } else if local < held {
+        } else if local < held && journaled < held {
             let message = format!(
                 "the channel database's upload watermark of {} is {local}, and headquarters \
                  holds its rows up to {held}: it went back (restored from a backup). The rows \
