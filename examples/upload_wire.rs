@@ -15,33 +15,7 @@ use cdx::package::{format_decimal, ColumnType};
 use cdx::protocol::UploadBatch;
 use rand::{Rng, SeedableRng};
 
-const INTEGERS: [&str; 11] = [
-    "ss_sold_date_sk",
-    "ss_sold_time_sk",
-    "ss_item_sk",
-    "ss_customer_sk",
-    "ss_cdemo_sk",
-    "ss_hdemo_sk",
-    "ss_addr_sk",
-    "ss_store_sk",
-    "ss_promo_sk",
-    "ss_ticket_number",
-    "ss_quantity",
-];
-const AMOUNTS: [&str; 12] = [
-    "ss_wholesale_cost",
-    "ss_list_price",
-    "ss_sales_price",
-    "ss_ext_discount_amt",
-    "ss_ext_sales_price",
-    "ss_ext_wholesale_cost",
-    "ss_ext_list_price",
-    "ss_ext_tax",
-    "ss_coupon_amt",
-    "ss_net_paid",
-    "ss_net_paid_inc_tax",
-    "ss_net_profit",
-];
+use cdx::retail::tpcds::{STORE_SALES_AMOUNTS as AMOUNTS, STORE_SALES_INTEGERS as INTEGERS};
 
 fn main() {
     let rows: usize = std::env::args()

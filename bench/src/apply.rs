@@ -118,34 +118,8 @@ fn products(first: i64, n: i64, tag: &str) -> Data {
 /// `ss_ticket_number` the key) and 12 `decimal(7,2)` amounts, nullable as
 /// in TPC-DS, values in its ranges. `n` rows from a fixed seed.
 pub fn store_sales(n: usize) -> (TableSchema, Vec<Vec<Value>>, Vec<Vec<SqlValue>>) {
-    const INTEGERS: [&str; 11] = [
-        "ss_sold_date_sk",
-        "ss_sold_time_sk",
-        "ss_item_sk",
-        "ss_customer_sk",
-        "ss_cdemo_sk",
-        "ss_hdemo_sk",
-        "ss_addr_sk",
-        "ss_store_sk",
-        "ss_promo_sk",
-        "ss_ticket_number",
-        "ss_quantity",
-    ];
-    const AMOUNTS: [&str; 12] = [
-        "ss_wholesale_cost",
-        "ss_list_price",
-        "ss_sales_price",
-        "ss_ext_discount_amt",
-        "ss_ext_sales_price",
-        "ss_ext_wholesale_cost",
-        "ss_ext_list_price",
-        "ss_ext_tax",
-        "ss_coupon_amt",
-        "ss_net_paid",
-        "ss_net_paid_inc_tax",
-        "ss_net_profit",
-    ];
-    let key = ["ss_item_sk", "ss_ticket_number"];
+    use cdx::retail::tpcds::{STORE_SALES_AMOUNTS as AMOUNTS, STORE_SALES_INTEGERS as INTEGERS};
+    let key = cdx::retail::tpcds::STORE_SALES_KEY;
     let mut columns: Vec<Column> = INTEGERS
         .iter()
         .map(|c| column(c, ColumnType::Integer, !key.contains(c)))

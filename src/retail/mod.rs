@@ -10,6 +10,7 @@
 
 mod pos;
 mod tables;
+pub mod tpcds;
 
 use std::collections::BTreeMap;
 use std::io::Write;
