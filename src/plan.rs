@@ -332,6 +332,24 @@ pub enum ColumnChange {
     Refused(String),
 }
 
+/// The magnitude an integer already in a column must stay below for the
+/// column to become `to` without changing it, with how to say `to`: 10^(p-s)
+/// for `decimal(p,s)`, 2^53 for `real` (the largest a float holds exactly).
+/// `None`: every 64-bit integer fits.
+pub fn exact_integer_bound(to: ColumnType) -> Option<(i64, String)> {
+    match to {
+        ColumnType::Decimal { precision, scale } => Some((
+            10i64.checked_pow(u32::from(precision - scale))?,
+            format!("decimal({precision},{scale})"),
+        )),
+        ColumnType::Real => Some((
+            1 << 53,
+            "real (a float holds integers up to 2^53 exactly)".into(),
+        )),
+        _ => None,
+    }
+}
+
 /// Decides how a column stored as `stored` takes values of package type
 /// `ty`. Widening is in place, outside the key: `text(n)` to a longer or
 /// unbounded text, a blob likewise, `decimal(p,s)` to more digits before

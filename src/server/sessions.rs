@@ -154,22 +154,41 @@ fn append_history(conn: &Connection, e: &HistoryEntry<'_>) -> rusqlite::Result<(
     Ok(())
 }
 
-/// Creates the Available download session of `channel` for `package`
-/// unless it exists.
-/// Whether `channel`, listing after `after`, went back: the highest
-/// sequence it applied (or passed over) before, when above `after`. Records
-/// the episode on the channel (`stores --failing` shows it until the store
-/// is back there), or ends one the store has caught up with.
-fn went_back(conn: &Connection, channel: &str, after: u64) -> rusqlite::Result<Option<u64>> {
-    let applied: Option<i64> = conn.query_row(
+/// Whether `channel`, listing after `after` and given `first` (the package
+/// after it), went back: the highest sequence it applied (or passed over)
+/// before, when above `after`. Records the episode on the channel (`stores
+/// --failing` shows it until the store is back there), or ends one the
+/// store has caught up with. A listing costs one key lookup unless `first`
+/// was applied already.
+fn went_back(
+    conn: &Connection,
+    channel: &str,
+    after: u64,
+    first: &PackageInfo,
+) -> rusqlite::Result<Option<u64>> {
+    let first_done: bool = conn.query_row(
         &format!(
-            "SELECT MAX(sequence) FROM sessions WHERE channel = ?1 AND direction = 'download'
+            "SELECT COUNT(*) > 0 FROM sessions WHERE channel = ?1 AND direction = 'download'
+               AND subject_id = ?2
                AND (status = 'Applied' OR (status = 'Canceled' AND {}))",
             super::fleet::PASSED_OVER
         ),
-        [channel],
+        params![channel, first.id.to_string()],
         |r| r.get(0),
     )?;
+    let applied: Option<i64> = if !first_done {
+        None
+    } else {
+        conn.query_row(
+            &format!(
+                "SELECT MAX(sequence) FROM sessions WHERE channel = ?1 AND direction = 'download'
+               AND (status = 'Applied' OR (status = 'Canceled' AND {}))",
+                super::fleet::PASSED_OVER
+            ),
+            [channel],
+            |r| r.get(0),
+        )?
+    };
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     match applied {
         Some(applied) if applied > after => {
@@ -205,6 +224,8 @@ fn went_back(conn: &Connection, channel: &str, after: u64) -> rusqlite::Result<O
     }
 }
 
+/// Creates the Available download session of `channel` for `package`
+/// unless it exists.
 pub(crate) fn ensure_download_session(
     conn: &Connection,
     channel: &str,
@@ -293,7 +314,9 @@ pub(crate) fn record_upload_applied(
 
 impl Store {
     /// Creates the Available download sessions of `channel` for `packages`
-    /// that it has none for yet.
+    /// that it has none for yet, and answers the highest sequence it applied
+    /// before when it lists after a lower one (it went back), in the same
+    /// transaction.
     pub fn ensure_download_sessions(
         &self,
         channel: &str,
@@ -308,7 +331,7 @@ impl Store {
             for package in packages {
                 ensure_download_session(&tx, channel, package)?;
             }
-            let went_back = went_back(&tx, channel, after)?;
+            let went_back = went_back(&tx, channel, after, &packages[0])?;
             tx.commit()?;
             Ok(went_back)
         })

@@ -440,15 +440,8 @@ impl Store {
 
     /// Published packages, of one data group or all, in publication order.
     pub fn packages(&self, data_group: Option<&str>) -> Result<Vec<PackageInfo>, ServerError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {PACKAGE_COLUMNS} FROM packages
-                 WHERE ?1 IS NULL OR data_group = ?1
-                 ORDER BY data_group, sequence"
-            ))?;
-            let rows = stmt.query_map([data_group], package_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+        let listed = self.listed_packages(data_group)?;
+        Ok(listed.into_iter().map(|l| l.package).collect())
     }
 
     pub fn package(&self, id: Uuid) -> Result<Option<PackageInfo>, ServerError> {

@@ -43,6 +43,11 @@ fn server(args: &[&str], data: &Path) -> Output {
         .unwrap()
 }
 
+/// `cdx-server stores --json`: the fleet as headquarters sees it.
+fn fleet_json(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&server(&["stores", "--json"], data).stdout).unwrap()
+}
+
 /// Waits until the agent's status endpoint answers.
 fn listening(status: SocketAddr) {
     assert!(
@@ -927,14 +932,12 @@ fn full_sync_applies_the_snapshot_plan_again_and_puts_a_damaged_table_right() {
         ],
         "the superseded incremental was applied again"
     );
-    let fleet: serde_json::Value =
-        serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+    let fleet = fleet_json(&data);
     let ours = &fleet.as_array().unwrap()[0];
     assert_eq!(ours["went_back"]["to"].as_u64(), Some(0), "{ours}");
     assert!(
         wait_until(Duration::from_secs(30), || {
-            let fleet: serde_json::Value =
-                serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+            let fleet = fleet_json(&data);
             fleet[0]["went_back"]["caught_up"] == true
         }),
         "headquarters did not see the store catch up"
@@ -1030,8 +1033,7 @@ fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
         && store.applied() == second.sequence));
     // Headquarters has heard the store applied it before the restore.
     assert!(wait_until(Duration::from_secs(30), || {
-        let fleet: serde_json::Value =
-            serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+        let fleet = fleet_json(&data);
         fleet[0]["applied_sequence"].as_u64() == Some(second.sequence)
     }));
     drop(agent);
@@ -1115,8 +1117,7 @@ fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
     let shown = said(&client(&["status"], &config));
     eprintln!("cdx-client status after the restore:\n{shown}");
     assert!(shown.contains("WENT BACK (packages)"), "{shown}");
-    let fleet: serde_json::Value =
-        serde_json::from_slice(&server(&["stores", "--json"], &data).stdout).unwrap();
+    let fleet = fleet_json(&data);
     let ours = fleet
         .as_array()
         .unwrap()

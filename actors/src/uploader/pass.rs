@@ -152,17 +152,6 @@ impl UploadPass {
             .iter()
             .find(|(t, _)| t.eq_ignore_ascii_case(&table.name))
             .map_or(0, |(_, c)| *c);
-        // A batch acknowledged before the agent stopped, its watermark not
-        // yet advanced, is journaled and sent again first: not a restore.
-        let journaled = self
-            .journal
-            .send(OpenUploads)
-            .await??
-            .iter()
-            .filter(|s| s.table == table.name)
-            .map(|s| s.last_counter)
-            .max()
-            .unwrap_or(0);
         if local == 0 && held > 0 {
             tracing::warn!(table = %table.name, counter = held,
                 "no upload watermark here (a new or restored channel database); \
@@ -171,7 +160,7 @@ impl UploadPass {
             let name = table.name.clone();
             self.with_db(move |db| Ok(db.advance_watermark(&name, held)?))
                 .await?;
-        } else if local < held && journaled < held {
+        } else if local < held && self.journaled_up_to(table).await? < held {
             let message = format!(
                 "the channel database's upload watermark of {} is {local}, and headquarters \
                  holds its rows up to {held}: it went back (restored from a backup). The rows \
@@ -191,6 +180,19 @@ impl UploadPass {
             set.insert(table.name.clone());
         }
         Ok(())
+    }
+
+    /// The highest counter of `table`'s batches journaled and not yet
+    /// marked: a batch acknowledged before the agent stopped, its watermark
+    /// not yet advanced, is sent again first; below it is no restore.
+    async fn journaled_up_to(&self, table: &UploadTable) -> Result<i64, ActorError> {
+        let open = self.journal.send(OpenUploads).await??;
+        Ok(open
+            .iter()
+            .filter(|s| s.table == table.name)
+            .map(|s| s.last_counter)
+            .max()
+            .unwrap_or(0))
     }
 
     /// Reads the next rows above the watermark and journals them as a new

@@ -45,19 +45,9 @@ pub(super) fn widen_columns(
         let Some(have) = existing.column(&column.name) else {
             continue;
         };
+        // The integers there must stay exact in what the column becomes.
         if have.stored.map(|s| s.family) == Some(Family::Integer) {
-            // The integers there must stay exact in what the column becomes.
-            let (bound, becomes) = match w.to {
-                ColumnType::Decimal { precision, scale } => (
-                    10i64.checked_pow(u32::from(precision - scale)),
-                    format!("decimal({precision},{scale})"),
-                ),
-                _ => (
-                    Some(1 << 53),
-                    "real (a float holds integers up to 2^53 exactly)".into(),
-                ),
-            };
-            if let Some(bound) = bound {
+            if let Some((bound, becomes)) = plan::exact_integer_bound(w.to) {
                 check_integers_fit(tx, package_id, name, &have.name, bound, &becomes)?;
             }
         }

@@ -18,7 +18,7 @@ use super::tsql::{self, Bookkeeping};
 use super::types::{alter_refusal, existing_table, widened_type};
 use crate::channel_db::frames::{self, Frames};
 use crate::channel_db::{ApplyOutcome, ApplyReport, ChannelDbError, PackageSource};
-use crate::package::{ColumnType, PackageHeader, PackageKind, TableSchema};
+use crate::package::{PackageHeader, PackageKind, TableSchema};
 use crate::plan::{self, Family, Limits, SchemaConflict, TableAction};
 
 ///
@@ -301,14 +301,9 @@ impl<'p> Applying<'p> {
                     }
                     // A full package empties the table first: nothing to keep.
                     let keeps_rows = self.header.kind != PackageKind::Full;
-                    if keeps_rows && have.stored().map(|s| s.family) == Some(Family::Integer) {
-                        let bound = match w.to {
-                            ColumnType::Decimal { precision, scale } => {
-                                10i64.checked_pow(u32::from(precision - scale))
-                            }
-                            _ => Some(1 << 53),
-                        };
-                        if let Some(bound) = bound {
+                    let integer = have.stored().map(|s| s.family) == Some(Family::Integer);
+                    if keeps_rows && integer {
+                        if let Some((bound, _)) = plan::exact_integer_bound(w.to) {
                             let sql = tsql::integer_beyond(&self.schema, name, &have.name)?;
                             let rows = query(
                                 self.pool,
