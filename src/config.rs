@@ -36,7 +36,7 @@ const DEFAULT_UPLOAD_INTERVAL: Duration = Duration::from_secs(60);
 /// 0.85x (examples/transfer_speed.rs). A drop loses nothing of a chunk
 /// either way: every byte received is kept to resume from.
 const DEFAULT_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
-const DEFAULT_BATCH_ROWS: usize = 1000;
+const DEFAULT_BATCH_ROWS: usize = 10_000;
 /// Microsoft recommends a Try count of 3.
 const DEFAULT_TRY_COUNT: u32 = 3;
 const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8090";

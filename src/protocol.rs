@@ -18,6 +18,12 @@ pub const PING: &str = "/v1/ping";
 pub const PACKAGES: &str = "/v1/packages";
 /// `POST /v1/status`: a session's status changed.
 pub const STATUS: &str = "/v1/status";
+/// `POST /v1/status/batch`: several status changes, in order, one request
+/// and one write at the server (answered with [`StatusBatchAck`]). A server
+/// without it answers 404; the agent then sends them one by one.
+pub const STATUS_BATCH: &str = "/v1/status/batch";
+/// The most reports one `POST /v1/status/batch` carries.
+pub const MAX_STATUS_BATCH: usize = 500;
 /// `POST /v1/uploads`: a batch of channel transactions.
 pub const UPLOADS: &str = "/v1/uploads";
 /// `GET /v1/uploads/high-water`: per table, the highest counter stored.
@@ -163,6 +169,23 @@ pub struct StatusReport {
     pub at_ms: i64,
 }
 
+/// The answer to `POST /v1/status/batch`: how many were recorded, and each
+/// refused one by its index in the batch, with why. A refused report is
+/// refused for good (sending it again changes nothing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusBatchAck {
+    pub recorded: u64,
+    #[serde(default)]
+    pub refused: Vec<RefusedReport>,
+}
+
+/// One report of a batch the server did not record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedReport {
+    pub index: usize,
+    pub error: String,
+}
+
 /// A batch of rows of one channel table, all with counters in
 /// `first_counter..=last_counter`. `upload_id` makes a re-sent batch
 /// recognisable; the server stores each (table, counter) once regardless.
@@ -181,6 +204,72 @@ pub struct UploadBatch {
     pub rows: Vec<Vec<serde_json::Value>>,
     pub first_counter: i64,
     pub last_counter: i64,
+}
+
+/// An [`UploadBatch`] borrowing its rows as the channel database read
+/// them: serialises to the same JSON, written straight from the values
+/// with no `serde_json::Value` built for each (the agent's way to encode
+/// a batch; `UploadBatch` is the server's and the tests' way to read one).
+#[derive(Serialize)]
+pub struct UploadBatchRef<'a> {
+    pub upload_id: Uuid,
+    pub table: &'a str,
+    pub counter_column: &'a str,
+    pub columns: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub column_types: &'a [Option<String>],
+    #[serde(serialize_with = "rows_as_json")]
+    pub rows: &'a [Vec<Value>],
+    pub first_counter: i64,
+    pub last_counter: i64,
+}
+
+fn rows_as_json<S: serde::Serializer>(rows: &[Vec<Value>], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(rows.len()))?;
+    for row in rows {
+        seq.serialize_element(&JsonRow(row))?;
+    }
+    seq.end()
+}
+
+struct JsonRow<'a>(&'a [Value]);
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for value in self.0 {
+            seq.serialize_element(&JsonValue(value))?;
+        }
+        seq.end()
+    }
+}
+
+/// A value as [`json_value`] maps it, serialised in place.
+struct JsonValue<'a>(&'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Integer(i) => s.serialize_i64(*i),
+            // As `serde_json::Value::from(f64)`: no JSON number is not finite.
+            Value::Real(f) if !f.is_finite() => s.serialize_unit(),
+            Value::Real(f) => s.serialize_f64(*f),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Blob(b) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(
+                    "base64",
+                    &base64::engine::general_purpose::STANDARD.encode(b),
+                )?;
+                map.end()
+            }
+        }
+    }
 }
 
 /// The server stored the batch: `stored` new rows, `duplicates` already held.
@@ -325,6 +414,69 @@ pub fn printable(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod upload_batch_tests {
+    use super::*;
+
+    /// The borrowed batch writes exactly the JSON of the owned one, value
+    /// by value (floats, non-finite floats, escapes, blobs, nulls).
+    #[test]
+    fn borrowed_batch_serialises_as_the_owned_one() {
+        let rows = vec![
+            vec![
+                Value::Integer(-7),
+                Value::Real(0.1),
+                Value::Real(f64::NAN),
+                Value::Real(1e300),
+                Value::Text("quote \" back \\ nl \n é".into()),
+                Value::Blob(vec![0, 1, 254, 255]),
+                Value::Null,
+            ],
+            vec![
+                Value::Integer(i64::MAX),
+                Value::Real(-0.0),
+                Value::Real(f64::INFINITY),
+                Value::Real(12.5),
+                Value::Text(String::new()),
+                Value::Blob(Vec::new()),
+                Value::Null,
+            ],
+        ];
+        let columns: Vec<String> = (0..7).map(|i| format!("c{i}")).collect();
+        let types = vec![Some("integer".to_string()); 7];
+        let id = Uuid::new_v4();
+        for types in [types, Vec::new()] {
+            let owned = UploadBatch {
+                upload_id: id,
+                table: "t".into(),
+                counter_column: "c0".into(),
+                columns: columns.clone(),
+                column_types: types.clone(),
+                rows: rows
+                    .iter()
+                    .map(|r| r.iter().map(json_value).collect())
+                    .collect(),
+                first_counter: -7,
+                last_counter: i64::MAX,
+            };
+            let borrowed = UploadBatchRef {
+                upload_id: id,
+                table: "t",
+                counter_column: "c0",
+                columns: &columns,
+                column_types: &types,
+                rows: &rows,
+                first_counter: -7,
+                last_counter: i64::MAX,
+            };
+            assert_eq!(
+                serde_json::to_string(&borrowed).unwrap(),
+                serde_json::to_string(&owned).unwrap()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,50 @@ async fn requests_without_valid_credentials_are_rejected_with_401() {
     assert!(channel.last_connection_ms.is_some());
 }
 
+/// Credentials and listings are answered from memory, yet a change by
+/// another process (`cdx-server channels add`, `publish`, each a store of
+/// its own on the same data directory) is seen: a store registered there
+/// is let in, though it was refused (and remembered as unknown) just
+/// before, and a package published there is listed, though the empty
+/// listing was answered from memory just before.
+#[actix_rt::test]
+async fn another_processs_channels_and_packages_are_seen_though_polls_are_answered_from_memory() {
+    let t = TestServer::start();
+    let other_process = Store::open(t.dir.path().join("data")).unwrap();
+    let new_store = |t: &TestServer| {
+        t.client
+            .get(t.url("/v1/packages?after=0"))
+            .basic_auth("store-0002", Some("other"))
+    };
+    for _ in 0..3 {
+        let response = new_store(&t).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..3 {
+        let list: PackageList = t.get_json("/v1/packages?after=0").await;
+        assert!(list.packages.is_empty());
+    }
+    other_process
+        .add_channel("store-0002", GROUP, "other")
+        .unwrap();
+    let package = publish_products(&other_process, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = new_store(&t).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            let list: PackageList = response.json().await.unwrap();
+            let ids: Vec<Uuid> = list.packages.iter().map(|p| p.package.id).collect();
+            assert_eq!(ids, [package.id]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a channel another process added is still refused after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Packages published from JSON Lines and CSV files are listed in order and download with their sha256.
 #[actix_rt::test]
 async fn published_jsonl_and_csv_files_are_listed_and_downloaded_with_their_sha256() {
@@ -766,6 +810,81 @@ async fn status_reports_on_other_groups_packages_are_refused() {
     }
     let sessions: SessionList = t.get_json("/v1/sessions").await;
     assert!(sessions.download.is_empty(), "{:?}", sessions.download);
+}
+
+/// A batch of reports is recorded in order in one request; a report
+/// refused for good (another group's package, an unknown status) is
+/// answered by its index and leaves no trace, and the others are recorded.
+/// Too many reports in one batch is 400 and records nothing.
+#[actix_rt::test]
+async fn a_batch_of_status_reports_records_each_and_names_the_refused() {
+    let t = TestServer::start();
+    let package = t.publish_products(2);
+    let upload_id = Uuid::new_v4();
+    let report = |subject_id, direction, status: &str, at_ms| StatusReport {
+        session_id: Uuid::new_v4(),
+        direction,
+        subject_id,
+        job: "1040".into(),
+        status: status.into(),
+        message: Some(format!("{status} at {at_ms}")),
+        bytes: 0,
+        rows: 0,
+        attempt: 1,
+        at_ms,
+    };
+    let now = cdx::protocol::now_ms();
+    let batch = vec![
+        report(package.id, Direction::Download, "Requested", now),
+        report(Uuid::new_v4(), Direction::Download, "Applied", now + 1),
+        report(package.id, Direction::Download, "Uploaded", now + 2),
+        report(upload_id, Direction::Upload, "Available", now + 3),
+        report(package.id, Direction::Download, "Downloaded", now + 4),
+    ];
+    // The same session throughout, as an agent reports one session.
+    let session_id = batch[0].session_id;
+    let batch: Vec<StatusReport> = batch
+        .into_iter()
+        .map(|r| StatusReport { session_id, ..r })
+        .collect();
+    let response = t
+        .post("/v1/status/batch")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ack: cdx::protocol::StatusBatchAck = response.json().await.unwrap();
+    assert_eq!(ack.recorded, 3);
+    let refused: Vec<usize> = ack.refused.iter().map(|r| r.index).collect();
+    assert_eq!(refused, [1, 2]);
+    assert!(ack.refused[0]
+        .error
+        .contains("not a package of data group `default`"));
+    assert!(ack.refused[1]
+        .error
+        .contains("unknown download status `Uploaded`"));
+    let sessions: SessionList = t.get_json("/v1/sessions").await;
+    assert_eq!(sessions.download.len(), 1, "{:?}", sessions.download);
+    assert_eq!(sessions.download[0].status, "Downloaded");
+    assert_eq!(sessions.upload.len(), 1);
+    assert_eq!(
+        (
+            sessions.upload[0].subject_id,
+            sessions.upload[0].status.as_str()
+        ),
+        (upload_id, "Available")
+    );
+
+    let too_many = vec![report(package.id, Direction::Download, "Requested", now); 501];
+    let response = t
+        .post("/v1/status/batch")
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(response).await.contains("at most 500"));
 }
 
 /// Table and column names in uploads are identifiers like any other: a

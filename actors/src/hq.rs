@@ -10,7 +10,7 @@ use std::time::Duration;
 use cdx::config::{Secret, ServerConfig};
 use cdx::failure::FailureClass;
 use cdx::protocol::{
-    self, ErrorBody, HighWater, PackageList, Ping, StatusReport, UploadAck, UploadBatch,
+    self, ErrorBody, HighWater, PackageList, Ping, StatusBatchAck, StatusReport, UploadAck,
 };
 use reqwest::{RequestBuilder, Response, StatusCode};
 use thiserror::Error;
@@ -152,35 +152,26 @@ impl HqClient {
         self.send(protocol::STATUS, req).await.map(drop)
     }
 
-    /// Sends a batch; returns the server's acknowledgement and the body's size.
-    /// Sends a batch, compressed with zstd when the server said it accepts
-    /// it; returns the acknowledgement and the bytes sent.
-    pub async fn upload(
-        &self,
-        batch: std::sync::Arc<UploadBatch>,
-        zstd: bool,
-    ) -> Result<(UploadAck, u64), HqError> {
-        // Encoding up to 32 MiB is CPU work: off the event loop.
-        let (body, compressed) = tokio::task::spawn_blocking(move || {
-            let plain = serde_json::to_vec(&*batch).expect("an upload batch always serializes");
-            // Level 3: a fraction of the bytes for little CPU (docs/protocol.md 3.5).
-            match zstd.then(|| zstd::bulk::compress(&plain, 3).ok()).flatten() {
-                Some(packed) => (packed, true),
-                None => (plain, false),
-            }
-        })
-        .await
-        .expect("encoding an upload batch does not panic");
+    /// Several reports in one request, in order (`POST /v1/status/batch`).
+    pub async fn report_batch(&self, reports: &[StatusReport]) -> Result<StatusBatchAck, HqError> {
+        let req = self
+            .api(reqwest::Method::POST, protocol::STATUS_BATCH)
+            .json(reports);
+        let resp = self.send(protocol::STATUS_BATCH, req).await?;
+        json(protocol::STATUS_BATCH, resp).await
+    }
+
+    /// Sends an encoded upload batch (JSON, compressed with zstd when
+    /// `compressed`); returns the acknowledgement.
+    pub async fn upload(&self, body: bytes::Bytes, compressed: bool) -> Result<UploadAck, HqError> {
         let mut req = self
             .api(reqwest::Method::POST, protocol::UPLOADS)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         if compressed {
             req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
         }
-        let bytes = body.len() as u64;
-        let req = req.body(body);
-        let resp = self.send(protocol::UPLOADS, req).await?;
-        Ok((json(protocol::UPLOADS, resp).await?, bytes))
+        let resp = self.send(protocol::UPLOADS, req.body(body)).await?;
+        json(protocol::UPLOADS, resp).await
     }
 
     pub async fn high_water(&self) -> Result<HighWater, HqError> {

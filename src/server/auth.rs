@@ -9,28 +9,10 @@ use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use base64::Engine as _;
-use rand::RngCore as _;
-use sha2::{Digest, Sha256};
 
 use super::error::ServerError;
-use super::http::blocking;
+use super::offload::blocking;
 use super::store::Store;
-
-/// Length of the random salt stored with every channel.
-const SALT_LEN: usize = 16;
-
-pub(crate) fn new_salt() -> [u8; SALT_LEN] {
-    let mut salt = [0; SALT_LEN];
-    rand::thread_rng().fill_bytes(&mut salt);
-    salt
-}
-
-pub(crate) fn hash_secret(salt: &[u8], secret: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(salt);
-    hasher.update(secret.as_bytes());
-    hasher.finalize().into()
-}
 
 /// Splits an `Authorization: Basic base64(id:secret)` header.
 pub(crate) fn parse_basic(value: &header::HeaderValue) -> Result<(String, String), ServerError> {
@@ -77,7 +59,11 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let (id, secret) = credentials?;
             let store = store.expect("the server registers its Store as app data");
-            let channel = blocking(move || store.authenticate(&id, &secret)).await?;
+            // Kept in memory: one SHA-256, no hop to the blocking pool.
+            let channel = match store.authenticate_cached(&id, &secret) {
+                Some(known) => known?,
+                None => blocking(move || store.authenticate(&id, &secret)).await?,
+            };
             Ok(Authenticated {
                 channel_id: channel.id,
                 data_group: channel.data_group,

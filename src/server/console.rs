@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::ServerError;
 use super::fleet::{FleetFilter, StoreState};
-use super::http::{admin_only, blocking};
+use super::http::admin_only;
+use super::offload::blocking;
 use super::sessions::SessionFilter;
 use super::store::Store;
 use crate::html::{layout, Refresh};

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::error::ServerError;
-use super::http::blocking;
+use super::offload::blocking;
 use super::store::Store;
 use crate::protocol::ErrorBody;
 

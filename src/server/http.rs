@@ -19,8 +19,9 @@ use serde::Deserialize;
 use super::auth::Authenticated;
 use super::content;
 use super::error::ServerError;
+use super::offload::blocking;
 use super::store::Store;
-use crate::protocol::{now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WAIT_MS};
+use crate::protocol::{self, now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WAIT_MS};
 
 /// Packages listed per response at most.
 pub const PACKAGES_PER_RESPONSE: usize = 100;
@@ -31,6 +32,8 @@ const LONG_POLL_RECHECK: Duration = Duration::from_secs(5);
 /// Upload bodies above this size are refused with 413. Other bodies (status
 /// reports) have actix's default limit, 256 KiB.
 pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
+/// The largest `POST /v1/status/batch` body taken.
+const MAX_STATUS_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// How often the channels' last connections are written to `server.db`.
 const CONNECTIONS_FLUSH: Duration = Duration::from_secs(1);
 /// How long a stopping server lets requests finish.
@@ -101,6 +104,11 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                     )
                     .route("/status", web::post().to(status))
                     .service(
+                        web::resource("/status/batch")
+                            .app_data(web::PayloadConfig::new(MAX_STATUS_BATCH_BYTES))
+                            .route(web::post().to(status_batch)),
+                    )
+                    .service(
                         web::resource("/uploads")
                             .app_data(web::PayloadConfig::new(MAX_UPLOAD_BYTES))
                             .route(web::post().to(upload)),
@@ -117,20 +125,6 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-/// Runs blocking store work on the blocking thread pool.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ServerError>
-where
-    F: FnOnce() -> Result<T, ServerError> + Send + 'static,
-    T: Send + 'static,
-{
-    web::block(f).await.map_err(|e| {
-        ServerError::io(
-            "running a blocking task",
-            std::io::Error::other(e.to_string()),
-        )
-    })?
 }
 
 impl ResponseError for ServerError {
@@ -233,9 +227,18 @@ async fn packages(
     let mut published = store.subscribe();
     let _waiting = (query.wait_ms > 0).then(super::metrics::LongPollGuard::new);
     let packages = loop {
-        let (store2, group, after) = (store.clone(), channel.data_group.clone(), query.after);
-        let found =
-            blocking(move || store2.listed_after(&group, after, PACKAGES_PER_RESPONSE)).await?;
+        let found = match store.listed_after_cached(
+            &channel.data_group,
+            query.after,
+            PACKAGES_PER_RESPONSE,
+        ) {
+            Some(found) => found,
+            None => {
+                let (store2, group, after) =
+                    (store.clone(), channel.data_group.clone(), query.after);
+                blocking(move || store2.listed_after(&group, after, PACKAGES_PER_RESPONSE)).await?
+            }
+        };
         let now = Instant::now();
         if !found.is_empty() || now >= deadline {
             break found;
@@ -265,6 +268,26 @@ async fn status(
     blocking(move || store.record_status(&channel.channel_id, &channel.data_group, &report))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Reports of one batch, recorded in one transaction.
+async fn status_batch(
+    channel: Authenticated,
+    store: web::Data<Store>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ServerError> {
+    let reports: Vec<StatusReport> = parse_json(&body, "status report batch")?;
+    if reports.len() > protocol::MAX_STATUS_BATCH {
+        return Err(ServerError::Invalid(format!(
+            "{} reports in one batch; at most {} are taken",
+            reports.len(),
+            protocol::MAX_STATUS_BATCH
+        )));
+    }
+    let ack =
+        blocking(move || store.record_statuses(&channel.channel_id, &channel.data_group, &reports))
+            .await?;
+    Ok(HttpResponse::Ok().json(ack))
 }
 
 async fn upload(

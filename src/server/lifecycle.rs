@@ -14,6 +14,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
+use super::cache;
 use super::error::ServerError;
 use super::store::{package_from_row, parse_uuid, Store, PACKAGE_COLUMNS};
 use crate::package::{PackageKind, PackageReader};
@@ -92,13 +93,29 @@ pub struct AppliedWithdrawn {
 
 impl Store {
     /// At most `limit` packages of `data_group` above `after`, each with
-    /// its withdrawal or supersession.
+    /// its withdrawal or supersession; from memory while the database has
+    /// not changed (`cache.rs`).
     pub fn listed_after(
         &self,
         data_group: &str,
         after: u64,
         limit: usize,
     ) -> Result<Vec<ListedPackage>, ServerError> {
+        if let Some(listed) = self.listed_after_cached(data_group, after, limit) {
+            return Ok(listed);
+        }
+        if self.cache().listing(data_group).is_none() {
+            // Read the whole group once (bounded: more than the cache keeps
+            // is not kept), and answer from it.
+            let generation = self.cache().generation();
+            let all = self.listed_packages_up_to(data_group, cache::MAX_CACHED_PACKAGES + 1)?;
+            if all.len() <= cache::MAX_CACHED_PACKAGES {
+                let answer = cache::listed_after(&all, after, limit);
+                self.cache().keep_listing(generation, data_group, all);
+                return Ok(answer);
+            }
+            self.cache().keep_listing(generation, data_group, all);
+        }
         self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LISTED_COLUMNS} FROM packages
@@ -109,6 +126,34 @@ impl Store {
                 params![data_group, after as i64, limit as i64],
                 listed_from_row,
             )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// [`listed_after`](Self::listed_after) from memory, with no database
+    /// read: `None` when the group's listing is not kept.
+    pub fn listed_after_cached(
+        &self,
+        data_group: &str,
+        after: u64,
+        limit: usize,
+    ) -> Option<Vec<ListedPackage>> {
+        let listed = self.cache().listing(data_group)??;
+        Some(cache::listed_after(&listed, after, limit))
+    }
+
+    /// The first `limit` packages of `data_group`, in sequence order.
+    fn listed_packages_up_to(
+        &self,
+        data_group: &str,
+        limit: usize,
+    ) -> Result<Vec<ListedPackage>, ServerError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LISTED_COLUMNS} FROM packages
+                 WHERE data_group = ?1 ORDER BY sequence LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![data_group, limit as i64], listed_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }

@@ -28,13 +28,16 @@
 //! the event loop.
 
 mod auth;
+mod cache;
 mod console;
 mod content;
+mod credentials;
 mod error;
 mod fleet;
 mod http;
 mod lifecycle;
 pub mod metrics;
+mod offload;
 mod publish;
 pub mod report;
 mod running;

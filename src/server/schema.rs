@@ -132,6 +132,32 @@ CREATE TABLE IF NOT EXISTS upload_counters (
 );
 "#;
 
+/// A counter moved by every change to what the request path keeps in
+/// memory (channels' credentials, packages' listing, `cache.rs`): the
+/// server drops its copies when it moves, and only then (a store's last
+/// connection or a status report moves nothing). Run after
+/// [`ADDED_COLUMNS`] are in.
+pub(crate) const CACHE_EPOCH: &str = r#"
+CREATE TABLE IF NOT EXISTS cache_epoch (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO cache_epoch (id, n) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS cache_channel_added AFTER INSERT ON channels
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS cache_channel_removed AFTER DELETE ON channels
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS cache_channel_rekeyed
+    AFTER UPDATE OF id, data_group, secret_salt, secret_sha256, created_at_ms ON channels
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS cache_package_added AFTER INSERT ON packages
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS cache_package_changed AFTER UPDATE ON packages
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS cache_package_removed AFTER DELETE ON packages
+    BEGIN UPDATE cache_epoch SET n = n + 1; END;
+"#;
+
 /// Columns added after a table was first released, added to older files on
 /// open: (table, column, its definition).
 pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[

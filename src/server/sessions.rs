@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::error::ServerError;
 use super::store::{parse_uuid, Store};
-use crate::protocol::{now_ms, PackageInfo, SessionInfo, SessionList, StatusReport};
+use crate::protocol::{
+    now_ms, PackageInfo, RefusedReport, SessionInfo, SessionList, StatusBatchAck, StatusReport,
+};
 use crate::status::{Direction, DownloadStatus, UploadStatus};
 
 /// Which sessions to list.
@@ -345,94 +347,46 @@ impl Store {
         data_group: &str,
         report: &StatusReport,
     ) -> Result<(), ServerError> {
-        let status = AnyStatus::parse(report.direction, &report.status)?;
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if report.direction == Direction::Download {
-                // A channel reports only on packages of its own data group.
-                let group: Option<String> = tx
-                    .query_row(
-                        "SELECT data_group FROM packages WHERE id = ?1",
-                        [report.subject_id.to_string()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if group.as_deref() != Some(data_group) {
-                    return Err(ServerError::NotFound(format!(
-                        "package {} is not a package of data group `{data_group}`",
-                        report.subject_id
-                    )));
-                }
-            }
-            let direction = direction_str(report.direction);
-            let subject = report.subject_id.to_string();
-            let row: Option<(String, Option<String>, Option<i64>)> = tx
-                .query_row(
-                    "SELECT status, session_id, reported_at_ms FROM sessions
-                     WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
-                    params![channel, direction, subject],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let session_id = report.session_id.to_string();
-            let current = match row {
-                None => None,
-                Some((status, id, reported_at_ms)) => Some(CurrentRow {
-                    status: AnyStatus::parse(report.direction, &status)?,
-                    same_session: id.as_deref() == Some(session_id.as_str()),
-                    reported_at_ms,
-                }),
-            };
-            if report_moves(current, status, report.at_ms) {
-                tx.execute(
-                    "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
-                         sequence, status, status_code, message, bytes, rows, attempts,
-                         created_at_ms, modified_at_ms, reported_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
-                         ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
-                     ON CONFLICT (channel, direction, subject_id) DO UPDATE SET
-                         session_id = excluded.session_id, status = excluded.status,
-                         status_code = excluded.status_code, message = excluded.message,
-                         bytes = excluded.bytes, rows = excluded.rows,
-                         attempts = MAX(attempts, excluded.attempts),
-                         modified_at_ms = excluded.modified_at_ms,
-                         reported_at_ms = excluded.reported_at_ms",
-                    params![
-                        channel,
-                        direction,
-                        subject,
-                        report.session_id.to_string(),
-                        report.job,
-                        report.status,
-                        status.code(),
-                        report.message,
-                        report.bytes as i64,
-                        report.rows as i64,
-                        report.attempt,
-                        now_ms(),
-                        report.at_ms,
-                    ],
-                )?;
-            }
-            append_history(
-                &tx,
-                &HistoryEntry {
-                    channel,
-                    direction: report.direction,
-                    subject_id: report.subject_id,
-                    session_id: Some(report.session_id),
-                    source: "agent",
-                    status: &report.status,
-                    status_code: status.code(),
-                    message: report.message.as_deref(),
-                    bytes: report.bytes,
-                    rows: report.rows,
-                    attempt: report.attempt,
-                    at_ms: report.at_ms,
-                },
-            )?;
+            record_status_in(&tx, channel, data_group, report)?;
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    /// Records `reports` of `channel` in order, in one transaction (one
+    /// synced write for all). A report refused for good (bad status, a
+    /// package of another data group) is skipped and answered by index with
+    /// why; the others are recorded.
+    pub fn record_statuses(
+        &self,
+        channel: &str,
+        data_group: &str,
+        reports: &[StatusReport],
+    ) -> Result<StatusBatchAck, ServerError> {
+        self.with_conn(|conn| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut ack = StatusBatchAck::default();
+            for (index, report) in reports.iter().enumerate() {
+                // Each report its own savepoint: a refused one leaves no trace.
+                let sp = tx.savepoint()?;
+                match record_status_in(&sp, channel, data_group, report) {
+                    Ok(()) => {
+                        sp.commit()?;
+                        ack.recorded += 1;
+                    }
+                    Err(e @ (ServerError::Invalid(_) | ServerError::NotFound(_))) => {
+                        ack.refused.push(RefusedReport {
+                            index,
+                            error: e.to_string(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.commit()?;
+            Ok(ack)
         })
     }
 
@@ -459,6 +413,100 @@ impl Store {
             Ok(list)
         })
     }
+}
+
+/// Records one status report of `channel` in the open transaction `tx`.
+fn record_status_in(
+    tx: &rusqlite::Connection,
+    channel: &str,
+    data_group: &str,
+    report: &StatusReport,
+) -> Result<(), ServerError> {
+    let status = AnyStatus::parse(report.direction, &report.status)?;
+    if report.direction == Direction::Download {
+        // A channel reports only on packages of its own data group.
+        let group: Option<String> = tx
+            .query_row(
+                "SELECT data_group FROM packages WHERE id = ?1",
+                [report.subject_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if group.as_deref() != Some(data_group) {
+            return Err(ServerError::NotFound(format!(
+                "package {} is not a package of data group `{data_group}`",
+                report.subject_id
+            )));
+        }
+    }
+    let direction = direction_str(report.direction);
+    let subject = report.subject_id.to_string();
+    let row: Option<(String, Option<String>, Option<i64>)> = tx
+        .query_row(
+            "SELECT status, session_id, reported_at_ms FROM sessions
+             WHERE channel = ?1 AND direction = ?2 AND subject_id = ?3",
+            params![channel, direction, subject],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let session_id = report.session_id.to_string();
+    let current = match row {
+        None => None,
+        Some((status, id, reported_at_ms)) => Some(CurrentRow {
+            status: AnyStatus::parse(report.direction, &status)?,
+            same_session: id.as_deref() == Some(session_id.as_str()),
+            reported_at_ms,
+        }),
+    };
+    if report_moves(current, status, report.at_ms) {
+        tx.execute(
+            "INSERT INTO sessions (channel, direction, subject_id, session_id, job,
+                 sequence, status, status_code, message, bytes, rows, attempts,
+                 created_at_ms, modified_at_ms, reported_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT sequence FROM packages WHERE id = ?3),
+                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
+             ON CONFLICT (channel, direction, subject_id) DO UPDATE SET
+                 session_id = excluded.session_id, status = excluded.status,
+                 status_code = excluded.status_code, message = excluded.message,
+                 bytes = excluded.bytes, rows = excluded.rows,
+                 attempts = MAX(attempts, excluded.attempts),
+                 modified_at_ms = excluded.modified_at_ms,
+                 reported_at_ms = excluded.reported_at_ms",
+            params![
+                channel,
+                direction,
+                subject,
+                report.session_id.to_string(),
+                report.job,
+                report.status,
+                status.code(),
+                report.message,
+                report.bytes as i64,
+                report.rows as i64,
+                report.attempt,
+                now_ms(),
+                report.at_ms,
+            ],
+        )?;
+    }
+    append_history(
+        &tx,
+        &HistoryEntry {
+            channel,
+            direction: report.direction,
+            subject_id: report.subject_id,
+            session_id: Some(report.session_id),
+            source: "agent",
+            status: &report.status,
+            status_code: status.code(),
+            message: report.message.as_deref(),
+            bytes: report.bytes,
+            rows: report.rows,
+            attempt: report.attempt,
+            at_ms: report.at_ms,
+        },
+    )?;
+    Ok(())
 }
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<SessionInfo> {

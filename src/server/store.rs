@@ -15,9 +15,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::auth;
+use super::cache::{Cache, ChannelRow};
+use super::credentials;
 use super::error::ServerError;
-use super::schema::{ADDED_COLUMNS, SCHEMA};
+use super::schema::{ADDED_COLUMNS, CACHE_EPOCH, SCHEMA};
 use crate::package::PackageKind;
 use crate::protocol::{now_ms, ListedPackage, PackageInfo};
 
@@ -57,6 +58,9 @@ struct Inner {
     /// Last connection per channel not yet written to `server.db`: the
     /// request path makes no write of its own ([`Store::flush_connections`]).
     seen: Mutex<HashMap<String, i64>>,
+    /// Credentials and listings the request path reads, kept in memory
+    /// until the database changes (`cache.rs`).
+    cache: Cache,
     /// Base URL under which `content/` is served to agents (a CDN or any
     /// HTTP server), set by `serve --content-url-base`.
     content_url_base: std::sync::OnceLock<String>,
@@ -96,6 +100,7 @@ impl Store {
         let conn = open_connection(&data_dir.join(DB_FILE))?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
+        conn.execute_batch(CACHE_EPOCH)?;
         let (published, _) = watch::channel(0);
         let store = Store {
             inner: Arc::new(Inner {
@@ -103,6 +108,7 @@ impl Store {
                 idle: Mutex::new(vec![conn]),
                 published,
                 seen: Mutex::new(HashMap::new()),
+                cache: Cache::default(),
                 content_url_base: std::sync::OnceLock::new(),
                 admin_token: std::sync::OnceLock::new(),
             }),
@@ -236,12 +242,22 @@ impl Store {
             Some(conn) => conn,
             None => open_connection(&self.inner.data_dir.join(DB_FILE))?,
         };
+        let changes = conn.total_changes();
         let result = f(&mut conn);
+        // A write through this process: what memory keeps is stale if it
+        // moved the epoch (or if the epoch cannot be read).
+        if conn.total_changes() != changes {
+            self.inner.cache.saw_epoch(read_epoch(&conn).ok());
+        }
         let mut idle = self.idle();
         if idle.len() < MAX_IDLE_CONNECTIONS {
             idle.push(conn);
         }
         result
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.inner.cache
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
@@ -255,9 +271,11 @@ impl Store {
         self.inner.published.subscribe()
     }
 
-    /// Starts a thread that notices publications made by other processes
-    /// and wakes the long polls, so that they never re-read the database on
-    /// a timer of their own: every [`PUBLICATION_WATCH`] it reads SQLite's
+    /// Starts a thread that notices changes made by other processes: it
+    /// wakes the long polls on a publication, so that they never re-read
+    /// the database on a timer of their own, and drops what memory keeps
+    /// of channels and listings (`cache.rs`, kept only while this thread
+    /// runs). Every [`PUBLICATION_WATCH`] it reads SQLite's
     /// `PRAGMA data_version` on a connection of its own (a counter in
     /// shared memory that moves when another connection commits: no disk
     /// read, whatever the number of waiting polls), and only when it moved,
@@ -277,6 +295,9 @@ impl Store {
             Ok((version, newest))
         };
         let (mut version, mut last) = newest(&conn)?;
+        // Changes by other processes are seen from now on: memory may keep
+        // what the request path reads.
+        self.inner.cache.enable();
         let store = Arc::downgrade(&self.inner);
         std::thread::Builder::new()
             .name("cdx-publications".into())
@@ -285,27 +306,27 @@ impl Store {
                 let Some(inner) = store.upgrade() else {
                     return;
                 };
-                // Nobody waits: nothing to wake. The row compared below
-                // catches up on whatever was published meanwhile.
-                if inner.published.receiver_count() == 0 {
-                    continue;
-                }
                 let moved = conn
                     .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
                     .map(|v| v != version);
                 match moved {
                     Ok(false) => continue,
-                    Ok(true) => match newest(&conn) {
-                        Ok((v, newest)) => {
-                            version = v;
-                            if newest != last {
-                                last = newest;
-                                inner.published.send_modify(|n| *n += 1);
+                    Ok(true) => {
+                        // A commit by another connection: what memory
+                        // keeps is stale if it moved the epoch.
+                        inner.cache.saw_epoch(read_epoch(&conn).ok());
+                        match newest(&conn) {
+                            Ok((v, newest)) => {
+                                version = v;
+                                if newest != last {
+                                    last = newest;
+                                    inner.published.send_modify(|n| *n += 1);
+                                }
                             }
+                            Err(e) => watch_failed(&inner.cache, &e),
                         }
-                        Err(e) => watch_failed(&e),
-                    },
-                    Err(e) => watch_failed(&e),
+                    }
+                    Err(e) => watch_failed(&inner.cache, &e),
                 }
             })
             .map_err(|e| ServerError::io("starting the publication watcher", e))?;
@@ -326,8 +347,8 @@ impl Store {
         if secret.is_empty() {
             return Err(ServerError::Invalid("the secret is empty".into()));
         }
-        let salt = auth::new_salt();
-        let hash = auth::hash_secret(&salt, secret);
+        let salt = credentials::new_salt();
+        let hash = credentials::hash_secret(&salt, secret);
         self.with_conn(|conn| {
             let inserted = conn.execute(
                 "INSERT OR IGNORE INTO channels (id, data_group, secret_salt, secret_sha256, created_at_ms)
@@ -405,7 +426,11 @@ impl Store {
     /// request path makes no write, so no request waits for SQLite's writer
     /// lock (an upload's transaction holds it for seconds).
     pub fn authenticate(&self, id: &str, secret: &str) -> Result<ChannelInfo, ServerError> {
-        self.with_conn(|conn| {
+        if let Some(known) = self.authenticate_cached(id, secret) {
+            return known;
+        }
+        let generation = self.inner.cache.generation();
+        let row = self.with_conn(|conn| {
             let found: Option<(String, String, String, i64)> = conn
                 .query_row(
                     "SELECT data_group, secret_salt, secret_sha256, created_at_ms FROM channels WHERE id = ?1",
@@ -413,26 +438,52 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            let Some((data_group, salt, expected, created_at_ms)) = found else {
-                return Err(ServerError::UnknownChannel(id.to_owned()));
-            };
-            let salt = hex::decode(salt).unwrap_or_default();
-            let expected = hex::decode(expected).unwrap_or_default();
-            if !crate::config::constant_time_eq(&auth::hash_secret(&salt, secret), &expected) {
-                return Err(ServerError::WrongSecret(id.to_owned()));
-            }
-            let now = now_ms();
-            self.inner
-                .seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.to_owned(), now);
-            Ok(ChannelInfo {
-                id: id.to_owned(),
+            Ok(found.map(|(data_group, salt, expected, created_at_ms)| ChannelRow {
                 data_group,
+                salt: hex::decode(salt).unwrap_or_default(),
+                secret_sha256: hex::decode(expected).unwrap_or_default(),
                 created_at_ms,
-                last_connection_ms: Some(now),
-            })
+            }))
+        })?;
+        self.inner.cache.keep_channel(generation, id, row.clone());
+        self.check_secret(id, row.as_ref(), secret)
+    }
+
+    /// [`authenticate`](Self::authenticate) from memory, with no database
+    /// read: `None` when the channel's row is not kept (read it then, off
+    /// the event loop). Costs one SHA-256.
+    pub fn authenticate_cached(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Option<Result<ChannelInfo, ServerError>> {
+        let row = self.inner.cache.channel(id)?;
+        Some(self.check_secret(id, row.as_deref(), secret))
+    }
+
+    fn check_secret(
+        &self,
+        id: &str,
+        row: Option<&ChannelRow>,
+        secret: &str,
+    ) -> Result<ChannelInfo, ServerError> {
+        let Some(row) = row else {
+            return Err(ServerError::UnknownChannel(id.to_owned()));
+        };
+        if !credentials::verify(&row.salt, &row.secret_sha256, secret) {
+            return Err(ServerError::WrongSecret(id.to_owned()));
+        }
+        let now = now_ms();
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), now);
+        Ok(ChannelInfo {
+            id: id.to_owned(),
+            data_group: row.data_group.clone(),
+            created_at_ms: row.created_at_ms,
+            last_connection_ms: Some(now),
         })
     }
 
@@ -479,16 +530,29 @@ pub const PUBLICATION_WATCH: Duration = Duration::from_millis(5);
 
 /// The publication watcher could not read the database: said, then tried
 /// again a second later (long polls still wake at their safety re-check).
-fn watch_failed(e: &rusqlite::Error) {
+/// The counter [`CACHE_EPOCH`]'s triggers move.
+fn read_epoch(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT n FROM cache_epoch WHERE id = 1", [], |r| r.get(0))
+}
+
+fn watch_failed(cache: &Cache, e: &rusqlite::Error) {
     tracing::warn!(error = %e, "could not look for publications by other processes; trying again");
+    cache.disable();
     std::thread::sleep(Duration::from_secs(1));
+    cache.enable();
 }
 
 fn open_connection(path: &Path) -> Result<Connection, ServerError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // 16 KiB pages hold four times the uploaded rows of SQLite's default
+    // 4 KiB: a quarter of the page splits as uploads grow the table (about
+    // a quarter less time a row, bench/examples/insert_pages.rs). Takes
+    // effect only on a new database; an older one keeps its pages.
     // An acknowledged upload must survive a power cut: FULL, not NORMAL.
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    conn.execute_batch(
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+    )?;
     Ok(conn)
 }
 

@@ -107,13 +107,18 @@ fn validate_names(batch: &RawBatch<'_>) -> Result<usize, ServerError> {
 
 /// One row checked against the batch: its counter, and the row as the
 /// JSON object `{"column": value, ...}` the server keeps.
-fn row_object(
+fn row_object<'r>(
     batch: &RawBatch<'_>,
     counter_index: usize,
     i: usize,
-    row: &RawValue,
-) -> Result<(i64, String), ServerError> {
-    let values: Vec<&RawValue> = serde_json::from_str(row.get())
+    row: &'r RawValue,
+    values: &mut Vec<&'r RawValue>,
+    object: &mut String,
+) -> Result<i64, ServerError> {
+    values.clear();
+    let mut de = serde_json::Deserializer::from_str(row.get());
+    serde::Deserializer::deserialize_seq(&mut de, RawValues(values))
+        .and_then(|()| de.end())
         .map_err(|e| ServerError::Invalid(format!("row {i} is not an array of values: {e}")))?;
     if values.len() != batch.columns.len() {
         return invalid(format!(
@@ -136,9 +141,9 @@ fn row_object(
             batch.first_counter, batch.last_counter
         ));
     }
-    let mut object = String::with_capacity(row.get().len() + 16 * values.len());
+    object.clear();
     object.push('{');
-    for (n, (column, value)) in batch.columns.iter().zip(values).enumerate() {
+    for (n, (column, value)) in batch.columns.iter().zip(values.iter()).enumerate() {
         if n > 0 {
             object.push(',');
         }
@@ -149,7 +154,23 @@ fn row_object(
         object.push_str(value.get());
     }
     object.push('}');
-    Ok((counter, object))
+    Ok(counter)
+}
+
+/// Reads a JSON array's elements as raw values into a reused vector.
+struct RawValues<'v, 'r>(&'v mut Vec<&'r RawValue>);
+
+impl<'de: 'r, 'r> serde::de::Visitor<'de> for RawValues<'_, 'r> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of values")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<&'de RawValue>()? {
+            self.0.push(value);
+        }
+        Ok(())
+    }
 }
 
 /// A row that arrived under a counter the server held with other values.
@@ -194,16 +215,24 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 let upload_id = batch.upload_id.to_string();
+                // What every row shares is bound once.
+                insert.raw_bind_parameter(1, channel)?;
+                insert.raw_bind_parameter(2, batch.table.as_str())?;
+                insert.raw_bind_parameter(4, upload_id.as_str())?;
                 let mut counters = HashSet::with_capacity(batch.rows.len());
+                let (mut values, mut json) = (Vec::new(), String::new());
                 for (i, row) in batch.rows.iter().enumerate() {
-                    let (counter, json) = row_object(&batch, counter_index, i, row)?;
+                    let counter =
+                        row_object(&batch, counter_index, i, row, &mut values, &mut json)?;
                     if !counters.insert(counter) {
                         return invalid(format!(
                             "row {i}: counter {counter} appears twice in the batch"
                         ));
                     }
                     max_counter = max_counter.max(Some(counter));
-                    if insert.execute(params![channel, batch.table, counter, upload_id, json])? == 1 {
+                    insert.raw_bind_parameter(3, counter)?;
+                    insert.raw_bind_parameter(5, json.as_str())?;
+                    if insert.raw_execute()? == 1 {
                         stored += 1;
                         continue;
                     }

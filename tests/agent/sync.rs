@@ -184,3 +184,45 @@ fn lost_message_database_is_rebuilt_from_channel_database_and_server() {
         assert_eq!(store.rows(&table), rows, "rows of {table}");
     }
 }
+
+/// An older headquarters, without `POST /v1/status/batch` (it answers 404),
+/// still hears every status change: the agent sends its reports one by one
+/// from then on, and each package's session reaches Applied there.
+#[test]
+fn reports_reach_a_server_without_batches_one_by_one() {
+    let hq = Hq::start();
+    let published = hq.publish_initial(small());
+    let proxy = FaultyProxy::older_server(hq.server.addr());
+    let store = StoreDir::new();
+    let config = store.config(&proxy.url(), "streaming", "[upload]\ninterval = \"1h\"\n");
+    let applied_at_hq = || {
+        let filter = cdx::server::SessionFilter {
+            channel: Some(CHANNEL.into()),
+            direction: Some(cdx::status::Direction::Download),
+        };
+        let sessions = hq.server.store().sessions(&filter).unwrap();
+        published.iter().all(|p| {
+            sessions
+                .download
+                .iter()
+                .any(|s| s.subject_id == p.id && s.status == "Applied")
+        })
+    };
+    let run = run_agent(
+        config,
+        sqlite(store.channel_db()),
+        Duration::from_secs(60),
+        applied_at_hq,
+    );
+    assert!(
+        run.reached,
+        "headquarters did not hear that every package was applied"
+    );
+    assert_eq!(
+        proxy
+            .batches_hidden
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the agent tried a batch once, then sent reports one by one"
+    );
+}

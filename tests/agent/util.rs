@@ -414,6 +414,8 @@ pub struct FaultyProxy {
     pub bytes_forwarded: Arc<AtomicU64>,
     /// Listing requests (`GET /v1/packages?...`) seen.
     pub listings: Arc<AtomicU64>,
+    /// Batches of status reports turned into 404s (see [`FaultyProxy::older_server`]).
+    pub batches_hidden: Arc<AtomicU64>,
 }
 
 struct Faults {
@@ -422,11 +424,24 @@ struct Faults {
     forwarded: Arc<AtomicU64>,
     listings: Arc<AtomicU64>,
     throttle: Duration,
+    hide_batches: bool,
+    batches_hidden: Arc<AtomicU64>,
 }
+
+/// The request line of a batch of status reports, and the same length of
+/// a route no server has.
+const STATUS_BATCH_LINE: &[u8] = b"POST /v1/status/batch ";
+const NO_ROUTE_LINE: &[u8] = b"POST /v1/status/xxxxx ";
 
 impl FaultyProxy {
     pub fn start(upstream: SocketAddr, after_bytes: u64, cuts: u32) -> FaultyProxy {
         Self::with_throttle(upstream, after_bytes, cuts, Duration::ZERO)
+    }
+
+    /// A proxy that makes the server look older: `POST /v1/status/batch`
+    /// goes to a route the server does not have, so it answers 404.
+    pub fn older_server(upstream: SocketAddr) -> FaultyProxy {
+        Self::build(upstream, 0, 0, Duration::ZERO, true)
     }
 
     /// A proxy that also waits `throttle` after every 16 KiB it forwards.
@@ -436,6 +451,16 @@ impl FaultyProxy {
         cuts: u32,
         throttle: Duration,
     ) -> FaultyProxy {
+        Self::build(upstream, after_bytes, cuts, throttle, false)
+    }
+
+    fn build(
+        upstream: SocketAddr,
+        after_bytes: u64,
+        cuts: u32,
+        throttle: Duration,
+        hide_batches: bool,
+    ) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Faults {
@@ -444,12 +469,15 @@ impl FaultyProxy {
             forwarded: Arc::new(AtomicU64::new(0)),
             listings: Arc::new(AtomicU64::new(0)),
             throttle,
+            hide_batches,
+            batches_hidden: Arc::new(AtomicU64::new(0)),
         });
         let proxy = FaultyProxy {
             addr,
             cuts_left: faults.cuts_left.clone(),
             bytes_forwarded: faults.forwarded.clone(),
             listings: faults.listings.clone(),
+            batches_hidden: faults.batches_hidden.clone(),
         };
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -495,6 +523,15 @@ fn pipe(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
             if !armed && download {
                 arm.store(f.after_bytes, Ordering::SeqCst);
                 armed = true;
+            }
+            if f.hide_batches {
+                if let Some(at) = buf[..n]
+                    .windows(STATUS_BATCH_LINE.len())
+                    .position(|w| w == STATUS_BATCH_LINE)
+                {
+                    buf[at..at + NO_ROUTE_LINE.len()].copy_from_slice(NO_ROUTE_LINE);
+                    f.batches_hidden.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if s_write.write_all(&buf[..n]).is_err() {
                 break;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use actix::Addr;
 use cdx::channel_db::{ChannelDb, ChannelDbError, RowBatch, UploadTable};
 use cdx::config::UploadConfig;
-use cdx::protocol::{json_value, UploadBatch};
+use cdx::protocol::{UploadAck, UploadBatchRef};
 use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::UploadStatus;
 
@@ -18,6 +18,97 @@ use crate::status::{Status, StatusEvent};
 use crate::supervisor::blocking;
 
 const NAME: &str = "uploader";
+/// Batches sent and not yet acknowledged, at most: headquarters reads one
+/// while it stores the one before.
+const IN_FLIGHT: usize = 2;
+/// Rows a read from the channel database takes; a batch is one or more.
+const READ_ROWS: usize = 2_000;
+/// A batch stops growing once its values reach about this many bytes
+/// (about its JSON's size), whatever `batch_rows` allows: wide rows keep
+/// memory bounded. One batch is out while the next is encoded.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// An upload task that ended without an answer (it panicked).
+fn panicked(message: String) -> ActorError {
+    ActorError::Panicked {
+        actor: NAME,
+        message,
+    }
+}
+
+/// How sending a batch ended.
+enum Sent {
+    Acknowledged(UploadSession, UploadAck),
+    /// Refused until the try count was spent.
+    GaveUp(UploadSession, ActorError),
+}
+
+/// A batch journaled and encoded, ready to send.
+struct Ready {
+    session: UploadSession,
+    body: bytes::Bytes,
+    compressed: bool,
+}
+
+/// `body` as the server takes it: compressed with zstd (level 3: a
+/// fraction of the bytes for little CPU, docs/protocol.md 3.5) when it
+/// accepts that, plain when it does not (decompressed again after a refusal).
+async fn encoded(body: bytes::Bytes, compressed: bool, zstd: bool) -> (bytes::Bytes, bool) {
+    if compressed == zstd {
+        return (body, compressed);
+    }
+    blocking(NAME, move || {
+        if zstd {
+            match zstd::bulk::compress(&body, 3) {
+                Ok(packed) => (packed.into(), true),
+                Err(_) => (body, false),
+            }
+        } else {
+            let mut plain = Vec::new();
+            zstd::stream::copy_decode(&body[..], &mut plain)
+                .expect("zstd decodes the frame it encoded in memory");
+            (plain.into(), false)
+        }
+    })
+    .await
+}
+
+/// Up to `limit` rows of `table` above `after`, read [`READ_ROWS`] at a
+/// time until `limit` or [`BATCH_BYTES`] is reached.
+fn read_batch(
+    db: &mut dyn ChannelDb,
+    table: &UploadTable,
+    after: i64,
+    limit: usize,
+) -> Result<RowBatch, ChannelDbError> {
+    let mut batch = db.read_upload_rows(table, after, limit.min(READ_ROWS))?;
+    let mut bytes: usize = batch.rows.iter().map(|r| row_bytes(r)).sum();
+    while let Some((_, last)) = batch.counters {
+        if batch.rows.len() >= limit || bytes >= BATCH_BYTES {
+            break;
+        }
+        let more = db.read_upload_rows(table, last, (limit - batch.rows.len()).min(READ_ROWS))?;
+        let Some((_, more_last)) = more.counters else {
+            break;
+        };
+        bytes += more.rows.iter().map(|r| row_bytes(r)).sum::<usize>();
+        batch.rows.extend(more.rows);
+        batch.counters = batch.counters.map(|(first, _)| (first, more_last));
+    }
+    Ok(batch)
+}
+
+/// About how many bytes a row's values take as JSON.
+fn row_bytes(row: &[cdx::package::Value]) -> usize {
+    use cdx::package::Value;
+    row.iter()
+        .map(|v| match v {
+            Value::Text(t) => t.len() + 3,
+            Value::Blob(b) => b.len() * 4 / 3 + 16,
+            _ => 12,
+        })
+        .sum()
+}
 
 /// Everything a pass needs; cheap to clone into the pass's future.
 #[derive(Clone)]
@@ -89,23 +180,104 @@ impl UploadPass {
                 "could not count the rows waiting to upload"),
         }
         let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
-        let mut resumed = open.into_iter().filter(|s| s.table == table.name);
-        loop {
-            if self.shutdown.is_triggered() {
-                return Ok(());
-            }
-            let (session, rows) = match resumed.next() {
-                Some(s) => {
-                    let rows = self.read_range(table, &s).await?;
-                    (s, rows)
+        let mut resumed: std::collections::VecDeque<UploadSession> =
+            open.into_iter().filter(|s| s.table == table.name).collect();
+        // New batches start above the watermark and above every batch
+        // resumed (those are sent first, in order).
+        let mut after = resumed.iter().map(|s| s.last_counter).max().unwrap_or(0);
+        // Pipelined: up to IN_FLIGHT batches are out while the next is
+        // read, journaled and encoded and the oldest acknowledged one is
+        // finished (watermark, journal): acknowledgements and the watermark
+        // stay in order. A batch that fails leaves those after it open in
+        // the journal, to be sent again (and found held).
+        let mut in_flight = std::collections::VecDeque::new();
+        let result = async {
+            let mut next = self.prepare(table, resumed.pop_front(), &mut after).await?;
+            loop {
+                while in_flight.len() < IN_FLIGHT && !self.shutdown.is_triggered() {
+                    let Some(ready) = next.take() else { break };
+                    let pass = self.clone();
+                    in_flight.push_back(actix_rt::spawn(async move { pass.upload(ready).await }));
+                    next = self.prepare(table, resumed.pop_front(), &mut after).await?;
                 }
-                None => match self.next_batch(table).await? {
-                    Some(next) => next,
-                    None => return Ok(()),
-                },
-            };
-            self.send(table, session, rows).await?;
+                let Some(oldest) = in_flight.pop_front() else {
+                    return Ok(());
+                };
+                match oldest.await.map_err(|e| panicked(e.to_string()))?? {
+                    Sent::Acknowledged(session, ack) => self.finish(table, session, ack).await?,
+                    Sent::GaveUp(session, e) => {
+                        // Nothing of a later batch may be journaled after this.
+                        for upload in in_flight.drain(..) {
+                            upload.abort();
+                            let _ = upload.await;
+                        }
+                        return self.give_up(table, session, e).await;
+                    }
+                }
+            }
         }
+        .await;
+        for upload in in_flight {
+            upload.abort();
+        }
+        result
+    }
+
+    /// The next batch to send, read, journaled and encoded: `resumed` (a
+    /// batch journaled before) read again, or else the rows above the
+    /// watermark and `after`; `None` when no row waits.
+    async fn prepare(
+        &self,
+        table: &UploadTable,
+        resumed: Option<UploadSession>,
+        after: &mut i64,
+    ) -> Result<Option<Ready>, ActorError> {
+        let (session, rows) = match resumed {
+            Some(s) => {
+                let rows = self.read_range(table, &s).await?;
+                (s, rows)
+            }
+            None => match self.next_batch(table, *after).await? {
+                Some(next) => next,
+                None => return Ok(None),
+            },
+        };
+        *after = (*after).max(session.last_counter);
+        let t = table.clone();
+        let upload_id = session.upload_id;
+        let (first, last) = (session.first_counter, session.last_counter);
+        // Encoding up to a few MiB is CPU work: off the event loop.
+        let plain = blocking(NAME, move || {
+            let types: Vec<Option<String>> = rows
+                .types
+                .iter()
+                .map(|t| t.map(|t| t.to_string()))
+                .collect();
+            let mut values = rows.rows;
+            for row in &mut values {
+                for (v, ty) in row.iter_mut().zip(&rows.types) {
+                    let value = std::mem::replace(v, cdx::package::Value::Null);
+                    *v = cdx::plan::exact_upload_value(*ty, value);
+                }
+            }
+            let batch = UploadBatchRef {
+                upload_id,
+                table: &t.name,
+                counter_column: &t.counter_column,
+                columns: &rows.columns,
+                column_types: &types,
+                rows: &values,
+                first_counter: first,
+                last_counter: last,
+            };
+            serde_json::to_vec(&batch).expect("an upload batch always serializes")
+        })
+        .await;
+        Ok(Some(Ready {
+            session,
+            body: plain.into(),
+            compressed: false,
+        }))
     }
 
     /// Whether headquarters said it takes zstd-compressed batches; asked
@@ -195,18 +367,20 @@ impl UploadPass {
             .unwrap_or(0))
     }
 
-    /// Reads the next rows above the watermark and journals them as a new
-    /// session before anything is sent.
+    /// Reads the next rows above the watermark and `after` (up to
+    /// `batch_rows` rows and about [`BATCH_BYTES`]) and journals them as a
+    /// new session before anything is sent.
     async fn next_batch(
         &self,
         table: &UploadTable,
+        after: i64,
     ) -> Result<Option<(UploadSession, RowBatch)>, ActorError> {
         let t = table.clone();
         let limit = self.config.batch_rows;
         let (watermark, rows) = self
             .with_db(move |db| {
                 let watermark = db.watermark(&t.name)?;
-                Ok((watermark, db.read_upload_rows(&t, watermark, limit)?))
+                Ok((watermark, read_batch(db, &t, watermark.max(after), limit)?))
             })
             .await?;
         let Some((first, last)) = rows.counters else {
@@ -222,10 +396,12 @@ impl UploadPass {
             });
             return Ok(None);
         };
+        // Journaled once, unflushed: headquarters stores each counter once,
+        // so a batch the journal lost in a crash is read and sent again as
+        // a new one, and changes nothing there.
         let mut session = UploadSession::new(&table.name, first, last, rows.rows.len() as u64);
-        self.save(&session, false).await?;
         session.transition(UploadStatus::Available, None);
-        self.save(&session, true).await?;
+        self.save(&session, false).await?;
         Ok(Some((session, rows)))
     }
 
@@ -261,45 +437,22 @@ impl UploadPass {
     }
 
     /// Sends a journaled batch until the server acknowledges it or the
-    /// try count is spent, then advances the watermark.
-    async fn send(
-        &self,
-        table: &UploadTable,
-        mut session: UploadSession,
-        rows: RowBatch,
-    ) -> Result<(), ActorError> {
-        let batch = UploadBatch {
-            upload_id: session.upload_id,
-            table: table.name.clone(),
-            counter_column: table.counter_column.clone(),
-            columns: rows.columns,
-            column_types: rows
-                .types
-                .iter()
-                .map(|t| t.map(|t| t.to_string()))
-                .collect(),
-            rows: rows
-                .rows
-                .into_iter()
-                .map(|r| {
-                    r.into_iter()
-                        .zip(rows.types.iter())
-                        .map(|(v, ty)| json_value(&cdx::plan::exact_upload_value(*ty, v)))
-                        .collect()
-                })
-                .collect(),
-            first_counter: session.first_counter,
-            last_counter: session.last_counter,
-        };
-        let batch = Arc::new(batch);
+    /// try count is spent.
+    async fn upload(&self, ready: Ready) -> Result<Sent, ActorError> {
+        let Ready {
+            mut session,
+            mut body,
+            mut compressed,
+        } = ready;
         let mut tries = Tries::default();
         let ack = loop {
             let sent = match self.accepts_zstd().await {
                 Ok(zstd) => {
-                    let sent = self.hq.upload(batch.clone(), zstd).await;
+                    (body, compressed) = encoded(body, compressed, zstd).await;
+                    let sent = self.hq.upload(body.clone(), compressed).await;
                     // A server (or a proxy before it) that turned down a
                     // compressed body gets the next try plain.
-                    if zstd
+                    if compressed
                         && matches!(
                             sent,
                             Err(HqError::Status {
@@ -317,8 +470,8 @@ impl UploadPass {
                 Err(e) => Err(e),
             };
             match sent {
-                Ok((ack, bytes)) => {
-                    session.bytes = bytes;
+                Ok(ack) => {
+                    session.bytes = body.len() as u64;
                     break ack;
                 }
                 Err(e) => {
@@ -334,16 +487,53 @@ impl UploadPass {
                                 return Err(ActorError::ShuttingDown);
                             }
                         }
-                        RetryDecision::GiveUp => {
-                            let why = format!("tried too many times: {e}");
-                            session.transition(UploadStatus::Canceled, Some(why));
-                            self.save(&session, true).await?;
-                            return Err(e);
-                        }
+                        // Canceled by the pass, after the batches behind it.
+                        RetryDecision::GiveUp => return Ok(Sent::GaveUp(session, e)),
                     }
                 }
             }
         };
+        Ok(Sent::Acknowledged(session, ack))
+    }
+
+    /// A batch given up: the batches journaled after it are canceled first
+    /// (their rows are read again as new batches, never skipped), then it.
+    async fn give_up(
+        &self,
+        table: &UploadTable,
+        mut session: UploadSession,
+        e: ActorError,
+    ) -> Result<(), ActorError> {
+        let open = self.journal.send(OpenUploads).await??;
+        for mut later in open
+            .into_iter()
+            .filter(|s| s.table == table.name && s.first_counter > session.last_counter)
+        {
+            later.transition(
+                UploadStatus::Canceled,
+                Some(format!(
+                    "batch {} before it was given up; its rows are sent again",
+                    session.upload_id
+                )),
+            );
+            self.save(&later, false).await?;
+        }
+        session.transition(
+            UploadStatus::Canceled,
+            Some(format!("tried too many times: {e}")),
+        );
+        self.save(&session, true).await?;
+        Err(e)
+    }
+
+    /// After an acknowledgement: advances the watermark, journals the batch
+    /// as Applied and says so.
+    async fn finish(
+        &self,
+        table: &UploadTable,
+        mut session: UploadSession,
+        ack: UploadAck,
+    ) -> Result<(), ActorError> {
         let mut said = format!("{} stored, {} already held", ack.stored, ack.duplicates);
         if ack.conflicts > 0 {
             // Not lost: headquarters keeps them apart for an operator.
@@ -358,8 +548,10 @@ impl UploadPass {
                 ack.conflicts
             ));
         }
+        // Uploaded and Applied journaled together, once the watermark moved:
+        // a stop before leaves the batch open, to be sent again (and
+        // found held).
         session.transition(UploadStatus::Uploaded, Some(said));
-        self.save(&session, false).await?;
         let (name, last) = (table.name.clone(), session.last_counter);
         self.with_db(move |db| Ok(db.advance_watermark(&name, last)?))
             .await?;
