@@ -360,3 +360,181 @@ pub fn fleet(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row
         ),
     ])
 }
+
+/// `agents` idle agents long polling one headquarters (each
+/// `GET /v1/packages` with `wait_ms=60000`, as an agent waits for news):
+/// the server's CPU, as a share of one core, over `seconds` once they all
+/// wait, and its resident memory then. The agents are another process
+/// (`cdx-bench idle-clients`, this binary), so the server's process holds
+/// only its own sockets, threads and memory.
+pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
+    use std::io::{BufRead, BufReader, Write};
+    raise_open_files();
+    let (mut cpu, mut rss, mut failed) = (Vec::new(), Vec::new(), 0u64);
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
+        for a in 0..agents {
+            server
+                .store()
+                .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
+        }
+        publish_one(&server, PackageKind::Full, 0)?;
+        let mut clients = std::process::Command::new(std::env::current_exe()?)
+            .args(["idle-clients", "--url", &server.url(), "--agents"])
+            .arg(agents.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the idle clients")?;
+        let mut lines = BufReader::new(clients.stdout.take().context("their output")?).lines();
+        match lines.next() {
+            Some(Ok(line)) if line == "waiting" => {}
+            other => bail!("the idle clients did not start: {other:?}"),
+        }
+        // Every poll is in; let connection set-up settle before measuring.
+        std::thread::sleep(Duration::from_secs(3));
+        let (ticks, started) = (process_ticks()?, Instant::now());
+        std::thread::sleep(Duration::from_secs(seconds));
+        let used = (process_ticks()? - ticks) as f64 / clock_ticks_per_second();
+        cpu.push(used / started.elapsed().as_secs_f64() * 100.0);
+        rss.push(resident_mib()?);
+        // Closing their input stops them; they say how their polls went.
+        if let Some(mut stdin) = clients.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let summary = lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = clients.wait();
+        let errors = summary
+            .strip_prefix("errors ")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .with_context(|| format!("the idle clients' summary: {summary:?}"))?;
+        failed += errors;
+    }
+    let note = format!("{failed} failed polls in {runs} runs");
+    Ok(vec![
+        Row::plain(
+            &format!("{agents} idle agents long polling one server, server CPU ({note})"),
+            Spread::of(&cpu).show(|c| format!("{c:.1} % of a core")),
+            "<= 5 % of one core",
+        ),
+        Row::plain(
+            &format!("{agents} idle agents long polling one server, server resident memory"),
+            Spread::of(&rss).show(|m| format!("{m:.0} MiB")),
+            "<= 256 MiB",
+        ),
+    ])
+}
+
+/// The other side of [`idle`]: `agents` long polls held open against
+/// `url`, each polling again when answered, until a line arrives on
+/// standard input. Prints `waiting` once every poll is sent, and at the end
+/// `errors N`: polls that failed or answered other than 200.
+pub fn idle_clients(url: &str, agents: usize) -> anyhow::Result<()> {
+    raise_open_files();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("{url}/v1/packages?after=1&wait_ms=60000");
+    let errors = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(agents)
+            .timeout(Duration::from_secs(90))
+            .build()
+            .context("an HTTP client")?;
+        for a in 0..agents {
+            let (client, url) = (client.clone(), url.clone());
+            let (errors, sent) = (errors.clone(), sent.clone());
+            let auth = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("store-{a:05}:{SECRET}"))
+            );
+            tokio::spawn(async move {
+                loop {
+                    let poll = client.get(&url).header("Authorization", &auth).send();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match poll.await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
+            // Connect a few at a time, as a fleet does, not all in one burst.
+            if a % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        while sent.load(Ordering::Relaxed) < agents as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!("waiting");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            let _ = stop_tx.send(());
+        });
+        let _ = stop_rx.await;
+        println!("errors {}", errors.load(Ordering::Relaxed));
+        anyhow::Ok(())
+    })
+}
+
+/// Lets this process open as many files as its hard limit allows (10,000
+/// sockets are more than the usual soft limit of 1,024).
+fn raise_open_files() {
+    // SAFETY: getrlimit and setrlimit write and read only the struct given.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// CPU this process used so far (user and system), in clock ticks.
+fn process_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')').context("/proc/self/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// This process's resident memory now, in MiB.
+fn resident_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("VmRSS in /proc/self/status")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib / 1024.0)
+}

@@ -104,13 +104,28 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         lines: u64,
         /// Rows per batch (the agent's `upload.batch_rows`).
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 10_000)]
         batch_rows: usize,
     },
     /// Publish -> applied at an idle agent.
     Latency {
         #[arg(long, default_value_t = 100)]
         trials: usize,
+    },
+    /// Idle agents long polling one server: its CPU and memory.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The agents of `idle`, in a process of their own (run by `idle`).
+    #[command(hide = true)]
+    IdleClients {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        agents: usize,
     },
     /// Agents busy-polling one server.
     Fleet {
@@ -124,6 +139,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runs = cli.runs.max(1);
+    if let Command::IdleClients { url, agents } = &cli.command {
+        return live::idle_clients(url, *agents);
+    }
     if cfg!(debug_assertions) {
         eprintln!("cdx-bench: a debug build; its figures mean nothing (use --release)");
     }
@@ -134,11 +152,12 @@ fn main() -> anyhow::Result<()> {
                 apply::narrow(1_000_000, runs)?,
                 apply::tpcds(500_000, runs)?,
                 apply::upsert(1_000_000, runs)?,
-                live::upload(1_000_000, 1000, runs)?,
+                live::upload(1_000_000, 10_000, runs)?,
             ];
             rows.extend(live::latency(100, runs, false)?);
             rows.extend(live::latency(100, runs, true)?);
             rows.extend(live::fleet(1000, 10, runs)?);
+            rows.extend(live::idle(10_000, 10, runs)?);
             rows
         }
         Command::Apply { rows } => vec![apply::narrow(rows, runs)?],
@@ -151,6 +170,8 @@ fn main() -> anyhow::Result<()> {
             rows
         }
         Command::Fleet { agents, seconds } => live::fleet(agents, seconds, runs)?,
+        Command::Idle { agents, seconds } => live::idle(agents, seconds, runs)?,
+        Command::IdleClients { .. } => unreachable!("answered above"),
     };
     print(&rows);
     Ok(())

@@ -490,7 +490,7 @@ fn record_status_in(
         )?;
     }
     append_history(
-        &tx,
+        tx,
         &HistoryEntry {
             channel,
             direction: report.direction,
