@@ -245,3 +245,43 @@ fn decimals_round_trip_through_numbers() {
     assert_eq!(decimal_from_number(&Value::Real(1.005), 2), None);
     assert_eq!(decimal_from_number(&Value::Real(f64::NAN), 2), None);
 }
+
+/// Telling a canonical decimal without writing it agrees with writing it,
+/// for every spelling of a few values at every scale near theirs.
+#[test]
+fn is_canonical_agrees_with_to_canonical() {
+    let spellings = [
+        "0",
+        "00",
+        "0.0",
+        "0.00",
+        "-0",
+        "-0.00",
+        "00.50",
+        "0.50",
+        "0.5",
+        "12.50",
+        "012.50",
+        "-12.50",
+        "-012.5",
+        "-12.500",
+        "12",
+        "-12",
+        "1000",
+        "1000.0000",
+        "-0.001",
+        "0.010",
+        "99999999999999999999999999999999999999",
+        "-1.0000000000000000000000000000000000000",
+    ];
+    for s in spellings {
+        let d = parse_decimal(s).unwrap_or_else(|| panic!("{s} parses"));
+        for scale in 0..=6 {
+            assert_eq!(
+                d.is_canonical(s, scale),
+                d.to_canonical(scale).as_deref() == Some(s),
+                "{s} at scale {scale}"
+            );
+        }
+    }
+}
