@@ -143,6 +143,18 @@ pub(crate) fn read_ahead<T>(
     package: &mut PackageSource<'_>,
     consume: impl FnOnce(&mut Frames) -> Result<T, ChannelDbError>,
 ) -> Result<T, ChannelDbError> {
+    read_ahead_prepared(package, |_| {}, consume)
+}
+
+/// [`read_ahead`], with `prepare` run on each frame on the reader's thread
+/// once it is checked: work the writer would do frame by frame (turning a
+/// decimal's text into the number a column holds) runs beside the
+/// database's, not before it.
+pub(crate) fn read_ahead_prepared<T>(
+    package: &mut PackageSource<'_>,
+    prepare: impl FnMut(&mut Frame) + Send,
+    consume: impl FnOnce(&mut Frames) -> Result<T, ChannelDbError>,
+) -> Result<T, ChannelDbError> {
     let package_id = package.header().package_id;
     let package_err = |source| ChannelDbError::package(Some(package_id), source);
     let (tx, rx) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
@@ -153,7 +165,9 @@ pub(crate) fn read_ahead<T>(
         let pump_in_flight = in_flight.clone();
         let reader = thread::Builder::new()
             .name("cdx-package-read".into())
-            .spawn_scoped(scope, move || pump(package, tx, recycled, &pump_in_flight))?;
+            .spawn_scoped(scope, move || {
+                pump(package, prepare, tx, recycled, &pump_in_flight)
+            })?;
         let mut frames = Frames {
             rx,
             back,
@@ -181,6 +195,7 @@ pub(crate) fn read_ahead<T>(
 /// when the consumer went away.
 fn pump(
     package: &mut PackageSource<'_>,
+    mut prepare: impl FnMut(&mut Frame),
     tx: SyncSender<Batch>,
     recycled: Receiver<Vec<Frame>>,
     in_flight: &InFlight,
@@ -196,7 +211,8 @@ fn pump(
         |batch: Vec<Frame>, bytes: u64| in_flight.reserve(bytes) && tx.send((batch, bytes)).is_ok();
     let mut batch = buffer();
     let mut started_at = package.content_read();
-    while let Some(frame) = package.next_frame()? {
+    while let Some(mut frame) = package.next_frame()? {
+        prepare(&mut frame);
         batch.push(frame);
         let bytes = package.content_read() - started_at;
         if batch.len() == BATCH || bytes >= BATCH_BYTES {

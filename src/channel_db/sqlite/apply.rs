@@ -86,7 +86,18 @@ fn apply_in_transaction(
     for schema in &header.tables {
         tables.push(prepare_table(&tx, header, schema, &mut report)?);
     }
-    frames::read_ahead(package, |frames| {
+    // Decimals held as numbers are turned into them on the reader's thread.
+    let numbers: Vec<(Vec<bool>, Vec<bool>)> = tables.iter().map(TableSql::to_numbers).collect();
+    let mut current: Option<usize> = None;
+    let prepare = move |frame: &mut Frame| match frame {
+        Frame::Table(index) => current = Some(*index as usize),
+        Frame::Upsert(values) => {
+            to_numbers(values, current.and_then(|t| numbers.get(t)).map(|n| &n.0))
+        }
+        Frame::Delete(key) => to_numbers(key, current.and_then(|t| numbers.get(t)).map(|n| &n.1)),
+        Frame::End { .. } => {}
+    };
+    frames::read_ahead_prepared(package, prepare, |frames| {
         apply_frames(&tx, id, frames, &tables, &mut report)
     })?;
     record(&tx, header, report.upserts + report.deletes)?;
@@ -120,6 +131,47 @@ struct TableSql {
     /// number (NUMERIC affinity).
     numeric: Vec<bool>,
     numeric_key: Vec<bool>,
+}
+
+impl TableSql {
+    /// Which columns, and which key columns, the reader may turn from a
+    /// decimal's text into the number the column holds: the numeric ones
+    /// that are neither checked nor rescaled first (those stay text until
+    /// [`bind`], after their own step).
+    fn to_numbers(&self) -> (Vec<bool>, Vec<bool>) {
+        let mut columns = self.numeric.clone();
+        let own_step = self.checks.iter().map(|(i, _)| *i);
+        for i in own_step.chain(self.rescale.iter().map(|(i, _)| *i)) {
+            if let Some(c) = columns.get_mut(i) {
+                *c = false;
+            }
+        }
+        let mut key = self.numeric_key.clone();
+        for (k, name) in self.schema.key.iter().enumerate() {
+            let at = self.schema.columns.iter().position(|c| &c.name == name);
+            if let (Some(slot), Some(at)) = (key.get_mut(k), at) {
+                *slot = *slot && columns.get(at) == Some(&true);
+            }
+        }
+        (columns, key)
+    }
+}
+
+/// Turns each decimal text of `values` where `mask` says so into the number
+/// [`bind`] would bind; one that no number holds exactly stays text, for
+/// [`bind`] to refuse with the row's key.
+fn to_numbers(values: &mut [Value], mask: Option<&Vec<bool>>) {
+    let Some(mask) = mask else { return };
+    for (value, &numeric) in values.iter_mut().zip(mask) {
+        if !numeric {
+            continue;
+        }
+        if let Value::Text(text) = value {
+            if let Some(number) = parse_decimal(text).and_then(|d| d.to_number()) {
+                *value = number;
+            }
+        }
+    }
 }
 
 /// Checks `schema` against the database, creates the table when missing,
