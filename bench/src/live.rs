@@ -364,27 +364,33 @@ pub fn fleet(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row
 /// `agents` idle agents long polling one headquarters (each
 /// `GET /v1/packages` with `wait_ms=60000`, as an agent waits for news):
 /// the server's CPU, as a share of one core, over `seconds` once they all
-/// wait, and its resident memory then. The agents are another process
-/// (`cdx-bench idle-clients`, this binary), so the server's process holds
-/// only its own sockets, threads and memory.
+/// wait, and its resident memory then. Server and agents are processes of
+/// their own (`cdx-bench idle-server` and `idle-clients`, this binary), so
+/// the figures are the server's alone, whatever ran before in this one.
 pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
     use std::io::{BufRead, BufReader, Write};
-    raise_open_files();
+    use std::process::{Command, Stdio};
     let (mut cpu, mut rss, mut failed) = (Vec::new(), Vec::new(), 0u64);
+    let exe = std::env::current_exe()?;
     for _ in 0..runs {
-        let dir = tempfile::tempdir()?;
-        let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
-        for a in 0..agents {
-            server
-                .store()
-                .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
-        }
-        publish_one(&server, PackageKind::Full, 0)?;
-        let mut clients = std::process::Command::new(std::env::current_exe()?)
-            .args(["idle-clients", "--url", &server.url(), "--agents"])
+        let mut server = Command::new(&exe)
+            .args(["idle-server", "--agents"])
             .arg(agents.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the idle server")?;
+        let pid = server.id();
+        let mut said = BufReader::new(server.stdout.take().context("its output")?).lines();
+        let url = match said.next() {
+            Some(Ok(line)) if line.starts_with("http://") => line,
+            other => bail!("the idle server did not start: {other:?}"),
+        };
+        let mut clients = Command::new(&exe)
+            .args(["idle-clients", "--url", &url, "--agents"])
+            .arg(agents.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
             .context("starting the idle clients")?;
         let mut lines = BufReader::new(clients.stdout.take().context("their output")?).lines();
@@ -394,17 +400,23 @@ pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>
         }
         // Every poll is in; let connection set-up settle before measuring.
         std::thread::sleep(Duration::from_secs(3));
-        let (ticks, started) = (process_ticks()?, Instant::now());
+        let (ticks, started) = (process_ticks(pid)?, Instant::now());
         std::thread::sleep(Duration::from_secs(seconds));
-        let used = (process_ticks()? - ticks) as f64 / clock_ticks_per_second();
+        let used = (process_ticks(pid)? - ticks) as f64 / clock_ticks_per_second();
         cpu.push(used / started.elapsed().as_secs_f64() * 100.0);
-        rss.push(resident_mib()?);
-        // Closing their input stops them; they say how their polls went.
-        if let Some(mut stdin) = clients.stdin.take() {
+        rss.push(resident_mib(pid)?);
+        // A line on their input stops both; the clients say how their
+        // polls went.
+        for stdin in [clients.stdin.take(), server.stdin.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut stdin = stdin;
             let _ = stdin.write_all(b"stop\n");
         }
         let summary = lines.next().and_then(Result::ok).unwrap_or_default();
         let _ = clients.wait();
+        let _ = server.wait();
         let errors = summary
             .strip_prefix("errors ")
             .and_then(|n| n.trim().parse::<u64>().ok())
@@ -424,6 +436,26 @@ pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>
             "<= 256 MiB",
         ),
     ])
+}
+
+/// The server of [`idle`]: a headquarters on a fresh data directory with
+/// `agents` channels and one package; prints its URL, then serves until a
+/// line arrives on standard input.
+pub fn idle_server(agents: usize) -> anyhow::Result<()> {
+    raise_open_files();
+    let dir = tempfile::tempdir()?;
+    let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
+    for a in 0..agents {
+        server
+            .store()
+            .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
+    }
+    publish_one(&server, PackageKind::Full, 0)?;
+    println!("{}", server.url());
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(server);
+    Ok(())
 }
 
 /// The other side of [`idle`]: `agents` long polls held open against
@@ -503,12 +535,12 @@ fn raise_open_files() {
     }
 }
 
-/// CPU this process used so far (user and system), in clock ticks.
-fn process_ticks() -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+/// CPU process `pid` used so far (user and system), in clock ticks.
+fn process_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command's closing parenthesis; utime and stime are
     // the 14th and 15th of the whole line.
-    let rest = stat.rsplit_once(')').context("/proc/self/stat")?.1;
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
@@ -525,13 +557,13 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
-/// This process's resident memory now, in MiB.
-fn resident_mib() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+/// Process `pid`'s resident memory now, in MiB.
+fn resident_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .context("VmRSS in /proc/self/status")?
+        .context("VmRSS in /proc/PID/status")?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -119,6 +119,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The server of `idle`, in a process of its own (run by `idle`).
+    #[command(hide = true)]
+    IdleServer {
+        #[arg(long)]
+        agents: usize,
+    },
     /// The agents of `idle`, in a process of their own (run by `idle`).
     #[command(hide = true)]
     IdleClients {
@@ -139,8 +145,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runs = cli.runs.max(1);
-    if let Command::IdleClients { url, agents } = &cli.command {
-        return live::idle_clients(url, *agents);
+    match &cli.command {
+        Command::IdleClients { url, agents } => return live::idle_clients(url, *agents),
+        Command::IdleServer { agents } => return live::idle_server(*agents),
+        _ => {}
     }
     if cfg!(debug_assertions) {
         eprintln!("cdx-bench: a debug build; its figures mean nothing (use --release)");
@@ -171,7 +179,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fleet { agents, seconds } => live::fleet(agents, seconds, runs)?,
         Command::Idle { agents, seconds } => live::idle(agents, seconds, runs)?,
-        Command::IdleClients { .. } => unreachable!("answered above"),
+        Command::IdleClients { .. } | Command::IdleServer { .. } => {
+            unreachable!("answered above")
+        }
     };
     print(&rows);
     Ok(())
