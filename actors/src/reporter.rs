@@ -39,6 +39,9 @@ pub struct Reporter {
     /// Reports at the queue's front to send one by one: a batch refused as
     /// a whole is sent again singly, so one bad report drops only itself.
     singly: usize,
+    /// Reports dropped from the queue's front (it was full) while a request
+    /// carrying them was out: that many fewer to remove when it returns.
+    dropped_in_flight: usize,
     supervision: Supervision,
 }
 
@@ -52,6 +55,7 @@ impl Reporter {
             backoff: RETRY_MIN,
             batches: true,
             singly: 0,
+            dropped_in_flight: 0,
             supervision: supervision.clone(),
         })
     }
@@ -66,6 +70,7 @@ impl Reporter {
 
     /// `n` reports delivered or dropped.
     fn done(&mut self, n: usize) {
+        let n = n.saturating_sub(std::mem::take(&mut self.dropped_in_flight));
         self.queue.drain(..n.min(self.queue.len()));
         self.singly = self.singly.saturating_sub(n);
         self.backoff = RETRY_MIN;
@@ -76,8 +81,9 @@ impl Actor for Reporter {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.sending = false;
-        if !self.queue.is_empty() {
+        self.sending = !self.queue.is_empty();
+        self.dropped_in_flight = 0;
+        if self.sending {
             ctx.notify(SendNext);
         }
     }
@@ -95,6 +101,9 @@ impl Handler<Report> for Reporter {
         if self.queue.len() == MAX_QUEUED {
             self.queue.pop_front();
             self.singly = self.singly.saturating_sub(1);
+            if self.sending {
+                self.dropped_in_flight += 1;
+            }
             tracing::warn!("status report queue full; dropped the oldest report");
         }
         self.queue.push_back(msg.0);
@@ -173,6 +182,8 @@ impl Handler<SendNext> for Reporter {
                     }
                     Sent::Batch(Err(e)) | Sent::One(Err(e)) => Some(e),
                 };
+                // Whatever was dropped meanwhile is out of the queue now.
+                act.dropped_in_flight = 0;
                 match failed {
                     None => ctx.notify(SendNext),
                     Some(e) => {

@@ -47,8 +47,8 @@ pub struct Cache {
 #[derive(Default)]
 struct Entries {
     generation: u64,
-    /// `None`: no such channel (an unknown id is asked again and again by
-    /// a misconfigured store; it costs a lookup, not a query).
+    /// Known channels only: an unknown id is read from the database each
+    /// time, so ids made up by a caller take no memory.
     channels: HashMap<String, Option<Arc<ChannelRow>>>,
     /// `None`: more packages than [`MAX_CACHED_PACKAGES`], read each time.
     listings: HashMap<String, Option<Arc<Vec<ListedPackage>>>>,
@@ -107,7 +107,8 @@ impl Cache {
     }
 
     pub fn keep_channel(&self, generation: u64, id: &str, row: Option<ChannelRow>) {
-        if !self.enabled.load(Ordering::Acquire) {
+        // Unknown ids are not kept: the map stays as big as the channels.
+        if row.is_none() || !self.enabled.load(Ordering::Acquire) {
             return;
         }
         let mut entries = self.entries();
@@ -167,7 +168,7 @@ mod tests {
         cache.keep_channel(before, "store-1", Some(row("a")));
         cache.keep_channel(before, "nobody", None);
         assert_eq!(cache.channel("store-1").unwrap().unwrap().data_group, "a");
-        assert!(cache.channel("nobody").unwrap().is_none());
+        assert!(cache.channel("nobody").is_none(), "an unknown id is kept");
         assert!(cache.channel("store-2").is_none());
 
         let read_at = cache.generation();

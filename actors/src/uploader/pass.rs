@@ -21,8 +21,13 @@ const NAME: &str = "uploader";
 /// Batches sent and not yet acknowledged, at most: headquarters reads one
 /// while it stores the one before.
 const IN_FLIGHT: usize = 2;
-/// Rows a read from the channel database takes; a batch is one or more.
+/// Rows a read from the channel database takes, at most; a batch is one or
+/// more reads.
 const READ_ROWS: usize = 2_000;
+/// Rows of a batch's first read: few, so that rows of any width stay far
+/// below [`BATCH_BYTES`] and the server's body limit; the reads after are
+/// sized from the row width seen.
+const FIRST_READ_ROWS: usize = 16;
 /// A batch stops growing once its values reach about this many bytes
 /// (about its JSON's size), whatever `batch_rows` allows: wide rows keep
 /// memory bounded. One batch is out while the next is encoded.
@@ -33,6 +38,16 @@ fn panicked(message: String) -> ActorError {
     ActorError::Panicked {
         actor: NAME,
         message,
+    }
+}
+
+/// A spawned upload, aborted when dropped: none outlives the pass that
+/// started it, whatever way the pass ends.
+struct Aborting<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -73,21 +88,25 @@ async fn encoded(body: bytes::Bytes, compressed: bool, zstd: bool) -> (bytes::By
     .await
 }
 
-/// Up to `limit` rows of `table` above `after`, read [`READ_ROWS`] at a
-/// time until `limit` or [`BATCH_BYTES`] is reached.
+/// Up to `limit` rows of `table` above `after`, until `limit` or
+/// [`BATCH_BYTES`] is reached: a first read of [`FIRST_READ_ROWS`], then
+/// reads of as many rows as the bytes left hold at the width seen so far.
 fn read_batch(
     db: &mut dyn ChannelDb,
     table: &UploadTable,
     after: i64,
     limit: usize,
 ) -> Result<RowBatch, ChannelDbError> {
-    let mut batch = db.read_upload_rows(table, after, limit.min(READ_ROWS))?;
+    let mut batch = db.read_upload_rows(table, after, limit.min(FIRST_READ_ROWS))?;
     let mut bytes: usize = batch.rows.iter().map(|r| row_bytes(r)).sum();
     while let Some((_, last)) = batch.counters {
         if batch.rows.len() >= limit || bytes >= BATCH_BYTES {
             break;
         }
-        let more = db.read_upload_rows(table, last, (limit - batch.rows.len()).min(READ_ROWS))?;
+        let width = (bytes / batch.rows.len()).max(1);
+        let fit = ((BATCH_BYTES - bytes) / width).max(1);
+        let take = (limit - batch.rows.len()).min(READ_ROWS).min(fit);
+        let more = db.read_upload_rows(table, last, take)?;
         let Some((_, more_last)) = more.counters else {
             break;
         };
@@ -180,8 +199,12 @@ impl UploadPass {
                 "could not count the rows waiting to upload"),
         }
         let open: Vec<UploadSession> = self.journal.send(OpenUploads).await??;
-        let mut resumed: std::collections::VecDeque<UploadSession> =
+        let mut resumed: Vec<UploadSession> =
             open.into_iter().filter(|s| s.table == table.name).collect();
+        // In counter order, whatever order the journal lists them in: the
+        // watermark moves in that order.
+        resumed.sort_by_key(|s| s.first_counter);
+        let mut resumed = std::collections::VecDeque::from(resumed);
         // New batches start above the watermark and above every batch
         // resumed (those are sent first, in order).
         let mut after = resumed.iter().map(|s| s.last_counter).max().unwrap_or(0);
@@ -190,37 +213,44 @@ impl UploadPass {
         // finished (watermark, journal): acknowledgements and the watermark
         // stay in order. A batch that fails leaves those after it open in
         // the journal, to be sent again (and found held).
-        let mut in_flight = std::collections::VecDeque::new();
-        let result = async {
-            let mut next = self.prepare(table, resumed.pop_front(), &mut after).await?;
-            loop {
-                while in_flight.len() < IN_FLIGHT && !self.shutdown.is_triggered() {
-                    let Some(ready) = next.take() else { break };
-                    let pass = self.clone();
-                    in_flight.push_back(actix_rt::spawn(async move { pass.upload(ready).await }));
-                    next = self.prepare(table, resumed.pop_front(), &mut after).await?;
-                }
-                let Some(oldest) = in_flight.pop_front() else {
-                    return Ok(());
+        // Uploads left behind (an error, a panic) are aborted when dropped.
+        let mut in_flight: std::collections::VecDeque<Aborting<_>> =
+            std::collections::VecDeque::new();
+        if self.shutdown.is_triggered() {
+            return Err(ActorError::ShuttingDown);
+        }
+        let mut next = self.prepare(table, resumed.pop_front(), &mut after).await?;
+        loop {
+            while in_flight.len() < IN_FLIGHT && !self.shutdown.is_triggered() {
+                let Some(ready) = next.take() else { break };
+                let pass = self.clone();
+                in_flight.push_back(Aborting(actix_rt::spawn(async move {
+                    pass.upload(ready).await
+                })));
+                next = self.prepare(table, resumed.pop_front(), &mut after).await?;
+            }
+            let Some(mut oldest) = in_flight.pop_front() else {
+                // Work left only when stopping: the next pass takes it up.
+                return match next {
+                    Some(_) => Err(ActorError::ShuttingDown),
+                    None => Ok(()),
                 };
-                match oldest.await.map_err(|e| panicked(e.to_string()))?? {
-                    Sent::Acknowledged(session, ack) => self.finish(table, session, ack).await?,
-                    Sent::GaveUp(session, e) => {
-                        // Nothing of a later batch may be journaled after this.
-                        for upload in in_flight.drain(..) {
-                            upload.abort();
-                            let _ = upload.await;
-                        }
-                        return self.give_up(table, session, e).await;
+            };
+            match (&mut oldest.0)
+                .await
+                .map_err(|e| panicked(e.to_string()))??
+            {
+                Sent::Acknowledged(session, ack) => self.finish(table, session, ack).await?,
+                Sent::GaveUp(session, e) => {
+                    // Nothing of a later batch may be journaled after this.
+                    for mut upload in in_flight.drain(..) {
+                        upload.0.abort();
+                        let _ = (&mut upload.0).await;
                     }
+                    return self.give_up(table, session, e).await;
                 }
             }
         }
-        .await;
-        for upload in in_flight {
-            upload.abort();
-        }
-        result
     }
 
     /// The next batch to send, read, journaled and encoded: `resumed` (a

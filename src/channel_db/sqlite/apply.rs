@@ -161,7 +161,10 @@ impl TableSql {
 /// [`bind`] would bind; one that no number holds exactly stays text, for
 /// [`bind`] to refuse with the row's key.
 fn to_numbers(values: &mut [Value], mask: Option<&Vec<bool>>) {
-    let Some(mask) = mask else { return };
+    // A table with no such column: nothing to look at.
+    let Some(mask) = mask.filter(|m| m.contains(&true)) else {
+        return;
+    };
     for (value, &numeric) in values.iter_mut().zip(mask) {
         if !numeric {
             continue;
