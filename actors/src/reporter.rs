@@ -34,7 +34,7 @@ pub struct Reporter {
     sending: bool,
     backoff: Duration,
     /// Whether the server takes `POST /v1/status/batch`; false after it
-    /// answered 404 (an older server), until the actor restarts.
+    /// answered 404 (an older server), until the agent restarts.
     batches: bool,
     /// Reports at the queue's front to send one by one: a batch refused as
     /// a whole is sent again singly, so one bad report drops only itself.

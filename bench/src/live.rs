@@ -263,6 +263,28 @@ pub fn upload(lines: u64, batch_rows: usize, runs: usize) -> anyhow::Result<Row>
     ))
 }
 
+/// A headquarters with `agents` channels (`store-00000`, ...) of one
+/// group, and one package for them.
+fn fleet_headquarters(dir: &Path, agents: usize) -> anyhow::Result<RunningServer> {
+    let server = server::spawn(dir.join("hq"), "127.0.0.1:0")?;
+    for a in 0..agents {
+        server
+            .store()
+            .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
+    }
+    publish_one(&server, PackageKind::Full, 0)?;
+    Ok(server)
+}
+
+/// The `Authorization` header of agent `a` of [`fleet_headquarters`].
+fn fleet_auth(a: usize) -> String {
+    let credentials = format!("store-{a:05}:{SECRET}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
 /// `agents` clients polling one headquarters as fast as they can (each
 /// `GET /v1/packages` with `wait_ms=0`, its next the moment the last
 /// answers) for `seconds`: latency p50 and p99, answers per second, and
@@ -272,13 +294,7 @@ pub fn fleet(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row
     let mut server_errors = 0u64;
     for _ in 0..runs {
         let dir = tempfile::tempdir()?;
-        let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
-        for a in 0..agents {
-            server
-                .store()
-                .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
-        }
-        publish_one(&server, PackageKind::Full, 0)?;
+        let server = fleet_headquarters(dir.path(), agents)?;
         let url = format!("{}/v1/packages?after=1&wait_ms=0", server.url());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -297,11 +313,7 @@ pub fn fleet(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row
             for a in 0..agents {
                 let (client, url) = (client.clone(), url.clone());
                 let (errors, fives) = (errors.clone(), fives.clone());
-                let auth = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("store-{a:05}:{SECRET}"))
-                );
+                let auth = fleet_auth(a);
                 tasks.push(tokio::spawn(async move {
                     let mut times = Vec::new();
                     while Instant::now() < until {
@@ -444,13 +456,7 @@ pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>
 pub fn idle_server(agents: usize) -> anyhow::Result<()> {
     raise_open_files();
     let dir = tempfile::tempdir()?;
-    let server = server::spawn(dir.path().join("hq"), "127.0.0.1:0")?;
-    for a in 0..agents {
-        server
-            .store()
-            .add_channel(&format!("store-{a:05}"), GROUP, SECRET)?;
-    }
-    publish_one(&server, PackageKind::Full, 0)?;
+    let server = fleet_headquarters(dir.path(), agents)?;
     println!("{}", server.url());
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
@@ -479,10 +485,7 @@ pub fn idle_clients(url: &str, agents: usize) -> anyhow::Result<()> {
         for a in 0..agents {
             let (client, url) = (client.clone(), url.clone());
             let (errors, sent) = (errors.clone(), sent.clone());
-            let auth = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("store-{a:05}:{SECRET}"))
-            );
+            let auth = fleet_auth(a);
             tokio::spawn(async move {
                 loop {
                     let poll = client.get(&url).header("Authorization", &auth).send();

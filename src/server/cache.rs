@@ -76,6 +76,11 @@ impl Cache {
         }
     }
 
+    /// Whether it keeps anything (changes by other processes are watched).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
     /// Keeps what it is given from now on.
     pub fn enable(&self) {
         self.invalidate();

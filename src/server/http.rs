@@ -30,7 +30,8 @@ pub const PACKAGES_PER_RESPONSE: usize = 100;
 /// it re-reads the database on its own only this often, a safety net.
 const LONG_POLL_RECHECK: Duration = Duration::from_secs(5);
 /// Upload bodies above this size are refused with 413. Other bodies (status
-/// reports) have actix's default limit, 256 KiB.
+/// reports) have actix's default limit, 256 KiB; a batch of status
+/// reports, [`MAX_STATUS_BATCH_BYTES`].
 pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
 /// The largest `POST /v1/status/batch` body taken.
 const MAX_STATUS_BATCH_BYTES: usize = 8 * 1024 * 1024;

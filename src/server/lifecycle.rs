@@ -104,7 +104,7 @@ impl Store {
         if let Some(listed) = self.listed_after_cached(data_group, after, limit) {
             return Ok(listed);
         }
-        if self.cache().listing(data_group).is_none() {
+        if self.cache().is_enabled() && self.cache().listing(data_group).is_none() {
             // Read the whole group once (bounded: more than the cache keeps
             // is not kept), and answer from it.
             let generation = self.cache().generation();
