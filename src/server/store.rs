@@ -286,15 +286,13 @@ impl Store {
     /// The database cannot be opened, or the thread not started.
     pub fn watch_publications(&self) -> Result<(), ServerError> {
         let conn = open_connection(&self.inner.data_dir.join(DB_FILE))?;
-        let newest = |conn: &Connection| -> rusqlite::Result<(i64, i64)> {
-            let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-            let newest =
-                conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM packages", [], |r| {
-                    r.get(0)
-                })?;
-            Ok((version, newest))
+        let newest_package = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM packages", [], |r| {
+                r.get(0)
+            })
         };
-        let (mut version, mut last) = newest(&conn)?;
+        let mut version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut last = newest_package(&conn)?;
         // Changes by other processes are seen from now on: memory may keep
         // what the request path reads.
         self.inner.cache.enable();
@@ -306,23 +304,22 @@ impl Store {
                 let Some(inner) = store.upgrade() else {
                     return;
                 };
-                let moved = conn
-                    .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-                    .map(|v| v != version);
-                match moved {
-                    Ok(false) => continue,
-                    Ok(true) => {
+                // The version first, then what it guards: a commit after
+                // this read moves the version again, so the next look
+                // sees it, whatever the reads below found.
+                match conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                    Ok(v) if v == version => continue,
+                    Ok(v) => {
+                        version = v;
                         // A commit by another connection: what memory
                         // keeps is stale if it moved the epoch.
                         inner.cache.saw_epoch(read_epoch(&conn).ok());
-                        match newest(&conn) {
-                            Ok((v, newest)) => {
-                                version = v;
-                                if newest != last {
-                                    last = newest;
-                                    inner.published.send_modify(|n| *n += 1);
-                                }
+                        match newest_package(&conn) {
+                            Ok(newest) if newest != last => {
+                                last = newest;
+                                inner.published.send_modify(|n| *n += 1);
                             }
+                            Ok(_) => {}
                             Err(e) => watch_failed(&inner.cache, &e),
                         }
                     }
