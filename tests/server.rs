@@ -849,12 +849,8 @@ async fn a_batch_of_status_reports_records_each_and_names_the_refused() {
         .into_iter()
         .map(|r| StatusReport { session_id, ..r })
         .collect();
-    let response = t
-        .post("/v1/status/batch")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let post_batch = |reports: Vec<StatusReport>| t.post("/v1/status/batch").json(&reports).send();
+    let response = post_batch(batch).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let ack: cdx::protocol::StatusBatchAck = response.json().await.unwrap();
     assert_eq!(ack.recorded, 3);
@@ -879,12 +875,7 @@ async fn a_batch_of_status_reports_records_each_and_names_the_refused() {
     );
 
     let too_many = vec![report(package.id, Direction::Download, "Requested", now); 501];
-    let response = t
-        .post("/v1/status/batch")
-        .json(&too_many)
-        .send()
-        .await
-        .unwrap();
+    let response = post_batch(too_many).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(error_of(response).await.contains("at most 500"));
 }

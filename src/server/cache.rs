@@ -49,7 +49,7 @@ struct Entries {
     generation: u64,
     /// Known channels only: an unknown id is read from the database each
     /// time, so ids made up by a caller take no memory.
-    channels: HashMap<String, Option<Arc<ChannelRow>>>,
+    channels: HashMap<String, Arc<ChannelRow>>,
     /// `None`: more packages than [`MAX_CACHED_PACKAGES`], read each time.
     listings: HashMap<String, Option<Arc<Vec<ListedPackage>>>>,
 }
@@ -105,20 +105,20 @@ impl Cache {
         entries
     }
 
-    /// The channel `id` as kept: `Some(None)` for one known not to exist,
-    /// `None` when not kept.
-    pub fn channel(&self, id: &str) -> Option<Option<Arc<ChannelRow>>> {
+    /// The channel `id` as kept; `None` when not kept (or unknown).
+    pub fn channel(&self, id: &str) -> Option<Arc<ChannelRow>> {
         self.entries().channels.get(id).cloned()
     }
 
-    pub fn keep_channel(&self, generation: u64, id: &str, row: Option<ChannelRow>) {
-        // Unknown ids are not kept: the map stays as big as the channels.
-        if row.is_none() || !self.enabled.load(Ordering::Acquire) {
+    /// Keeps channel `id`'s row. Unknown ids are never kept: the map stays
+    /// as big as the channels, whatever ids callers make up.
+    pub fn keep_channel(&self, generation: u64, id: &str, row: ChannelRow) {
+        if !self.enabled.load(Ordering::Acquire) {
             return;
         }
         let mut entries = self.entries();
         if entries.generation == generation {
-            entries.channels.insert(id.to_owned(), row.map(Arc::new));
+            entries.channels.insert(id.to_owned(), Arc::new(row));
         }
     }
 
@@ -166,31 +166,30 @@ mod tests {
     #[test]
     fn a_change_drops_what_was_kept_and_refuses_what_was_read_before_it() {
         let cache = Cache::default();
-        cache.keep_channel(cache.generation(), "store-1", Some(row("off")));
+        cache.keep_channel(cache.generation(), "store-1", row("off"));
         assert!(cache.channel("store-1").is_none(), "kept while disabled");
         cache.enable();
         let before = cache.generation();
-        cache.keep_channel(before, "store-1", Some(row("a")));
-        cache.keep_channel(before, "nobody", None);
-        assert_eq!(cache.channel("store-1").unwrap().unwrap().data_group, "a");
-        assert!(cache.channel("nobody").is_none(), "an unknown id is kept");
+        cache.keep_channel(before, "store-1", row("a"));
+        assert_eq!(cache.channel("store-1").unwrap().data_group, "a");
+        assert!(cache.channel("nobody").is_none());
         assert!(cache.channel("store-2").is_none());
 
         let read_at = cache.generation();
         cache.invalidate();
         assert!(cache.channel("store-1").is_none(), "kept across a change");
-        cache.keep_channel(read_at, "store-1", Some(row("stale")));
+        cache.keep_channel(read_at, "store-1", row("stale"));
         assert!(
             cache.channel("store-1").is_none(),
             "kept a read from before the change"
         );
-        cache.keep_channel(cache.generation(), "store-1", Some(row("b")));
-        assert_eq!(cache.channel("store-1").unwrap().unwrap().data_group, "b");
+        cache.keep_channel(cache.generation(), "store-1", row("b"));
+        assert_eq!(cache.channel("store-1").unwrap().data_group, "b");
 
         // The epoch: the first read and every move drop what is kept; the
         // same epoch again (a write to another table) drops nothing.
         cache.saw_epoch(Some(7));
-        cache.keep_channel(cache.generation(), "store-1", Some(row("c")));
+        cache.keep_channel(cache.generation(), "store-1", row("c"));
         cache.saw_epoch(Some(7));
         assert!(
             cache.channel("store-1").is_some(),
@@ -201,7 +200,7 @@ mod tests {
             cache.channel("store-1").is_none(),
             "kept across a moved epoch"
         );
-        cache.keep_channel(cache.generation(), "store-1", Some(row("d")));
+        cache.keep_channel(cache.generation(), "store-1", row("d"));
         cache.saw_epoch(None);
         assert!(
             cache.channel("store-1").is_none(),

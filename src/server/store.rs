@@ -442,7 +442,9 @@ impl Store {
                 created_at_ms,
             }))
         })?;
-        self.inner.cache.keep_channel(generation, id, row.clone());
+        if let Some(row) = &row {
+            self.inner.cache.keep_channel(generation, id, row.clone());
+        }
         self.check_secret(id, row.as_ref(), secret)
     }
 
@@ -455,7 +457,7 @@ impl Store {
         secret: &str,
     ) -> Option<Result<ChannelInfo, ServerError>> {
         let row = self.inner.cache.channel(id)?;
-        Some(self.check_secret(id, row.as_deref(), secret))
+        Some(self.check_secret(id, Some(&row), secret))
     }
 
     fn check_secret(
