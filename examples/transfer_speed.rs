@@ -12,9 +12,9 @@ use std::time::Instant;
 use cdx::config::{Secret, ServerConfig, TransferMode};
 use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
 use cdx::protocol::PackageInfo;
-use cdx::server::{self, PublishSpec};
 use cdx_actors::hq::HqClient;
 use cdx_actors::transfer::{self, TransferContext};
+use cdx_server::{self as server, PublishSpec};
 use rand::RngCore;
 
 const BLOB: usize = 1 << 20;

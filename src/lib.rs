@@ -2,9 +2,9 @@
 //!
 //! This crate holds everything of the system that is not an actor: the package
 //! codec, the channel database, the wire protocol, the configuration, the retry
-//! policy and the reference Async Server. The agent's actors live in the
-//! `cdx-actors` crate (`actors/`), which depends on this one; this crate knows
-//! nothing of actix actors.
+//! policy. The reference Async Server is the `cdx-server` crate (`server/`),
+//! the agent's actors the `cdx-actors` crate (`actors/`); both depend on this
+//! one, and this crate knows nothing of actix or of either binary.
 //!
 //! # Layout
 //! - [`package`]: the package file format: header, framed rows, checksum trailer.
@@ -17,7 +17,6 @@
 //!   which permanent (counted against the try count).
 //! - [`retry`]: the retry policy (try count, exponential backoff with jitter).
 //! - [`status`]: the session status models of the original Async Client.
-//! - [`server`]: the reference Async Server (`cdx-server`).
 //! - [`retail`]: a generated retail data set for the demo and the tests.
 
 pub mod channel_db;
@@ -30,6 +29,5 @@ pub mod plan;
 pub mod protocol;
 pub mod retail;
 pub mod retry;
-pub mod server;
 pub mod status;
 pub mod systemd;

@@ -1,4 +1,4 @@
-//! Benchmarks with a real headquarters (`cdx::server`, in this process,
+//! Benchmarks with a real headquarters (`cdx_server`, in this process,
 //! on 127.0.0.1) and, where a store is needed, a real agent (its actors in
 //! an actix system on a thread of its own), as the agent tests run them.
 
@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use cdx::config::Config;
 use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
-use cdx::server::{self, PublishSpec, RunningServer};
+use cdx_server::{self as server, PublishSpec, RunningServer};
 
 use crate::stats::{millis, per_second, percentile, rate, Spread};
 use crate::Row;

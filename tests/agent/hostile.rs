@@ -106,7 +106,7 @@ fn two_concurrent_maximum_uploads_are_stored_in_bounded_memory() {
         baseline >> 20,
         pings.len()
     );
-    let limit = 2 * 2 * cdx::server::MAX_UPLOAD_BYTES as u64;
+    let limit = 2 * 2 * cdx_server::MAX_UPLOAD_BYTES as u64;
     assert!(
         peak.saturating_sub(baseline) <= limit,
         "the server grew {} MiB for two uploads",

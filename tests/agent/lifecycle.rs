@@ -465,7 +465,7 @@ fn a_withdrawn_package_releases_the_stores_it_suspended() {
     assert!(wait_until(Duration::from_secs(20), || {
         hq.server
             .store()
-            .fleet(&cdx::server::FleetFilter {
+            .fleet(&cdx_server::FleetFilter {
                 failing: true,
                 ..Default::default()
             })

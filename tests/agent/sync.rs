@@ -196,7 +196,7 @@ fn reports_reach_a_server_without_batches_one_by_one() {
     let store = StoreDir::new();
     let config = store.config(&proxy.url(), "streaming", "[upload]\ninterval = \"1h\"\n");
     let applied_at_hq = || {
-        let filter = cdx::server::SessionFilter {
+        let filter = cdx_server::SessionFilter {
             channel: Some(CHANNEL.into()),
             direction: Some(cdx::status::Direction::Download),
         };

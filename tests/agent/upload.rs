@@ -15,7 +15,7 @@ fn all_uploaded(hq: &Hq, store: &StoreDir) -> bool {
 
 /// Rows of `table` in the upload batches headquarters received.
 fn rows_sent(hq: &Hq, table: &str) -> u64 {
-    let filter = cdx::server::SessionFilter {
+    let filter = cdx_server::SessionFilter {
         channel: Some(CHANNEL.into()),
         direction: Some(cdx::status::Direction::Upload),
     };

@@ -15,10 +15,10 @@ use cdx::config::Config;
 use cdx::package::{Column, ColumnType, PackageKind, TableSchema, Value};
 use cdx::protocol::PackageInfo;
 use cdx::retail::{DataSetSize, GeneratedPackage, GeneratedRow};
-use cdx::server::{self, PublishSpec, RunningServer};
 use cdx_actors::agent::Agent;
 use cdx_actors::applier::ChannelDbFactory;
 use cdx_actors::status::StatusDocument;
+use cdx_server::{self as server, PublishSpec, RunningServer};
 
 pub const CHANNEL: &str = "store-0001";
 pub const GROUP: &str = "default";
@@ -660,7 +660,7 @@ pub fn peak_rss(pid: u32) -> u64 {
 pub struct HqProcess {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
-    pub store: cdx::server::Store,
+    pub store: cdx_server::Store,
     /// Extra arguments of `serve`.
     pub args: Vec<String>,
     child: Option<Child>,
@@ -676,7 +676,7 @@ impl HqProcess {
     /// Its data folder and address, not started yet.
     pub fn new() -> HqProcess {
         let dir = tempfile::tempdir().unwrap();
-        let store = cdx::server::Store::open(dir.path().join("hq")).unwrap();
+        let store = cdx_server::Store::open(dir.path().join("hq")).unwrap();
         store.add_channel(CHANNEL, GROUP, SECRET).unwrap();
         let addr = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -748,7 +748,7 @@ impl HqProcess {
 }
 
 /// Publishes a generated package of the test group through `store`.
-fn publish_to(store: &cdx::server::Store, package: GeneratedPackage) -> PackageInfo {
+fn publish_to(store: &cdx_server::Store, package: GeneratedPackage) -> PackageInfo {
     let spec = PublishSpec {
         data_group: GROUP.into(),
         job: package.job,
@@ -764,7 +764,7 @@ fn publish_to(store: &cdx::server::Store, package: GeneratedPackage) -> PackageI
 
 /// The test channel's download session of `package` in `store`.
 fn download_session_in(
-    store: &cdx::server::Store,
+    store: &cdx_server::Store,
     package: uuid::Uuid,
 ) -> Option<cdx::protocol::SessionInfo> {
     let filter = server::SessionFilter {

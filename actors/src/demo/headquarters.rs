@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cdx::retail::{self, DataSetSize, GeneratedPackage};
-use cdx::server::{self, PublishSpec, RunningServer};
+use cdx_server::{self as server, PublishSpec, RunningServer};
 
 use super::SEED;
 

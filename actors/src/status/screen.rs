@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-pub(crate) use cdx::server::report::age;
-use cdx::server::report::{table, time as rfc3339};
+pub(crate) use cdx_server::report::age;
+use cdx_server::report::{table, time as rfc3339};
 
 use super::StatusDocument;
 

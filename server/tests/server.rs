@@ -9,8 +9,10 @@ use cdx::protocol::{
     ErrorBody, HighWater, ListedPackage, PackageInfo, PackageList, Ping, SessionList, StatusReport,
     UploadAck, UploadBatch,
 };
-use cdx::server::{self, CsvNull, FleetFilter, PublishFiles, PublishSpec, RunningServer, Store};
 use cdx::status::Direction;
+use cdx_server::{
+    self as server, CsvNull, FleetFilter, PublishFiles, PublishSpec, RunningServer, Store,
+};
 use reqwest::{header, StatusCode};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -976,7 +978,7 @@ fn publish_one(
     columns: &str,
     kind: PackageKind,
     csv_null: CsvNull,
-) -> Result<Vec<Vec<Value>>, cdx::server::ServerError> {
+) -> Result<Vec<Vec<Value>>, cdx_server::ServerError> {
     let dir = TempDir::new().unwrap();
     let store = Store::open(dir.path().join("data")).unwrap();
     let path = dir.path().join(name);
@@ -1424,7 +1426,7 @@ async fn compaction_prunes_only_what_no_store_will_download() {
 
     let withdrawn = store.withdraw(full.id, "ops", "bad prices").unwrap();
     assert_eq!(withdrawn.pruned_superseded, 2);
-    let said = cdx::server::report::withdrawn(&withdrawn);
+    let said = cdx_server::report::withdrawn(&withdrawn);
     assert!(
         said.contains("2 package(s) it superseded were pruned"),
         "{said}"

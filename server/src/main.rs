@@ -1,5 +1,5 @@
 //! `cdx-server`: the reference Async Server's command line. Thin: every
-//! command is a call into `cdx::server`.
+//! command is a call into `cdx_server`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use cdx::package::PackageKind;
-use cdx::server::{
-    self, report, CsvNull, ExportFormat, FleetFilter, PublishFiles, SessionFilter, Store,
-};
 use cdx::status::Direction;
+use cdx_server::{
+    self as server, report, CsvNull, ExportFormat, FleetFilter, PublishFiles, SessionFilter, Store,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The reference Async Server (headquarters side) of cdx.

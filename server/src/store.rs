@@ -19,8 +19,8 @@ use super::cache::{Cache, ChannelRow};
 use super::credentials;
 use super::error::ServerError;
 use super::schema::{ADDED_COLUMNS, CACHE_EPOCH, SCHEMA};
-use crate::package::PackageKind;
-use crate::protocol::{now_ms, ListedPackage, PackageInfo};
+use cdx::package::PackageKind;
+use cdx::protocol::{now_ms, ListedPackage, PackageInfo};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "server.db";
@@ -66,7 +66,7 @@ struct Inner {
     content_url_base: std::sync::OnceLock<String>,
     /// The token operators' routes (`/metrics`, `/console`) require, set by
     /// `serve --admin-token-file` or `CDX_ADMIN_TOKEN`.
-    admin_token: std::sync::OnceLock<crate::config::Secret>,
+    admin_token: std::sync::OnceLock<cdx::config::Secret>,
 }
 
 impl Drop for Inner {
@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// Makes the operators' routes require `token` (once per store).
-    pub fn set_admin_token(&self, token: crate::config::Secret) -> Result<(), ServerError> {
+    pub fn set_admin_token(&self, token: cdx::config::Secret) -> Result<(), ServerError> {
         self.inner
             .admin_token
             .set(token)
@@ -127,7 +127,7 @@ impl Store {
 
     /// The token operators' routes require; `None`: they answer loopback
     /// clients only.
-    pub fn admin_token(&self) -> Option<&crate::config::Secret> {
+    pub fn admin_token(&self) -> Option<&cdx::config::Secret> {
         self.inner.admin_token.get()
     }
 

@@ -7,7 +7,7 @@ use super::fleet::StoreState;
 use super::lifecycle::{Compacted, Withdrawn};
 use super::store::ChannelInfo;
 use super::uploads::{UploadConflict, UploadTableInfo};
-use crate::protocol::{ListedPackage, SessionInfo};
+use cdx::protocol::{ListedPackage, SessionInfo};
 
 /// Download sessions: channel, job, package, sequence, status (code), ...
 pub fn download_sessions(sessions: &[SessionInfo]) -> String {
@@ -221,7 +221,7 @@ pub fn age(ms: i64) -> String {
 
 /// Unix milliseconds as RFC 3339 UTC.
 pub fn time(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(crate::protocol::system_time(ms)).to_string()
+    humantime::format_rfc3339_seconds(cdx::protocol::system_time(ms)).to_string()
 }
 
 /// Left-aligned columns, two spaces apart; "(none)" when empty.

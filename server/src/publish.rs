@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::error::ServerError;
 use super::store::{validate_name, Store};
-use crate::package::{PackageHeader, PackageKind, PackageWriter, TableSchema, FORMAT_VERSION};
-use crate::protocol::{now_ms, PackageInfo};
+use cdx::package::{PackageHeader, PackageKind, PackageWriter, TableSchema, FORMAT_VERSION};
+use cdx::protocol::{now_ms, PackageInfo};
 
 /// The writer a publication streams rows into.
 pub type PackageFileWriter = PackageWriter<BufWriter<File>>;
@@ -228,7 +228,7 @@ fn insert_package(
             super::lifecycle::tables_json(tables),
         ],
     )?;
-    if info.kind == crate::package::PackageKind::Full {
+    if info.kind == cdx::package::PackageKind::Full {
         super::lifecycle::supersede_job(&tx, &info.data_group, &info.job)?;
     }
     let channels: Vec<String> = {

@@ -21,7 +21,7 @@ use super::content;
 use super::error::ServerError;
 use super::offload::blocking;
 use super::store::Store;
-use crate::protocol::{self, now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WAIT_MS};
+use cdx::protocol::{self, now_ms, ErrorBody, PackageList, Ping, StatusReport, MAX_WAIT_MS};
 
 /// Packages listed per response at most.
 pub const PACKAGES_PER_RESPONSE: usize = 100;
@@ -381,8 +381,8 @@ pub(crate) fn admin_only(req: &HttpRequest, store: &Store) -> Result<(), ServerE
 /// the same machine makes every client look local).
 fn from_this_machine(req: &HttpRequest) -> bool {
     let loopback_peer = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
-    let loopback_host = crate::protocol::host_name(req.connection_info().host())
-        .is_some_and(|name| crate::protocol::is_loopback_name(&name));
+    let loopback_host = cdx::protocol::host_name(req.connection_info().host())
+        .is_some_and(|name| cdx::protocol::is_loopback_name(&name));
     let proxied = [
         "forwarded",
         "x-forwarded-for",

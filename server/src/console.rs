@@ -20,10 +20,10 @@ use super::http::admin_only;
 use super::offload::blocking;
 use super::sessions::SessionFilter;
 use super::store::Store;
-use crate::html::{layout, Refresh};
-use crate::protocol::{now_ms, rfc3339_ms, ListedPackage, SessionInfo};
-use crate::server::metrics::channel_state;
-use crate::server::report::age;
+use crate::metrics::channel_state;
+use crate::report::age;
+use cdx::html::{layout, Refresh};
+use cdx::protocol::{now_ms, rfc3339_ms, ListedPackage, SessionInfo};
 
 const COOKIE: &str = "cdx_console";
 const REFRESH_SECONDS: u32 = 10;
@@ -39,7 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The cookie value for `token`: a hash of it, so the cookie never holds
 /// the token `/metrics` takes.
-fn cookie_value(token: &crate::config::Secret) -> String {
+fn cookie_value(token: &cdx::config::Secret) -> String {
     let mut h = Sha256::new();
     h.update(b"cdx console\0");
     h.update(token.expose().as_bytes());
@@ -56,7 +56,7 @@ fn check(req: &HttpRequest, store: &Store) -> Result<(), Box<HttpResponse>> {
     if let Some(token) = store.admin_token() {
         let signed_in = req
             .cookie(COOKIE)
-            .is_some_and(|c| crate::config::Secret::new(cookie_value(token)).matches(c.value()));
+            .is_some_and(|c| cdx::config::Secret::new(cookie_value(token)).matches(c.value()));
         if signed_in {
             return Ok(());
         }
@@ -76,7 +76,7 @@ fn check(req: &HttpRequest, store: &Store) -> Result<(), Box<HttpResponse>> {
 fn html(code: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
     let mut response = HttpResponse::build(code);
     response.content_type("text/html; charset=utf-8");
-    for h in crate::html::PAGE_HEADERS {
+    for h in cdx::html::PAGE_HEADERS {
         response.insert_header(h);
     }
     response.body(markup.into_string())

@@ -22,8 +22,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use super::error::ServerError;
 use super::publish::PublishSpec;
 use super::store::Store;
-use crate::package::{Column, ColumnType, PackageError, PackageKind, TableSchema, Value};
-use crate::protocol::PackageInfo;
+use cdx::package::{Column, ColumnType, PackageError, PackageKind, TableSchema, Value};
+use cdx::protocol::PackageInfo;
 
 /// One table of a publication and the files it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,7 +538,7 @@ impl<'s> KeySeen<'s> {
                         "table `{}`: key {} already on line {at}; a full package \
                          holds one row per key",
                         self.schema.name,
-                        crate::plan::describe_key(self.schema, values)
+                        cdx::plan::describe_key(self.schema, values)
                     ),
                 ));
             }
@@ -725,7 +725,7 @@ fn json_to_value(value: &serde_json::Value, column: &Column) -> Result<Value, St
 
 /// `value` when it is a value of `column`'s type, else why not.
 fn checked(value: Value, column: &Column) -> Result<Value, String> {
-    match crate::package::value_mismatch(column.ty, &value) {
+    match cdx::package::value_mismatch(column.ty, &value) {
         None => Ok(value),
         Some(why) => Err(format!("{} column: {why}", column.ty)),
     }
@@ -801,7 +801,7 @@ fn typed_text(text: &str, column: &Column) -> Result<Value, String> {
         },
         // Spelled the canonical way, so "12.5" in a decimal(10,2) is 12.50.
         ColumnType::Decimal { scale, .. } => Value::Text(
-            crate::package::parse_decimal(text.trim())
+            cdx::package::parse_decimal(text.trim())
                 .and_then(|d| d.to_canonical(scale))
                 .unwrap_or_else(|| text.to_owned()),
         ),

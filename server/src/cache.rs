@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::protocol::ListedPackage;
+use cdx::protocol::ListedPackage;
 
 /// A data group with more packages listed than this is not kept (its
 /// listing is read from the database each time): memory stays bounded

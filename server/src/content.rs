@@ -21,7 +21,7 @@ use super::auth::Authenticated;
 use super::error::ServerError;
 use super::offload::blocking;
 use super::store::Store;
-use crate::protocol::ErrorBody;
+use cdx::protocol::ErrorBody;
 
 /// Chunk size of a full-file response sent here (not by NamedFile).
 const CHUNK: usize = 64 * 1024;

@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::error::ServerError;
 use super::store::{parse_uuid, Store};
-use crate::protocol::{
+use cdx::protocol::{
     now_ms, PackageInfo, RefusedReport, SessionInfo, SessionList, StatusBatchAck, StatusReport,
 };
-use crate::status::{Direction, DownloadStatus, UploadStatus};
+use cdx::status::{Direction, DownloadStatus, UploadStatus};
 
 /// Which sessions to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

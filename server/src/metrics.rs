@@ -9,7 +9,7 @@ use std::sync::Once;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 
 use super::fleet::StoreState;
-use crate::metrics::{labels, set_gauge_family};
+use cdx::metrics::{labels, set_gauge_family};
 
 pub const REQUESTS: &str = "cdx_server_requests_total";
 pub const REQUEST_DURATION: &str = "cdx_server_request_duration_seconds";
@@ -24,7 +24,7 @@ const LAST_CONNECTION: &str = "cdx_server_channel_last_connection_timestamp_seco
 /// Installs the recorder and the help texts (once per process).
 pub fn install() {
     static DESCRIBED: Once = Once::new();
-    crate::metrics::handle();
+    cdx::metrics::handle();
     DESCRIBED.call_once(|| {
         describe_counter!(
             REQUESTS,
@@ -108,7 +108,7 @@ pub fn channel_state(s: &StoreState) -> &'static str {
 /// The metrics text, with the fleet's gauges set from `fleet`.
 pub fn render(fleet: &[StoreState]) -> String {
     install();
-    let mut states: BTreeMap<crate::metrics::Labels, f64> =
+    let mut states: BTreeMap<cdx::metrics::Labels, f64> =
         ["failing", "behind", "in_sync", "never_connected"]
             .iter()
             .map(|s| (labels([("state", s)]), 0.0))
@@ -130,5 +130,5 @@ pub fn render(fleet: &[StoreState]) -> String {
     set_gauge_family(APPLIED, applied);
     set_gauge_family(BEHIND, behind);
     set_gauge_family(LAST_CONNECTION, seen);
-    crate::metrics::render()
+    cdx::metrics::render()
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::package::PackageError;
+use cdx::package::PackageError;
 
 #[derive(Debug, Error)]
 pub enum ServerError {

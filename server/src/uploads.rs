@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::error::ServerError;
 use super::sessions::record_upload_applied;
 use super::store::Store;
-use crate::package::{is_identifier, shown, ColumnType, MAX_IDENTIFIER};
-use crate::protocol::{HighWater, UploadAck};
+use cdx::package::{is_identifier, shown, ColumnType, MAX_IDENTIFIER};
+use cdx::protocol::{HighWater, UploadAck};
 
 /// Per (channel, table): what the server holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,7 +250,7 @@ impl Store {
                             counter,
                             upload_id,
                             json,
-                            crate::protocol::now_ms()
+                            cdx::protocol::now_ms()
                         ])?;
                     }
                 }

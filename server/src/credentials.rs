@@ -22,5 +22,5 @@ pub(crate) fn hash_secret(salt: &[u8], secret: &str) -> [u8; 32] {
 
 /// Whether `secret` hashes, with `salt`, to `expected` (constant time).
 pub(crate) fn verify(salt: &[u8], expected: &[u8], secret: &str) -> bool {
-    crate::config::constant_time_eq(&hash_secret(salt, secret), expected)
+    cdx::config::constant_time_eq(&hash_secret(salt, secret), expected)
 }

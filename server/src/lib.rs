@@ -1,4 +1,5 @@
-//! The reference Async Server (headquarters side), `cdx-server`.
+//! `cdx-server`: the reference Async Server (headquarters side), a crate of
+//! its own beside the `cdx` library it serves packages of.
 //!
 //! It registers channel databases in data groups, publishes packages per
 //! data group in a strict sequence, serves them over HTTP with resumable

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use super::cache;
 use super::error::ServerError;
 use super::store::{package_from_row, parse_uuid, Store, PACKAGE_COLUMNS};
-use crate::package::{PackageKind, PackageReader};
-use crate::protocol::{now_ms, ListedPackage, PackageInfo, Supersession, Withdrawal};
+use cdx::package::{PackageKind, PackageReader};
+use cdx::protocol::{now_ms, ListedPackage, PackageInfo, Supersession, Withdrawal};
 
 /// One package of a job, as [`supersessions`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +217,7 @@ impl Store {
             if let Some((at, who, why)) = earlier {
                 return Err(ServerError::Conflict(format!(
                     "package {id} was already withdrawn by {who} at {}: {why}",
-                    crate::protocol::rfc3339_ms(at)
+                    cdx::protocol::rfc3339_ms(at)
                 )));
             }
             let withdrawal = Withdrawal {
