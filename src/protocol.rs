@@ -29,6 +29,33 @@ pub const UPLOADS: &str = "/v1/uploads";
 /// `GET /v1/uploads/high-water`: per table, the highest counter stored.
 pub const HIGH_WATER: &str = "/v1/uploads/high-water";
 
+/// `GET /v1/groups/{group}/head`: where a data group's listing stands
+/// ([`GroupHead`]), for anyone: no credentials, the same answer for every
+/// store of the group, cacheable for [`HEAD_MAX_AGE_SECS`] with its version
+/// in the `ETag`. A CDN or caching proxy in front of headquarters answers
+/// a fleet's "anything new?" with one request a second per group; a store
+/// asks for its own (authenticated) listing only when the version moved.
+pub fn group_head_path(data_group: &str) -> String {
+    format!("/v1/groups/{data_group}/head")
+}
+/// How long a [`GroupHead`] answer may be kept by a cache
+/// (`Cache-Control: public, max-age=1`).
+pub const HEAD_MAX_AGE_SECS: u64 = 1;
+
+/// Where a data group's listing stands. Two answers with the same
+/// `version` list the same packages the same way (published, withdrawn,
+/// superseded); a store that listed at one version has nothing to ask at
+/// the same version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupHead {
+    pub data_group: String,
+    /// The newest sequence published (0: none).
+    pub newest: u64,
+    /// Moves at every change of the group's listing; also the `ETag`.
+    /// Opaque: compare for equality only.
+    pub version: String,
+}
+
 /// The longest long poll a server honours; longer waits are cut to this.
 pub const MAX_WAIT_MS: u64 = 60_000;
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cdx::protocol::ListedPackage;
+use cdx::protocol::{GroupHead, ListedPackage};
 
 /// A data group with more packages listed than this is not kept (its
 /// listing is read from the database each time): memory stays bounded
@@ -52,6 +52,9 @@ struct Entries {
     channels: HashMap<String, Arc<ChannelRow>>,
     /// `None`: more packages than [`MAX_CACHED_PACKAGES`], read each time.
     listings: HashMap<String, Option<Arc<Vec<ListedPackage>>>>,
+    /// Groups with packages only: a head asked of a made-up group is read
+    /// from the database each time, and takes no memory.
+    heads: HashMap<String, Arc<GroupHead>>,
 }
 
 impl Cache {
@@ -100,6 +103,7 @@ impl Cache {
         if entries.generation != now || !self.enabled.load(Ordering::Acquire) {
             entries.channels.clear();
             entries.listings.clear();
+            entries.heads.clear();
             entries.generation = now;
         }
         entries
@@ -138,6 +142,27 @@ impl Cache {
         let mut entries = self.entries();
         if entries.generation == generation {
             entries.listings.insert(data_group.to_owned(), kept);
+        }
+    }
+}
+
+impl Cache {
+    /// The head of `data_group` as kept.
+    pub fn head(&self, data_group: &str) -> Option<Arc<GroupHead>> {
+        self.entries().heads.get(data_group).cloned()
+    }
+
+    /// Keeps `head`. Keep only the heads of groups that have packages, so
+    /// that made-up group names take no memory.
+    pub fn keep_head(&self, generation: u64, head: &GroupHead) {
+        if !self.enabled.load(Ordering::Acquire) {
+            return;
+        }
+        let mut entries = self.entries();
+        if entries.generation == generation {
+            entries
+                .heads
+                .insert(head.data_group.clone(), Arc::new(head.clone()));
         }
     }
 }

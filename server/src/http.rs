@@ -99,6 +99,11 @@ pub fn serve(store: Store, listener: std::net::TcpListener) -> std::io::Result<S
                     .route("/ping", web::get().to(ping))
                     .route("/packages", web::get().to(packages))
                     .service(
+                        web::resource("/groups/{group}/head")
+                            .route(web::get().to(group_head))
+                            .route(web::head().to(group_head)),
+                    )
+                    .service(
                         web::resource("/packages/{id}/content")
                             .route(web::get().to(content::package_content))
                             .route(web::head().to(content::package_content)),
@@ -258,6 +263,50 @@ async fn packages(
         packages: store.with_content_urls(packages),
         applied_before,
     }))
+}
+
+/// `GET /v1/groups/{group}/head`: where a group's listing stands, for
+/// anyone (it tells a group's newest sequence and nothing else), with
+/// `Cache-Control: public, max-age=1` and the version as a strong `ETag`,
+/// so that a CDN or caching proxy answers a fleet's polls with one request
+/// a second per group. `If-None-Match` with the current version: 304.
+async fn group_head(
+    req: HttpRequest,
+    store: web::Data<Store>,
+    group: web::Path<String>,
+) -> Result<HttpResponse, ServerError> {
+    let group = group.into_inner();
+    super::store::validate_name("data group", &group)?;
+    let head = match store.group_head_cached(&group) {
+        Some(head) => head,
+        None => blocking(move || store.group_head(&group)).await?,
+    };
+    let etag = format!("\"{}\"", head.version);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|tag| tag.trim().trim_start_matches("W/"))
+                .any(|tag| tag == etag || tag == "*")
+        });
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", protocol::HEAD_MAX_AGE_SECS),
+        ))
+        .insert_header((header::ETAG, etag));
+    Ok(if unchanged {
+        response.finish()
+    } else {
+        response.json(head)
+    })
 }
 
 async fn status(

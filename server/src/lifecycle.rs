@@ -18,7 +18,7 @@ use super::cache;
 use super::error::ServerError;
 use super::store::{package_from_row, parse_uuid, Store, PACKAGE_COLUMNS};
 use cdx::package::{PackageKind, PackageReader};
-use cdx::protocol::{now_ms, ListedPackage, PackageInfo, Supersession, Withdrawal};
+use cdx::protocol::{now_ms, GroupHead, ListedPackage, PackageInfo, Supersession, Withdrawal};
 
 /// One package of a job, as [`supersessions`] needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +140,39 @@ impl Store {
     ) -> Option<Vec<ListedPackage>> {
         let listed = self.cache().listing(data_group)??;
         Some(cache::listed_after(&listed, after, limit))
+    }
+
+    /// Where `data_group`'s listing stands (`GET /v1/groups/{group}/head`):
+    /// its newest sequence, and a version that moves at every change of its
+    /// packages (`group_versions`, moved by triggers). From memory while
+    /// nothing changed; a group without packages is answered, never kept.
+    pub fn group_head(&self, data_group: &str) -> Result<GroupHead, ServerError> {
+        if let Some(head) = self.group_head_cached(data_group) {
+            return Ok(head);
+        }
+        let generation = self.cache().generation();
+        let (newest, version): (i64, Option<i64>) = self.with_conn(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT (SELECT coalesce(max(sequence), 0) FROM packages WHERE data_group = ?1),
+                            (SELECT version FROM group_versions WHERE data_group = ?1)",
+                )?
+                .query_row([data_group], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })?;
+        let head = GroupHead {
+            data_group: data_group.to_owned(),
+            newest: newest.max(0) as u64,
+            version: format!("{newest}-{}", version.unwrap_or(0)),
+        };
+        if newest > 0 || version.is_some() {
+            self.cache().keep_head(generation, &head);
+        }
+        Ok(head)
+    }
+
+    /// [`group_head`](Self::group_head) from memory: `None` when not kept.
+    pub fn group_head_cached(&self, data_group: &str) -> Option<GroupHead> {
+        self.cache().head(data_group).map(|h| (*h).clone())
     }
 
     /// The first `limit` packages of `data_group`, in sequence order.

@@ -158,6 +158,35 @@ CREATE TRIGGER IF NOT EXISTS cache_package_removed AFTER DELETE ON packages
     BEGIN UPDATE cache_epoch SET n = n + 1; END;
 "#;
 
+/// Per data group, a counter moved by every change to its packages (a
+/// publication, a withdrawal, a supersession, a pruning): with the newest
+/// sequence, the version of `GET /v1/groups/{group}/head`. A group that
+/// changed before this table existed starts at 0 (absent).
+pub(crate) const GROUP_VERSIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS group_versions (
+    data_group TEXT PRIMARY KEY,
+    version    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS group_version_package_added AFTER INSERT ON packages
+    BEGIN
+        INSERT INTO group_versions (data_group, version) VALUES (NEW.data_group, 1)
+            ON CONFLICT (data_group) DO UPDATE SET version = version + 1;
+    END;
+CREATE TRIGGER IF NOT EXISTS group_version_package_changed AFTER UPDATE ON packages
+    BEGIN
+        INSERT INTO group_versions (data_group, version) VALUES (NEW.data_group, 1)
+            ON CONFLICT (data_group) DO UPDATE SET version = version + 1;
+        INSERT INTO group_versions (data_group, version)
+            SELECT OLD.data_group, 1 WHERE OLD.data_group IS NOT NEW.data_group
+            ON CONFLICT (data_group) DO UPDATE SET version = version + 1;
+    END;
+CREATE TRIGGER IF NOT EXISTS group_version_package_removed AFTER DELETE ON packages
+    BEGIN
+        INSERT INTO group_versions (data_group, version) VALUES (OLD.data_group, 1)
+            ON CONFLICT (data_group) DO UPDATE SET version = version + 1;
+    END;
+"#;
+
 /// Columns added after a table was first released, added to older files on
 /// open: (table, column, its definition).
 pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[

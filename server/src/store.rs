@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::cache::{Cache, ChannelRow};
 use super::credentials;
 use super::error::ServerError;
-use super::schema::{ADDED_COLUMNS, CACHE_EPOCH, SCHEMA};
+use super::schema::{ADDED_COLUMNS, CACHE_EPOCH, GROUP_VERSIONS, SCHEMA};
 use cdx::package::PackageKind;
 use cdx::protocol::{now_ms, ListedPackage, PackageInfo};
 
@@ -101,6 +101,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
         conn.execute_batch(CACHE_EPOCH)?;
+        conn.execute_batch(GROUP_VERSIONS)?;
         let (published, _) = watch::channel(0);
         let store = Store {
             inner: Arc::new(Inner {

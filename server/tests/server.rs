@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use cdx::package::{Column, ColumnType, PackageKind, PackageReader, TableSchema, Value};
 use cdx::protocol::{
-    ErrorBody, HighWater, ListedPackage, PackageInfo, PackageList, Ping, SessionList, StatusReport,
-    UploadAck, UploadBatch,
+    self, ErrorBody, GroupHead, HighWater, ListedPackage, PackageInfo, PackageList, Ping,
+    SessionList, StatusReport, UploadAck, UploadBatch,
 };
 use cdx::status::Direction;
 use cdx_server::{
@@ -232,6 +232,109 @@ async fn another_processs_channels_and_packages_are_seen_though_polls_are_answer
             listed = list.packages.iter().map(|p| p.package.id).collect();
         }
     }
+}
+
+/// `GET` the test group's head, checking its caching headers.
+async fn group_head(t: &TestServer) -> GroupHead {
+    let response = t
+        .client
+        .get(t.url(&protocol::group_head_path(GROUP)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=1");
+    let head: GroupHead = response.json().await.unwrap();
+    assert_eq!(
+        headers[header::ETAG].to_str().unwrap(),
+        format!("\"{}\"", head.version)
+    );
+    head
+}
+
+/// A group's head is answered to anyone, cacheable for a second, with its
+/// version as the ETag: it moves when a package is published (here or by
+/// another process) or withdrawn, and a request naming the current version
+/// is answered 304.
+#[actix_rt::test]
+async fn a_groups_head_is_public_cacheable_and_moves_with_its_listing() {
+    let t = TestServer::start();
+    let other_process = Store::open(t.dir.path().join("data")).unwrap();
+    let head_of = |group: &str| t.client.get(t.url(&protocol::group_head_path(group)));
+    let empty = group_head(&t).await;
+    assert_eq!((empty.data_group.as_str(), empty.newest), (GROUP, 0));
+    assert_eq!(
+        group_head(&t).await,
+        empty,
+        "the head moved with nothing published"
+    );
+
+    let first = t.publish_products(2);
+    let published = group_head(&t).await;
+    assert_eq!(published.newest, first.sequence);
+    assert_ne!(published.version, empty.version);
+    assert_eq!(
+        group_head(&t).await,
+        published,
+        "answered differently from memory"
+    );
+    let response = head_of(GROUP)
+        .header(header::IF_NONE_MATCH, format!("\"{}\"", published.version))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        response.headers()[header::ETAG].to_str().unwrap(),
+        format!("\"{}\"", published.version)
+    );
+
+    // A withdrawal changes the listing, not the newest sequence.
+    t.store().withdraw(first.id, "ops", "wrong prices").unwrap();
+    let withdrawn = group_head(&t).await;
+    assert_eq!(withdrawn.newest, first.sequence);
+    assert_ne!(withdrawn.version, published.version);
+    let response = head_of(GROUP)
+        .header(header::IF_NONE_MATCH, format!("\"{}\"", published.version))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "an old version was answered 304"
+    );
+
+    // Another process's publication is seen though heads are kept in memory.
+    let second = publish_products(&other_process, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = group_head(&t).await;
+        if now.newest == second.sequence {
+            assert_ne!(now.version, withdrawn.version);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 10 s the head still says {now:?}, not #{}",
+            second.sequence
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Another group's head is its own; a name no group could have is refused.
+    let other: GroupHead = head_of("elsewhere")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other.newest, 0);
+    let response = head_of("bad%20name").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(error_of(response).await.contains("data group"));
 }
 
 /// Packages published from JSON Lines and CSV files are listed in order and download with their sha256.
