@@ -181,6 +181,13 @@ pub struct DownloadConfig {
     /// How long the server may hold a poll open; zero turns long polling off.
     pub long_poll: Duration,
     pub chunk_bytes: u64,
+    /// Where to ask whether the data group's listing moved before each poll
+    /// (`GET {head_url}/v1/groups/{group}/head`, no credentials): a CDN or
+    /// caching proxy in front of headquarters, or headquarters itself.
+    /// With it, polls run every `interval` without long polling, and list
+    /// (authenticated) only when the head moved, or at least every
+    /// [`crate::head::HEAD_TRUSTED_FOR`].
+    pub head_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +302,7 @@ mod raw {
         #[serde(with = "humantime_serde")]
         long_poll: Duration,
         chunk_bytes: u64,
+        head_url: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -381,6 +389,7 @@ mod raw {
                 interval: DEFAULT_DOWNLOAD_INTERVAL,
                 long_poll: DEFAULT_LONG_POLL,
                 chunk_bytes: DEFAULT_CHUNK_BYTES,
+                head_url: None,
             }
         }
     }
@@ -786,11 +795,21 @@ mod raw {
                     "must be between 65536 and 1073741824",
                 ));
             }
+            let head_url = match self.head_url {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(invalid(
+                        "download.head_url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ))
+                }
+                url => url.map(|u| u.trim_end_matches('/').to_owned()),
+            };
             Ok(DownloadConfig {
                 mode: self.mode,
                 interval: self.interval,
                 long_poll: self.long_poll,
                 chunk_bytes: self.chunk_bytes,
+                head_url,
             })
         }
     }

@@ -15,6 +15,7 @@
 //! - [`config`]: the agent's TOML configuration, validated.
 //! - [`failure`]: which failures are transient (retried, not counted) and
 //!   which permanent (counted against the try count).
+//! - [`head`]: whether a poll may end at its data group's head (pure).
 //! - [`retry`]: the retry policy (try count, exponential backoff with jitter).
 //! - [`status`]: the session status models of the original Async Client.
 //! - [`retail`]: a generated retail data set for the demo and the tests.
@@ -22,6 +23,7 @@
 pub mod channel_db;
 pub mod config;
 pub mod failure;
+pub mod head;
 pub mod html;
 pub mod metrics;
 pub mod package;

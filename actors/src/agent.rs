@@ -177,6 +177,7 @@ impl Agent {
                 shutdown: shutdown.clone(),
                 downloads_dir,
                 went_back: Default::default(),
+                head: Default::default(),
             },
             &supervision,
         );

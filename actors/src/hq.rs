@@ -10,7 +10,8 @@ use std::time::Duration;
 use cdx::config::{Secret, ServerConfig};
 use cdx::failure::FailureClass;
 use cdx::protocol::{
-    self, ErrorBody, HighWater, PackageList, Ping, StatusBatchAck, StatusReport, UploadAck,
+    self, ErrorBody, GroupHead, HighWater, PackageList, Ping, StatusBatchAck, StatusReport,
+    UploadAck,
 };
 use reqwest::{RequestBuilder, Response, StatusCode};
 use thiserror::Error;
@@ -32,6 +33,9 @@ pub enum HqError {
     },
     #[error("{url}: {source}")]
     Transport { url: String, source: reqwest::Error },
+    /// A 2xx answer that is not what the route answers.
+    #[error("{url}: {message}")]
+    BadAnswer { url: String, message: String },
 }
 
 impl HqError {
@@ -43,7 +47,8 @@ impl HqError {
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Unauthorized { .. }
-            | Self::Transport { .. } => FailureClass::Transient,
+            | Self::Transport { .. }
+            | Self::BadAnswer { .. } => FailureClass::Transient,
         }
     }
 
@@ -58,6 +63,9 @@ impl HqError {
         }
     }
 }
+
+/// The largest answer [`HqClient::head`] reads.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct HqClient {
@@ -178,6 +186,62 @@ impl HqClient {
         let req = self.api(reqwest::Method::GET, protocol::HIGH_WATER);
         let resp = self.send(protocol::HIGH_WATER, req).await?;
         json(protocol::HIGH_WATER, resp).await
+    }
+
+    /// `data_group`'s head, asked of `base` (a CDN, a caching proxy or
+    /// headquarters) without credentials. `Ok(None)`: still at `known` (a
+    /// 304 to `If-None-Match`, or the same version). The answer is read up
+    /// to [`MAX_HEAD_BYTES`]: whatever stands in front of headquarters
+    /// cannot make the agent hold more.
+    pub async fn head(
+        &self,
+        base: &str,
+        data_group: &str,
+        known: Option<&str>,
+    ) -> Result<Option<GroupHead>, HqError> {
+        let url = format!("{base}{}", protocol::group_head_path(data_group));
+        let mut req = self
+            .plain(reqwest::Method::GET, &url)
+            .timeout(self.request_timeout);
+        if let Some(version) = known {
+            req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{version}\""));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| HqError::from_reqwest(&url, e))?;
+        if resp.status() == StatusCode::NOT_MODIFIED && known.is_some() {
+            return Ok(None);
+        }
+        let mut resp = check(&url, resp).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| HqError::from_reqwest(&url, e))?
+        {
+            if body.len() + chunk.len() > MAX_HEAD_BYTES {
+                return Err(HqError::BadAnswer {
+                    url,
+                    message: format!("a group's head of more than {MAX_HEAD_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let head: GroupHead = serde_json::from_slice(&body).map_err(|e| HqError::BadAnswer {
+            url: url.clone(),
+            message: format!("not a group's head: {e}"),
+        })?;
+        if head.data_group != data_group {
+            return Err(HqError::BadAnswer {
+                url,
+                message: format!(
+                    "the head of data group `{}` answered for `{data_group}`",
+                    protocol::printable(&head.data_group)
+                ),
+            });
+        }
+        Ok((Some(head.version.as_str()) != known).then_some(head))
     }
 
     pub fn content_path(id: Uuid) -> String {

@@ -123,15 +123,16 @@ impl Config {
             TransferMode::Reliable => "reliable",
             TransferMode::Streaming => "streaming",
         };
-        file.insert(
-            "download".into(),
-            table([
-                ("mode", text(mode)),
-                ("interval", duration(d.interval)),
-                ("long_poll", duration(d.long_poll)),
-                ("chunk_bytes", integer(d.chunk_bytes)),
-            ]),
-        );
+        let mut download = table([
+            ("mode", text(mode)),
+            ("interval", duration(d.interval)),
+            ("long_poll", duration(d.long_poll)),
+            ("chunk_bytes", integer(d.chunk_bytes)),
+        ]);
+        if let (Some(url), Value::Table(download)) = (&d.head_url, &mut download) {
+            download.insert("head_url".into(), text(url));
+        }
+        file.insert("download".into(), download);
         let u = &self.upload;
         let tables = u
             .tables

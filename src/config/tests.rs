@@ -86,6 +86,30 @@ fn invalid_values_name_the_key() {
     assert!(table.contains("`upload.tables`"), "{table}");
     let listen = error_of(&format!("{MINIMAL}\n[status]\nlisten = \"everywhere\"\n"));
     assert!(listen.contains("`status.listen`"), "{listen}");
+    let head = error_of(&format!(
+        "{MINIMAL}\n[download]\nhead_url = \"cdn.example\"\n"
+    ));
+    assert!(head.contains("`download.head_url`"), "{head}");
+}
+
+/// A group head's base URL loses its trailing slash and is shown by
+/// `config check`; without one, the agent long-polls headquarters.
+#[test]
+fn a_head_url_is_kept_and_shown() {
+    assert_eq!(parse(MINIMAL).unwrap().download.head_url, None);
+    let c = parse(&format!(
+        "{MINIMAL}\n[download]\nhead_url = \"https://cdn.example/cdx/\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.download.head_url.as_deref(),
+        Some("https://cdn.example/cdx")
+    );
+    let shown = c.effective_toml();
+    assert!(
+        shown.contains("head_url = \"https://cdn.example/cdx\""),
+        "{shown}"
+    );
 }
 
 /// The secret may come from an environment variable, and exactly one source is allowed.

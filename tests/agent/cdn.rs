@@ -1,7 +1,9 @@
-//! Packages served by a real nginx through the listing's `content_url`:
-//! the agent downloads them without its credentials, resumes through
-//! connection resets with `Range` and nginx's own `If-Range` validator,
-//! and applies them.
+//! A real nginx in front of headquarters. Packages served through the
+//! listing's `content_url`: the agent downloads them without its
+//! credentials, resumes through connection resets with `Range` and nginx's
+//! own `If-Range` validator, and applies them. Polls through a caching
+//! nginx: the group's head is answered from its cache, headquarters sees
+//! one head request a second, and no store lists while the head stays.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use cdx::retail::{expected_row_counts, DataSetSize};
 
 use super::util::*;
 
-/// nginx on 127.0.0.1, serving `root`, logging what each request carried.
+/// nginx on 127.0.0.1, logging what each request carried.
 struct Nginx {
     _child: Child,
     dir: tempfile::TempDir,
@@ -31,7 +33,24 @@ fn nginx_bin() -> PathBuf {
 }
 
 impl Nginx {
+    /// nginx serving the files under `root`.
     fn start(root: &Path) -> Nginx {
+        Nginx::with_server(&format!("root {}; location / {{ }}", root.display()))
+    }
+
+    /// nginx in front of `upstream`, keeping answers as they say
+    /// (`Cache-Control`) under `/v1/groups/`, with concurrent misses of one
+    /// key sent upstream once (`proxy_cache_lock`), as a CDN does.
+    fn caching(upstream: std::net::SocketAddr) -> Nginx {
+        Nginx::with_server(&format!(
+            "location /v1/groups/ {{ proxy_pass http://{upstream}; proxy_cache heads; \
+               proxy_cache_lock on; }}\n\
+             location / {{ proxy_pass http://{upstream}; proxy_read_timeout 120s; }}"
+        ))
+    }
+
+    /// nginx with `server`'s directives inside its one `server` block.
+    fn with_server(server: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let addr = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -42,13 +61,13 @@ impl Nginx {
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n\
-               log_format cdx '$request|$status|$http_authorization|$http_range|$http_if_range|$body_bytes_sent';\n\
+               log_format cdx '$request|$status|$http_authorization|$http_range|$http_if_range|$body_bytes_sent|$upstream_cache_status';\n\
                access_log {d}/access.log cdx;\n\
                client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-               server {{ listen {addr}; root {root}; location / {{ }} }}\n\
-             }}\n",
-            root = root.display()
+               proxy_cache_path {d}/cache keys_zone=heads:1m;\n\
+               server {{ listen {addr}; {server} }}\n\
+             }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new(nginx_bin())
@@ -71,7 +90,8 @@ impl Nginx {
         }
     }
 
-    /// The access log: request, status, Authorization, Range, If-Range, bytes.
+    /// The access log: request, status, Authorization, Range, If-Range,
+    /// bytes, and whether the cache answered (`HIT`; `-` where none is kept).
     fn requests(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(self.dir.path().join("access.log"))
             .unwrap_or_default()
@@ -196,4 +216,127 @@ fn a_failing_content_url_falls_back_to_the_api() {
         requests.iter().filter(|r| r[1] == "404").count() >= published.len(),
         "nginx was not asked first: {requests:?}"
     );
+}
+
+/// Stores poll every 200 ms through a caching nginx: it answers their
+/// group-head requests from its cache, headquarters sees about one a
+/// second, and no store pings or lists while the head stays. A package
+/// published then moves the head, and every store lists and applies it.
+#[test]
+fn polls_through_a_caching_proxy_reach_headquarters_once_a_second_and_list_only_when_the_head_moves(
+) {
+    const STORES: usize = 3;
+    let mut hq = HqProcess::new();
+    let channels: Vec<String> = (1..=STORES).map(|i| format!("store-{i:04}")).collect();
+    for channel in &channels[1..] {
+        hq.store.add_channel(channel, GROUP, SECRET).unwrap();
+    }
+    hq.restart();
+    let nginx = Nginx::caching(hq.addr);
+    let cdn = format!("http://{}", nginx.addr);
+    let published = hq.publish_initial(small());
+
+    let stores: Vec<StoreDir> = channels.iter().map(|_| StoreDir::new()).collect();
+    let agents: Vec<RunningAgent> = stores
+        .iter()
+        .zip(&channels)
+        .map(|(store, channel)| {
+            // One agent.toml per store, each its own channel, polling the
+            // head through nginx every 200 ms.
+            let path = store.write_config(&cdn, "streaming", "");
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(
+                    &format!("channel_id = \"{CHANNEL}\""),
+                    &format!("channel_id = \"{channel}\""),
+                )
+                .replace(
+                    "interval = \"1s\"",
+                    &format!("interval = \"200ms\"\nhead_url = \"{cdn}\""),
+                );
+            std::fs::write(&path, text).unwrap();
+            let config = cdx::config::Config::load(&path).unwrap();
+            assert_eq!(config.download.head_url.as_deref(), Some(cdn.as_str()));
+            RunningAgent::start(config, sqlite(store.channel_db()))
+        })
+        .collect();
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        stores.iter().all(|s| s.applied() == published.len() as u64)
+    });
+    assert!(
+        caught_up,
+        "the stores did not apply the initial packages: {:?}",
+        agents[0].status_json()
+    );
+
+    // Each store lists once more, finds nothing, and goes quiet.
+    let empty_listing = format!("/v1/packages?after={}&", published.len());
+    let quiet = wait_until(Duration::from_secs(30), || {
+        let listed = nginx.requests();
+        listed
+            .iter()
+            .filter(|r| r[0].contains(&empty_listing))
+            .count()
+            >= STORES
+    });
+    assert!(quiet, "the stores did not list after the last package");
+
+    // Quiet: three seconds of polls with nothing new.
+    let before = nginx.requests().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let quiet: Vec<Vec<String>> = nginx.requests().split_off(before);
+    let heads: Vec<_> = quiet
+        .iter()
+        .filter(|r| r[0].contains("/v1/groups/default/head"))
+        .collect();
+    let upstream: Vec<_> = heads.iter().filter(|r| r[6] != "HIT").collect();
+    // 3 stores every 200 ms for 3 s is 45 polls; allow for slow scheduling.
+    assert!(
+        heads.len() >= 15,
+        "the stores did not poll the head: {quiet:?}"
+    );
+    // One a second, and one more at each end of the window.
+    assert!(
+        upstream.len() <= 5,
+        "{} of {} head requests reached headquarters in 3 s: {heads:?}",
+        upstream.len(),
+        heads.len()
+    );
+    for r in &heads {
+        assert_eq!(r[2], "-", "a head request carried credentials: {r:?}");
+        assert!(
+            r[1] == "200" || r[1] == "304",
+            "a head request failed: {r:?}"
+        );
+    }
+    let asked: Vec<_> = quiet
+        .iter()
+        .filter(|r| r[0].contains("/v1/packages?") || r[0].contains("/v1/ping"))
+        .collect();
+    assert!(
+        asked.is_empty(),
+        "stores pinged or listed with nothing new: {asked:?}"
+    );
+
+    // Something new: the head moves, and every store lists and applies it.
+    let round = hq.publish_round(small(), 1);
+    let newest = published.len() as u64 + round.len() as u64;
+    let applied = wait_until(Duration::from_secs(30), || {
+        stores.iter().all(|s| s.applied() == newest)
+    });
+    assert!(
+        applied,
+        "a new package was not applied through the head: {:?}",
+        agents[0].status_json()
+    );
+    for agent in &agents {
+        let (code, body) = http(agent.status_addr, "GET", "/health");
+        assert_eq!(
+            code, 200,
+            "an agent polling through the head is unhealthy: {body}"
+        );
+    }
+    for agent in agents {
+        agent.stop();
+    }
 }

@@ -738,6 +738,13 @@ impl HqProcess {
             .collect()
     }
 
+    pub fn publish_round(&self, size: DataSetSize, round: u64) -> Vec<PackageInfo> {
+        cdx::retail::incremental_packages(size, SEED, round)
+            .into_iter()
+            .map(|p| self.publish(p))
+            .collect()
+    }
+
     pub fn uploaded(&self, table: &str) -> u64 {
         self.store.uploaded_row_count(CHANNEL, table).unwrap()
     }

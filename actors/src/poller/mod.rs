@@ -5,7 +5,9 @@
 //!
 //! While idle it keeps a long poll open, so a package published at
 //! headquarters is applied within a second; the scheduler's interval is
-//! the backstop after errors or with long polling off.
+//! the backstop after errors or with long polling off. With
+//! `download.head_url`, it polls every interval instead, and a poll whose
+//! group head has not moved since a quiet listing ends there (`cdx::head`).
 
 mod operator;
 mod pipeline;
@@ -26,6 +28,12 @@ const NAME: &str = "poller";
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PollNow;
+
+/// An operator asks for a poll now (`POST /control/sync`): it lists,
+/// whatever the group's head says.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SyncNow;
 
 /// An operator releases the suspended package: it is tried again. Answers
 /// with the package, or `None` if nothing was suspended.
@@ -50,6 +58,8 @@ pub struct Poller {
     pipeline: Pipeline,
     busy: bool,
     resume_requested: bool,
+    /// The next pass lists, whatever the group's head says.
+    list_requested: bool,
     /// Operators' requests waiting for the pass in hand to end.
     queued: Vec<(Request, Answer)>,
     supervision: Supervision,
@@ -62,6 +72,7 @@ impl Poller {
             pipeline,
             busy: false,
             resume_requested: false,
+            list_requested: false,
             queued: Vec::new(),
             supervision,
         })
@@ -92,15 +103,16 @@ impl Handler<PollNow> for Poller {
         }
         self.busy = true;
         let resume = std::mem::take(&mut self.resume_requested);
+        let list = std::mem::take(&mut self.list_requested) || resume;
         let pipeline = self.pipeline.clone();
-        let pass = async move { pipeline.pass(resume).await };
+        let pass = async move { pipeline.pass(resume, list).await };
         ctx.spawn(pass.into_actor(self).map(|outcome, act, ctx| {
             act.busy = false;
             if act.run_queued(ctx) {
                 // It polls again when done.
                 return;
             }
-            let long_polling = !act.pipeline.config.long_poll.is_zero();
+            let long_polling = act.pipeline.long_polls();
             match outcome {
                 // More may be waiting: go on at once.
                 PassOutcome::Progressed => ctx.notify(PollNow),
@@ -114,6 +126,15 @@ impl Handler<PollNow> for Poller {
                 | PassOutcome::Stopped => {}
             }
         }));
+    }
+}
+
+impl Handler<SyncNow> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: SyncNow, ctx: &mut Self::Context) {
+        self.list_requested = true;
+        self.handle(PollNow, ctx);
     }
 }
 
@@ -157,6 +178,8 @@ impl Poller {
         };
         ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
             act.busy = false;
+            // What an operator did (a rerun, a cancel) shows in a listing.
+            act.list_requested = true;
             // Requests that came meanwhile go before the next pass.
             if !act.run_queued(ctx) {
                 ctx.notify(PollNow);

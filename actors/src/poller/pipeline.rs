@@ -1,11 +1,12 @@
 //! One pass of the download pipeline: list, then download and apply each
 //! package in order, recording every step in the journal.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use cdx::channel_db::ApplyOutcome;
 use cdx::config::DownloadConfig;
+use cdx::head::HeadWatch;
 use cdx::protocol::PackageInfo;
 use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::DownloadStatus;
@@ -50,6 +51,9 @@ pub struct Pipeline {
     /// The last "went back" headquarters told of (the sequence it saw the
     /// store at), so that it is logged once, not at every poll.
     pub went_back: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The last quiet listing, which a poll may end at while the group's
+    /// head stays (with `download.head_url`).
+    pub head: std::sync::Arc<std::sync::Mutex<HeadWatch>>,
 }
 
 /// What became of one package.
@@ -60,11 +64,22 @@ pub(super) enum Carried {
 }
 
 impl Pipeline {
-    pub async fn pass(&self, resume: bool) -> PassOutcome {
-        match self.try_pass(resume).await {
+    /// Whether an empty answer came after a long poll (so the next poll
+    /// may start at once); with `download.head_url` polls run every
+    /// interval instead.
+    pub fn long_polls(&self) -> bool {
+        !self.config.long_poll.is_zero() && self.config.head_url.is_none()
+    }
+
+    /// One pass; `list`: whatever the group's head says (an operator asked).
+    pub async fn pass(&self, resume: bool, list: bool) -> PassOutcome {
+        match self.try_pass(resume, list).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed; retrying at the next interval");
+                // The next pass lists: a head that did not move says
+                // nothing of what failed, and must not seem to recover it.
+                self.head_watch().forget();
                 self.status.do_send(StatusEvent::Failing {
                     stage: "poll",
                     component: e.component(),
@@ -76,8 +91,35 @@ impl Pipeline {
         }
     }
 
-    async fn try_pass(&self, resume: bool) -> Result<PassOutcome, ActorError> {
+    async fn try_pass(&self, resume: bool, list: bool) -> Result<PassOutcome, ActorError> {
         let open = self.journal.send(OpenDownloads).await??;
+        // With nothing in hand, a group head unmoved since the last quiet
+        // listing ends the poll here.
+        let mut head = None;
+        if let (Some(url), false, true) = (&self.config.head_url, list, open.is_empty()) {
+            let quiet = self.head_watch().quiet(Instant::now()).cloned();
+            if let Some(quiet) = quiet {
+                match self
+                    .hq
+                    .head(url, &quiet.data_group, Some(&quiet.version))
+                    .await
+                {
+                    Ok(None) => {
+                        self.status.do_send(StatusEvent::Polled {
+                            data_group: quiet.data_group,
+                            listed: 0,
+                            last_applied: quiet.last_applied,
+                            pending: Vec::new(),
+                        });
+                        return Ok(PassOutcome::Idle);
+                    }
+                    Ok(moved) => head = moved,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the group's head; listing")
+                    }
+                }
+            }
+        }
         let mut gate = open
             .iter()
             .find(|s| s.status == DownloadStatus::Suspended)
@@ -90,12 +132,28 @@ impl Pipeline {
             }
         }
         let ping = self.hq.ping().await?;
+        if let Some(url) = &self.config.head_url {
+            // Read before the listing: a listing that finds nothing vouches
+            // for this version.
+            if head
+                .as_ref()
+                .is_none_or(|h| h.data_group != ping.data_group)
+            {
+                head = match self.hq.head(url, &ping.data_group, None).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the group's head; listing");
+                        None
+                    }
+                };
+            }
+        }
         let last_applied = self.last_applied(&ping.data_group).await?;
         // A gate at or below what the channel database holds (a rerun of
         // an applied package that failed, an interrupted one) holds nothing
         // back; `settle_applied` closes it.
         let gate = gate.filter(|g| g.package.sequence > last_applied);
-        let wait = if open.is_empty() {
+        let wait = if open.is_empty() && self.long_polls() {
             self.config.long_poll
         } else {
             Duration::ZERO
@@ -133,6 +191,14 @@ impl Pipeline {
             }
         }
         if list.packages.is_empty() {
+            if let Some(head) = head {
+                self.head_watch().listed_quiet(
+                    &head.data_group,
+                    &head.version,
+                    last_applied,
+                    Instant::now(),
+                );
+            }
             return Ok(PassOutcome::Idle);
         }
         let open = self.settle_applied(last_applied).await?;
@@ -159,6 +225,10 @@ impl Pipeline {
             }
         }
         Ok(PassOutcome::Progressed)
+    }
+
+    fn head_watch(&self) -> std::sync::MutexGuard<'_, HeadWatch> {
+        self.head.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Says, once per episode, that the channel database went back: it

@@ -23,7 +23,7 @@ use cdx::config::Secret;
 
 use super::{GetHealth, GetStatus, Status};
 use crate::journal::{CountSessions, DownloadSession, Journal, Recent, UploadSession};
-use crate::poller::{Operate, OperatorError, PollNow, Poller, Request, Resume};
+use crate::poller::{Operate, OperatorError, Poller, Request, Resume, SyncNow};
 use crate::uploader::{UploadNow, Uploader};
 
 /// Who may use the endpoint.
@@ -256,7 +256,7 @@ async fn sync_now(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     if let Err(refusal) = check_control(&req, &state.access) {
         return refusal;
     }
-    let poll = state.poller.send(PollNow).await;
+    let poll = state.poller.send(SyncNow).await;
     let upload = state.uploader.send(UploadNow).await;
     if poll.is_err() || upload.is_err() {
         return HttpResponse::ServiceUnavailable()
