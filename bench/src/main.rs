@@ -12,6 +12,7 @@
 mod apply;
 mod live;
 mod stats;
+mod wire;
 
 use clap::{Parser, Subcommand};
 

@@ -254,10 +254,15 @@ async fn packages(
             tokio::time::sleep(tick).await;
         }
     };
-    let listed: Vec<_> = packages.iter().map(|p| p.package.clone()).collect();
-    let (store2, channel_id, after) = (store.clone(), channel.channel_id, query.after);
-    let applied_before =
-        blocking(move || store2.ensure_download_sessions(&channel_id, after, &listed)).await?;
+    // Sessions are opened for what is listed: an empty answer (an idle
+    // or busy-polling store) writes nothing and needs no thread hop.
+    let applied_before = if packages.is_empty() {
+        None
+    } else {
+        let listed: Vec<_> = packages.iter().map(|p| p.package.clone()).collect();
+        let (store2, channel_id, after) = (store.clone(), channel.channel_id, query.after);
+        blocking(move || store2.ensure_download_sessions(&channel_id, after, &listed)).await?
+    };
     Ok(web::Json(PackageList {
         data_group: channel.data_group,
         packages: store.with_content_urls(packages),
