@@ -335,8 +335,58 @@ fn polls_through_a_caching_proxy_reach_headquarters_once_a_second_and_list_only_
             code, 200,
             "an agent polling through the head is unhealthy: {body}"
         );
+        let head = &agent.status_json()["last_poll"]["head"];
+        assert_eq!(head["ok"], true, "{head}");
+        assert!(head["polls_ended"].as_u64().unwrap() >= 3, "{head}");
     }
     for agent in agents {
         agent.stop();
     }
+}
+
+/// A head that cannot be read (the CDN is down, or the URL is wrong) costs
+/// no sync: every poll lists at headquarters, and the status says why the
+/// head was not used.
+#[test]
+fn an_unreachable_head_only_makes_polls_list_at_headquarters() {
+    let hq = Hq::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let published = hq.publish_initial(small());
+    let store = StoreDir::new();
+    let mut config = store.config(&hq.url(), "streaming", "");
+    config.download.head_url = Some(nowhere.clone());
+    config.download.interval = Duration::from_millis(200);
+    let agent = RunningAgent::start(config, sqlite(store.channel_db()));
+    let applied = wait_until(Duration::from_secs(60), || {
+        store.applied() == published.len() as u64
+    });
+    assert!(
+        applied,
+        "the packages were not applied: {:?}",
+        agent.status_json()
+    );
+    let round = hq.publish_round(small(), 1);
+    let newest = (published.len() + round.len()) as u64;
+    let applied = wait_until(Duration::from_secs(30), || store.applied() == newest);
+    assert!(
+        applied,
+        "a later package was not applied: {:?}",
+        agent.status_json()
+    );
+    let status = agent.status_json();
+    let head = &status["last_poll"]["head"];
+    assert_eq!(head["ok"], false, "{status}");
+    assert_eq!(head["polls_ended"], 0, "{status}");
+    assert!(
+        head["error"].as_str().unwrap().contains(&nowhere),
+        "the head's error does not name its URL: {status}"
+    );
+    let (code, body) = http(agent.status_addr, "GET", "/health");
+    assert_eq!(
+        code, 200,
+        "a store that syncs is unhealthy for its head: {body}"
+    );
+    agent.stop();
 }

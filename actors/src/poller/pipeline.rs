@@ -99,11 +99,12 @@ impl Pipeline {
         if let (Some(url), false, true) = (&self.config.head_url, list, open.is_empty()) {
             let quiet = self.head_watch().quiet(Instant::now()).cloned();
             if let Some(quiet) = quiet {
-                match self
+                let asked = self
                     .hq
                     .head(url, &quiet.data_group, Some(&quiet.version))
-                    .await
-                {
+                    .await;
+                self.head_asked(&asked, matches!(asked, Ok(None)));
+                match asked {
                     Ok(None) => {
                         self.status.do_send(StatusEvent::Polled {
                             data_group: quiet.data_group,
@@ -139,7 +140,9 @@ impl Pipeline {
                 .as_ref()
                 .is_none_or(|h| h.data_group != ping.data_group)
             {
-                head = match self.hq.head(url, &ping.data_group, None).await {
+                let asked = self.hq.head(url, &ping.data_group, None).await;
+                self.head_asked(&asked, false);
+                head = match asked {
                     Ok(head) => head,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not read the group's head; listing");
@@ -225,6 +228,14 @@ impl Pipeline {
             }
         }
         Ok(PassOutcome::Progressed)
+    }
+
+    /// Tells the status actor how asking the group's head went.
+    fn head_asked<T>(&self, asked: &Result<T, crate::hq::HqError>, ended_poll: bool) {
+        self.status.do_send(StatusEvent::HeadAsked {
+            error: asked.as_ref().err().map(ToString::to_string),
+            ended_poll,
+        });
     }
 
     fn head_watch(&self) -> std::sync::MutexGuard<'_, HeadWatch> {

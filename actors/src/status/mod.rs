@@ -36,6 +36,12 @@ pub enum StatusEvent {
         /// The packages listed, as (sequence, created at in ms).
         pending: Vec<(u64, i64)>,
     },
+    /// The group's head was asked: `error` when it could not be read;
+    /// `ended_poll` when it showed nothing new and the poll ended there.
+    HeadAsked {
+        error: Option<String>,
+        ended_poll: bool,
+    },
     /// A package committed to the channel database.
     Applied { sequence: u64 },
     /// Rows of a package read and applied so far, of the declared total
@@ -126,6 +132,23 @@ pub struct PollState {
     pub listed: usize,
     pub data_group: Option<String>,
     pub last_applied_sequence: u64,
+    /// With `download.head_url`: how asking the group's head went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadState>,
+}
+
+/// The group's head, asked before polls (`download.head_url`). A head that
+/// cannot be read costs no sync (the poll lists at headquarters), so it is
+/// shown here and logged, and `/health` stays as the sync is.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HeadState {
+    pub at_ms: i64,
+    pub ok: bool,
+    /// Why the last try failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Polls that ended at the head (nothing new) since the agent started.
+    pub polls_ended: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -362,8 +385,16 @@ impl Handler<StatusEvent> for Status {
                     listed,
                     data_group: Some(data_group),
                     last_applied_sequence: last_applied,
+                    head: self.poll.head.take(),
                 };
                 self.recovered("poll");
+            }
+            StatusEvent::HeadAsked { error, ended_poll } => {
+                let head = self.poll.head.get_or_insert_with(HeadState::default);
+                head.at_ms = now_ms();
+                head.ok = error.is_none();
+                head.error = error.map(|e| cdx::protocol::printable(&e));
+                head.polls_ended += u64::from(ended_poll);
             }
             StatusEvent::Failing {
                 stage,

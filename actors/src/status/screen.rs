@@ -64,6 +64,18 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
                     .map(|g| format!(" of data group {g}"))
                     .unwrap_or_default()
             );
+            if let Some(head) = &poll.head {
+                let outcome = match &head.error {
+                    Some(e) => format!("failed: {e} (polls list at headquarters)"),
+                    None => "ok".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "group head: asked {} ago, {outcome}; {} poll(s) ended there",
+                    ago(head.at_ms),
+                    head.polls_ended
+                );
+            }
             let behind = &doc.behind;
             let _ = writeln!(
                 out,
@@ -178,7 +190,7 @@ pub fn render(doc: &StatusDocument, now_ms: i64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::status::{Behind, PollState, Progress, SuspendedState, WatermarkState};
+    use crate::status::{Behind, HeadState, PollState, Progress, SuspendedState, WatermarkState};
 
     /// A stopped agent's message database, as `cdx-client status` shows it.
     #[test]
@@ -252,6 +264,14 @@ pub(crate) mod tests {
                 listed: 2,
                 data_group: Some("default".into()),
                 last_applied_sequence: 17,
+                head: Some(HeadState {
+                    at_ms: 995_000,
+                    ok: false,
+                    error: Some(
+                        "cannot reach the server at http://cdn/v1/groups/default/head".into(),
+                    ),
+                    polls_ended: 12,
+                }),
             },
             activity: Default::default(),
             download_progress: None,
@@ -289,6 +309,14 @@ pub(crate) mod tests {
         assert!(text.contains("health: OK"), "{text}");
         assert!(
             text.contains("last poll: 10s ago, ok; applied up to #17 of data group default"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "group head: asked 5s ago, failed: cannot reach the server at \
+                 http://cdn/v1/groups/default/head (polls list at headquarters); \
+                 12 poll(s) ended there"
+            ),
             "{text}"
         );
         assert!(
