@@ -409,9 +409,9 @@ pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Row> {
 
 /// `1000000` as `1M`, `200000` as `200k`.
 pub fn count(n: usize) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n % 1_000 == 0 {
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()

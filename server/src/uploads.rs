@@ -405,13 +405,17 @@ pub enum ExportFormat {
     Csv { null_marker: String },
 }
 
+/// An upload table's column names and their package types (`None` for a
+/// column whose type the agent did not say).
+pub type UploadColumns = (Vec<String>, Vec<Option<String>>);
+
 impl Store {
     /// The columns and types of `table` as `channel` last sent them.
     pub fn upload_columns(
         &self,
         channel: &str,
         table: &str,
-    ) -> Result<Option<(Vec<String>, Vec<Option<String>>)>, ServerError> {
+    ) -> Result<Option<UploadColumns>, ServerError> {
         self.with_conn(|conn| {
             let found: Option<(String, String)> = conn
                 .query_row(
@@ -439,10 +443,9 @@ impl Store {
         format: &ExportFormat,
         out: &mut dyn std::io::Write,
     ) -> Result<u64, ServerError> {
-        let columns = match self.upload_columns(channel, table)? {
-            Some((columns, _)) => Some(columns),
-            None => None,
-        };
+        let columns = self
+            .upload_columns(channel, table)?
+            .map(|(columns, _)| columns);
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT row_json FROM uploaded_rows
@@ -451,13 +454,14 @@ impl Store {
             let mut rows = stmt.query(params![channel, table])?;
             let io = |e: std::io::Error| ServerError::io("writing the export", e);
             enum Sink<'w> {
-                Csv(csv::Writer<&'w mut dyn std::io::Write>, &'w str),
+                Csv(Box<csv::Writer<&'w mut dyn std::io::Write>>, &'w str),
                 Json(&'w mut dyn std::io::Write),
             }
             let mut sink = match format {
-                ExportFormat::Csv { null_marker } => {
-                    Sink::Csv(csv::Writer::from_writer(out), null_marker.as_str())
-                }
+                ExportFormat::Csv { null_marker } => Sink::Csv(
+                    Box::new(csv::Writer::from_writer(out)),
+                    null_marker.as_str(),
+                ),
                 ExportFormat::JsonLines => Sink::Json(out),
             };
             let mut header: Option<Vec<String>> = None;

@@ -24,8 +24,10 @@ pub enum ChannelDbError {
     },
 
     /// A package's table does not fit the table the channel database has.
+    /// Boxed: the largest variant by far, it would make every `Result`
+    /// carrying this error as big.
     #[error("schema conflict: {0}")]
-    SchemaConflict(#[from] SchemaConflict),
+    SchemaConflict(Box<SchemaConflict>),
 
     /// The package is not the next of its data group: it comes at or
     /// before a sequence already applied, or (passing over) after a gap.
@@ -215,5 +217,11 @@ impl<T> SqliteContext<T> for Result<T, rusqlite::Error> {
             context: what(),
             source,
         })
+    }
+}
+
+impl From<SchemaConflict> for ChannelDbError {
+    fn from(conflict: SchemaConflict) -> Self {
+        ChannelDbError::SchemaConflict(Box::new(conflict))
     }
 }

@@ -261,7 +261,7 @@ impl Decimal {
         if m == 0 {
             return 0;
         }
-        while m % 10 == 0 {
+        while m.is_multiple_of(10) {
             m /= 10;
         }
         m.ilog10() + 1

@@ -766,7 +766,7 @@ fn schema_conflict_applies_nothing(fx: &dyn Fixture) {
             let ChannelDbError::SchemaConflict(conflict) = &err else {
                 panic!("{name} ({kind:?}): expected SchemaConflict, got {err:?}");
             };
-            let right_kind = match (name, conflict) {
+            let right_kind = match (name, &**conflict) {
                 (
                     "p_type",
                     SchemaConflict::TypeMismatch {
@@ -913,8 +913,11 @@ fn schema_conflict_in_a_later_table_applies_nothing(fx: &dyn Fixture) {
         assert!(
             matches!(
                 &err,
-                ChannelDbError::SchemaConflict(SchemaConflict::TypeMismatch { table, column, .. })
-                    if table == "tags" && column == "tag"
+                ChannelDbError::SchemaConflict(conflict) if matches!(
+                    &**conflict,
+                    SchemaConflict::TypeMismatch { table, column, .. }
+                        if table == "tags" && column == "tag"
+                )
             ),
             "{err:?}"
         );
@@ -1320,8 +1323,11 @@ fn a_refused_change_and_the_full_package_that_replaces_the_definition(fx: &dyn F
     assert!(
         matches!(
             &err,
-            ChannelDbError::SchemaConflict(SchemaConflict::TypeMismatch { table, column, expected, .. })
-                if table == "items" && column == "item" && expected == "integer"
+            ChannelDbError::SchemaConflict(conflict) if matches!(
+                &**conflict,
+                SchemaConflict::TypeMismatch { table, column, expected, .. }
+                    if table == "items" && column == "item" && expected == "integer"
+            )
         ),
         "{err:?}"
     );
