@@ -25,10 +25,14 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A `GET path` with `authorization`, sent to `addr` again and again.
-    pub fn get(addr: SocketAddr, path: &str, authorization: &str) -> Conn {
+    /// A `GET path`, with `authorization` if given, sent to `addr` again
+    /// and again.
+    pub fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> Conn {
+        let authorization = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}\
              Accept: application/json\r\n\r\n"
         )
         .into_bytes();
@@ -163,7 +167,7 @@ mod tests {
                 }
             }
         });
-        let mut conn = Conn::get(addr, "/v1/ping", "Basic x");
+        let mut conn = Conn::get(addr, "/v1/ping", Some("Basic x"));
         assert_eq!(conn.send().await.unwrap(), 200);
         assert_eq!(conn.send().await.unwrap(), 304);
         assert_eq!(conn.send().await.unwrap(), 503);
