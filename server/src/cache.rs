@@ -154,15 +154,13 @@ impl Cache {
 
     /// Keeps `head`. Keep only the heads of groups that have packages, so
     /// that made-up group names take no memory.
-    pub fn keep_head(&self, generation: u64, head: &GroupHead) {
+    pub fn keep_head(&self, generation: u64, head: Arc<GroupHead>) {
         if !self.enabled.load(Ordering::Acquire) {
             return;
         }
         let mut entries = self.entries();
         if entries.generation == generation {
-            entries
-                .heads
-                .insert(head.data_group.clone(), Arc::new(head.clone()));
+            entries.heads.insert(head.data_group.clone(), head);
         }
     }
 }

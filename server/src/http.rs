@@ -270,6 +270,10 @@ async fn packages(
     }))
 }
 
+/// `Cache-Control` of a group's head: [`protocol::HEAD_MAX_AGE_SECS`]
+/// (a test checks that they agree).
+const HEAD_CACHE_CONTROL: &str = "public, max-age=1";
+
 /// `GET /v1/groups/{group}/head`: where a group's listing stands, for
 /// anyone (it tells a group's newest sequence and nothing else), with
 /// `Cache-Control: public, max-age=1` and the version as a strong `ETag`,
@@ -302,15 +306,12 @@ async fn group_head(
         HttpResponse::Ok()
     };
     response
-        .insert_header((
-            header::CACHE_CONTROL,
-            format!("public, max-age={}", protocol::HEAD_MAX_AGE_SECS),
-        ))
+        .insert_header((header::CACHE_CONTROL, HEAD_CACHE_CONTROL))
         .insert_header((header::ETAG, etag));
     Ok(if unchanged {
         response.finish()
     } else {
-        response.json(head)
+        response.json(&*head)
     })
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
@@ -146,7 +147,7 @@ impl Store {
     /// its newest sequence, and a version that moves at every change of its
     /// packages (`group_versions`, moved by triggers). From memory while
     /// nothing changed; a group without packages is answered, never kept.
-    pub fn group_head(&self, data_group: &str) -> Result<GroupHead, ServerError> {
+    pub fn group_head(&self, data_group: &str) -> Result<Arc<GroupHead>, ServerError> {
         if let Some(head) = self.group_head_cached(data_group) {
             return Ok(head);
         }
@@ -159,20 +160,20 @@ impl Store {
                 )?
                 .query_row([data_group], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })?;
-        let head = GroupHead {
+        let head = Arc::new(GroupHead {
             data_group: data_group.to_owned(),
             newest: newest.max(0) as u64,
             version: format!("{newest}-{}", version.unwrap_or(0)),
-        };
+        });
         if newest > 0 || version.is_some() {
-            self.cache().keep_head(generation, &head);
+            self.cache().keep_head(generation, head.clone());
         }
         Ok(head)
     }
 
     /// [`group_head`](Self::group_head) from memory: `None` when not kept.
-    pub fn group_head_cached(&self, data_group: &str) -> Option<GroupHead> {
-        self.cache().head(data_group).map(|h| (*h).clone())
+    pub fn group_head_cached(&self, data_group: &str) -> Option<Arc<GroupHead>> {
+        self.cache().head(data_group)
     }
 
     /// The first `limit` packages of `data_group`, in sequence order.

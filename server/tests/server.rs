@@ -244,7 +244,10 @@ async fn group_head(t: &TestServer) -> GroupHead {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
-    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=1");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        format!("public, max-age={}", protocol::HEAD_MAX_AGE_SECS).as_str()
+    );
     let head: GroupHead = response.json().await.unwrap();
     assert_eq!(
         headers[header::ETAG].to_str().unwrap(),
