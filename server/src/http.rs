@@ -1,6 +1,7 @@
 //! The `/v1` routes (see `docs/protocol.md`).
 //!
-//! Handlers authenticate with the [`Authenticated`] extractor, run SQLite
+//! Handlers authenticate with the [`Authenticated`] extractor (all but a
+//! group's head, which any caching proxy may ask and keep), run SQLite
 //! work through [`blocking`] (never on the event loop), and answer every
 //! failure with an [`ErrorBody`]: [`ServerError`] renders itself, and a
 //! catch-all turns actix's own error responses (unknown route, wrong method,
