@@ -368,14 +368,17 @@ async fn upload(
         }
     };
     // Decoded (bounded), parsed and stored on a blocking thread, row by
-    // row from the body.
+    // row from the body. Counted there too: that thread finishes what it
+    // stored even when the agent went away (its request timed out) and
+    // this handler was dropped, and the counters say what was stored.
     let ack = blocking(move || {
         let body = if zstd { decode_zstd(&body)? } else { body };
-        store.store_upload(&channel.channel_id, &body)
+        let ack = store.store_upload(&channel.channel_id, &body)?;
+        metrics::counter!(super::metrics::UPLOADS_STORED).increment(ack.stored);
+        metrics::counter!(super::metrics::UPLOAD_DUPLICATES).increment(ack.duplicates);
+        Ok(ack)
     })
     .await?;
-    metrics::counter!(super::metrics::UPLOADS_STORED).increment(ack.stored);
-    metrics::counter!(super::metrics::UPLOAD_DUPLICATES).increment(ack.duplicates);
     Ok(HttpResponse::Ok().json(ack))
 }
 
