@@ -7,7 +7,7 @@ use actix::Addr;
 use cdx::channel_db::ApplyOutcome;
 use cdx::config::DownloadConfig;
 use cdx::head::HeadWatch;
-use cdx::protocol::PackageInfo;
+use cdx::protocol::{GroupHead, PackageInfo};
 use cdx::retry::{RetryDecision, RetryPolicy, Tries};
 use cdx::status::DownloadStatus;
 use uuid::Uuid;
@@ -99,13 +99,11 @@ impl Pipeline {
         if let (Some(url), false, true) = (&self.config.head_url, list, open.is_empty()) {
             let quiet = self.head_watch().quiet(Instant::now()).cloned();
             if let Some(quiet) = quiet {
-                let asked = self
-                    .hq
-                    .head(url, &quiet.data_group, Some(&quiet.version))
-                    .await;
-                self.head_asked(&asked, matches!(asked, Ok(None)));
-                match asked {
-                    Ok(None) => {
+                match self
+                    .ask_head(url, &quiet.data_group, Some(&quiet.version))
+                    .await
+                {
+                    Some(None) => {
                         self.status.do_send(StatusEvent::Polled {
                             data_group: quiet.data_group,
                             listed: 0,
@@ -114,10 +112,8 @@ impl Pipeline {
                         });
                         return Ok(PassOutcome::Idle);
                     }
-                    Ok(moved) => head = moved,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not read the group's head; listing")
-                    }
+                    Some(moved) => head = moved,
+                    None => {}
                 }
             }
         }
@@ -140,15 +136,7 @@ impl Pipeline {
                 .as_ref()
                 .is_none_or(|h| h.data_group != ping.data_group)
             {
-                let asked = self.hq.head(url, &ping.data_group, None).await;
-                self.head_asked(&asked, false);
-                head = match asked {
-                    Ok(head) => head,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not read the group's head; listing");
-                        None
-                    }
-                };
+                head = self.ask_head(url, &ping.data_group, None).await.flatten();
             }
         }
         let last_applied = self.last_applied(&ping.data_group).await?;
@@ -230,12 +218,24 @@ impl Pipeline {
         Ok(PassOutcome::Progressed)
     }
 
-    /// Tells the status actor how asking the group's head went.
-    fn head_asked<T>(&self, asked: &Result<T, crate::hq::HqError>, ended_poll: bool) {
+    /// Asks the group's head (`known`: the version of the last quiet
+    /// listing), tells the status actor how it went, and logs a failure:
+    /// `None` when it could not be read (the poll then lists), `Some(None)`
+    /// when it still says `known`.
+    async fn ask_head(
+        &self,
+        url: &str,
+        data_group: &str,
+        known: Option<&str>,
+    ) -> Option<Option<GroupHead>> {
+        let asked = self.hq.head(url, data_group, known).await;
         self.status.do_send(StatusEvent::HeadAsked {
             error: asked.as_ref().err().map(ToString::to_string),
-            ended_poll,
+            ended_poll: matches!(asked, Ok(None)),
         });
+        asked
+            .map_err(|e| tracing::warn!(error = %e, "could not read the group's head; listing"))
+            .ok()
     }
 
     fn head_watch(&self) -> std::sync::MutexGuard<'_, HeadWatch> {
