@@ -2,9 +2,13 @@
 //! own, so that the network side never waits for the disk or the hash.
 //!
 //! Bytes reach the file in order, so after the agent is killed the file's
-//! length is where a reliable transfer resumes. The file is synced to disk
-//! once, when complete: a tail lost to a power cut only fails the final
-//! SHA-256, and the package is downloaded again.
+//! length is where a reliable transfer resumes. The file is durable once
+//! complete, synced then: a tail lost to a power cut only fails the final
+//! SHA-256, and the package is downloaded again. Every [`SYNC_EVERY`] bytes
+//! a thread of its own syncs what was written so far, so the disk writes a
+//! large package back while the network delivers it, not all at the end
+//! (`cdx-bench stream`, 1.1 GiB: the sync at the end took 0.55 to 0.61 s
+//! alone, 0.03 s after early ones).
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -19,6 +23,9 @@ use super::{TransferError, IO_BUFFER};
 
 /// Chunks in flight to the writer thread; bounds memory to a few network reads.
 const QUEUE: usize = 64;
+
+/// Bytes written between two early syncs.
+const SYNC_EVERY: u64 = 64 << 20;
 
 enum Op {
     Write(Bytes),
@@ -52,10 +59,22 @@ impl<'a> PartFile<'a> {
         path: &'a Path,
         package: &'a PackageInfo,
     ) -> Self {
+        Self::syncing_every(file, hasher, written, path, package, SYNC_EVERY)
+    }
+
+    /// [`over`](Self::over), syncing early every `sync_every` bytes.
+    pub(super) fn syncing_every(
+        file: File,
+        hasher: Sha256,
+        written: u64,
+        path: &'a Path,
+        package: &'a PackageInfo,
+        sync_every: u64,
+    ) -> Self {
         let (ops, queue) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name(format!("cdx-part-{}", package.id))
-            .spawn(move || write_loop(file, hasher, queue))
+            .spawn(move || write_loop(file, hasher, queue, sync_every))
             .expect("spawning a writer thread");
         Self {
             ops,
@@ -126,15 +145,26 @@ impl Drop for PartFile<'_> {
     }
 }
 
-fn write_loop(file: File, mut hasher: Sha256, mut queue: mpsc::Receiver<Op>) {
+fn write_loop(file: File, mut hasher: Sha256, mut queue: mpsc::Receiver<Op>, sync_every: u64) {
+    // Early syncs go through a second handle on the same open file.
+    let mut syncer = file.try_clone().ok().and_then(Syncer::start);
     let mut out = BufWriter::with_capacity(IO_BUFFER, file);
     let mut failed: Option<std::io::Error> = None;
+    let mut unsynced = 0u64;
     while let Some(op) = queue.blocking_recv() {
         match op {
             Op::Write(bytes) if failed.is_none() => {
                 hasher.update(&bytes);
                 if let Err(e) = out.write_all(&bytes) {
                     failed = Some(e);
+                }
+                unsynced += bytes.len() as u64;
+                if unsynced >= sync_every && failed.is_none() {
+                    unsynced = 0;
+                    match out.flush() {
+                        Ok(()) => syncer.iter().for_each(Syncer::ask),
+                        Err(e) => failed = Some(e),
+                    }
                 }
             }
             Op::Write(_) => {}
@@ -155,13 +185,67 @@ fn write_loop(file: File, mut hasher: Sha256, mut queue: mpsc::Receiver<Op>) {
                 }
             }
             Op::Finish(reply) => {
-                let result = match failed.take() {
+                // An early sync's error is reported there only, not again
+                // to the last sync on the same file: it fails this one.
+                let early = syncer.take().and_then(Syncer::stop);
+                let result = match failed.take().or(early) {
                     Some(e) => Err(e),
                     None => out.flush().and_then(|()| out.get_ref().sync_all()),
                 };
                 let _ = reply.send(result.map(|()| hasher));
                 return;
             }
+        }
+    }
+}
+
+/// Syncs a file's data on a thread of its own whenever asked.
+struct Syncer {
+    asks: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<Option<std::io::Error>>>,
+}
+
+impl Syncer {
+    /// `None` when no thread could be started: then the file is synced
+    /// only at the end.
+    fn start(file: File) -> Option<Syncer> {
+        let (asks, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("cdx-part-sync".into())
+            .spawn(move || {
+                while asked.recv().is_ok() {
+                    if let Err(e) = file.sync_data() {
+                        return Some(e);
+                    }
+                }
+                None
+            })
+            .ok()?;
+        Some(Syncer {
+            asks: Some(asks),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a sync, unless one is asked for already and not begun.
+    fn ask(&self) {
+        if let Some(asks) = &self.asks {
+            let _ = asks.try_send(());
+        }
+    }
+
+    /// Waits for a sync under way; the error that stopped the syncs, if any.
+    fn stop(mut self) -> Option<std::io::Error> {
+        self.asks = None;
+        self.thread.take()?.join().ok().flatten()
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.asks = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

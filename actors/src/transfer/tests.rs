@@ -263,3 +263,30 @@ async fn every_resume_carries_if_range() {
         );
     }
 }
+
+/// A `.part` file synced early many times (every 4 KiB of 200,000 bytes,
+/// in chunks of 1,000, reset once halfway) ends whole, its hash that of
+/// what was written after the reset.
+#[tokio::test]
+async fn a_part_file_synced_as_it_grows_ends_whole_with_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.cdxpkg.part");
+    let content = content();
+    let package = package(&content);
+    let file = std::fs::File::create(&path).unwrap();
+    let mut part = part::PartFile::syncing_every(file, Sha256::new(), 0, &path, &package, 4096);
+    for chunk in content[..100_000].chunks(1_000) {
+        part.write(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    part.reset().await.unwrap();
+    for chunk in content.chunks(1_000) {
+        part.write(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    let hash = part.finish().await.unwrap();
+    assert_eq!(hex::encode(hash.finalize()), package.sha256);
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+}
