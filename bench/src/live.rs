@@ -17,25 +17,25 @@ use crate::stats::{millis, per_second, percentile, rate, Spread};
 use crate::wire::Conn;
 use crate::Row;
 
-const GROUP: &str = "default";
-const CHANNEL: &str = "store-0001";
-const SECRET: &str = "bench-secret";
+pub(crate) const GROUP: &str = "default";
+pub(crate) const CHANNEL: &str = "store-0001";
+pub(crate) const SECRET: &str = "bench-secret";
 
 /// A headquarters with one channel.
-fn headquarters(dir: &Path) -> anyhow::Result<RunningServer> {
+pub(crate) fn headquarters(dir: &Path) -> anyhow::Result<RunningServer> {
     let server = server::spawn(dir.join("hq"), "127.0.0.1:0")?;
     server.store().add_channel(CHANNEL, GROUP, SECRET)?;
     Ok(server)
 }
 
 /// An agent running until dropped.
-struct Agent {
+pub(crate) struct Agent {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Agent {
-    fn start(config: Config, channel_db: PathBuf) -> anyhow::Result<Agent> {
+    pub(crate) fn start(config: Config, channel_db: PathBuf) -> anyhow::Result<Agent> {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -76,7 +76,7 @@ impl Drop for Agent {
 }
 
 /// The agent's configuration in `dir`, `upload` its `[upload]` section.
-fn agent_config(dir: &Path, url: &str, upload: &str) -> anyhow::Result<Config> {
+pub(crate) fn agent_config(dir: &Path, url: &str, upload: &str) -> anyhow::Result<Config> {
     let text = format!(
         r#"
 [server]
@@ -135,7 +135,7 @@ fn publish_to(store: &server::Store, kind: PackageKind, id: i64) -> anyhow::Resu
 }
 
 /// The channel database's highest applied sequence, 0 when none yet.
-fn applied(conn: &rusqlite::Connection) -> u64 {
+pub(crate) fn applied(conn: &rusqlite::Connection) -> u64 {
     conn.query_row(
         "SELECT COALESCE(MAX(sequence), 0) FROM cdx_applied_packages",
         [],
@@ -266,7 +266,7 @@ pub fn upload(lines: u64, batch_rows: usize, runs: usize) -> anyhow::Result<Row>
 
 /// A headquarters with `agents` channels (`store-00000`, ...) of one
 /// group, and one package for them.
-fn fleet_headquarters(dir: &Path, agents: usize) -> anyhow::Result<RunningServer> {
+pub(crate) fn fleet_headquarters(dir: &Path, agents: usize) -> anyhow::Result<RunningServer> {
     let server = server::spawn(dir.join("hq"), "127.0.0.1:0")?;
     for a in 0..agents {
         server
@@ -278,7 +278,7 @@ fn fleet_headquarters(dir: &Path, agents: usize) -> anyhow::Result<RunningServer
 }
 
 /// The `Authorization` header of agent `a` of [`fleet_headquarters`].
-fn fleet_auth(a: usize) -> String {
+pub(crate) fn fleet_auth(a: usize) -> String {
     let credentials = format!("store-{a:05}:{SECRET}");
     format!(
         "Basic {}",
@@ -559,9 +559,86 @@ pub fn idle_clients(url: &str, agents: usize) -> anyhow::Result<()> {
     })
 }
 
+/// One idle agent, in a process of its own (`cdx-bench idle-agent-process`,
+/// this binary: the agent's actors as `cdx-agent` starts them), long
+/// polling a headquarters with nothing new once it has applied the one
+/// package there: its CPU, as a share of one core, over `seconds`, and its
+/// resident memory then and at its peak.
+pub fn idle_agent(seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (mut cpu, mut rss, mut peak) = (Vec::new(), Vec::new(), Vec::new());
+    let exe = std::env::current_exe()?;
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let server = headquarters(dir.path())?;
+        let first = publish_one(&server, PackageKind::Full, 0)?;
+        agent_config(dir.path(), &server.url(), "")?;
+        let db = dir.path().join("channel.db");
+        let mut agent = Command::new(&exe)
+            .arg("idle-agent-process")
+            .arg("--config")
+            .arg(dir.path().join("agent.toml"))
+            .arg("--channel-db")
+            .arg(&db)
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("starting the idle agent")?;
+        let pid = agent.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rusqlite::Connection::open(&db).map_or(0, |c| applied(&c)) < first {
+            if Instant::now() > deadline {
+                let _ = agent.kill();
+                bail!("the idle agent did not apply the first package within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Applied, reported, and back in its long poll.
+        std::thread::sleep(Duration::from_secs(3));
+        let (ticks, started) = (process_ticks(pid)?, Instant::now());
+        std::thread::sleep(Duration::from_secs(seconds));
+        let used = (process_ticks(pid)? - ticks) as f64 / clock_ticks_per_second();
+        cpu.push(used / started.elapsed().as_secs_f64() * 100.0);
+        rss.push(resident_mib(pid)?);
+        peak.push(peak_mib(pid)?);
+        if let Some(mut stdin) = agent.stdin.take() {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        let _ = agent.wait();
+    }
+    Ok(vec![
+        Row::plain(
+            &format!("idle agent long polling, CPU over {seconds} s"),
+            Spread::of(&cpu).show(|c| format!("{c:.2} % of a core")),
+            "keep (0.1 %)",
+        ),
+        Row::plain(
+            "idle agent long polling, resident memory (VmRSS)",
+            Spread::of(&rss).show(|m| format!("{m:.1} MiB")),
+            "keep (16 MB)",
+        ),
+        Row::plain(
+            "idle agent, peak resident memory since its start (VmHWM; it applied one package)",
+            Spread::of(&peak).show(|m| format!("{m:.1} MiB")),
+            "<= 64 MiB",
+        ),
+    ])
+}
+
+/// The agent of [`idle_agent`]: starts on `config` and `channel_db`, and
+/// runs until a line arrives on standard input.
+pub fn idle_agent_process(config: &Path, channel_db: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let agent = Agent::start(config, channel_db.to_owned())?;
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(agent);
+    Ok(())
+}
+
 /// Lets this process open as many files as its hard limit allows (10,000
 /// sockets are more than the usual soft limit of 1,024).
-fn raise_open_files() {
+pub(crate) fn raise_open_files() {
     // SAFETY: getrlimit and setrlimit write and read only the struct given.
     unsafe {
         let mut limit = libc::rlimit {
@@ -576,7 +653,7 @@ fn raise_open_files() {
 }
 
 /// CPU process `pid` used so far (user and system), in clock ticks.
-fn process_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn process_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command's closing parenthesis; utime and stime are
     // the 14th and 15th of the whole line.
@@ -587,7 +664,7 @@ fn process_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {
@@ -598,12 +675,22 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// Process `pid`'s resident memory now, in MiB.
-fn resident_mib(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn resident_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmRSS")
+}
+
+/// Process `pid`'s peak resident memory, in MiB.
+fn peak_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM")
+}
+
+/// Field `field` (in kB) of `/proc/PID/status`, in MiB.
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .context("VmRSS in /proc/PID/status")?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("{field} in /proc/{pid}/status"))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -12,6 +12,7 @@
 mod apply;
 mod live;
 mod stats;
+mod transfer;
 mod wire;
 
 use clap::{Parser, Subcommand};
@@ -31,10 +32,17 @@ pub struct Row {
 impl Row {
     /// A figure with a baseline: rates (per second) and their ratio.
     fn rates(what: &str, ours: Spread, baseline: Spread, ratio: Spread, goal: &str) -> Row {
+        Row::compared(what, [ours, baseline, ratio], goal, stats::per_second)
+    }
+
+    /// A figure with a baseline, `[ours, baseline, ratio]`, the first two
+    /// shown in `unit`.
+    fn compared(what: &str, spreads: [Spread; 3], goal: &str, unit: fn(f64) -> String) -> Row {
+        let [ours, baseline, ratio] = spreads;
         Row {
             what: what.into(),
-            ours: ours.show(stats::per_second),
-            baseline: baseline.show(stats::per_second),
+            ours: ours.show(unit),
+            baseline: baseline.show(unit),
             ratio: ratio.show(stats::ratio),
             goal: goal.into(),
             load: stats::load(),
@@ -88,6 +96,9 @@ enum Command {
     Apply {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// With another thread keeping a core busy meanwhile.
+        #[arg(long)]
+        busy: bool,
     },
     /// A full package of TPC-DS store_sales rows against a raw insert.
     Tpcds {
@@ -134,6 +145,33 @@ enum Command {
         #[arg(long)]
         agents: usize,
     },
+    /// One store streaming a large package, against curl -o.
+    Stream {
+        /// The package's size (1.1 GiB).
+        #[arg(long, default_value_t = 1_181_116_006)]
+        bytes: u64,
+    },
+    /// Agents downloading one new package at once, against nginx.
+    Download {
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// The package's size (4 MiB).
+        #[arg(long, default_value_t = 4 << 20)]
+        bytes: u64,
+    },
+    /// One idle agent: its CPU and memory.
+    IdleAgent {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The agent of `idle-agent`, in a process of its own (run by it).
+    #[command(hide = true)]
+    IdleAgentProcess {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        #[arg(long)]
+        channel_db: std::path::PathBuf,
+    },
     /// Agents busy-polling one server.
     Fleet {
         #[arg(long, default_value_t = 1000)]
@@ -149,6 +187,9 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::IdleClients { url, agents } => return live::idle_clients(url, *agents),
         Command::IdleServer { agents } => return live::idle_server(*agents),
+        Command::IdleAgentProcess { config, channel_db } => {
+            return live::idle_agent_process(config, channel_db)
+        }
         _ => {}
     }
     if cfg!(debug_assertions) {
@@ -158,7 +199,8 @@ fn main() -> anyhow::Result<()> {
     let rows = match cli.command {
         Command::All => {
             let mut rows = vec![
-                apply::narrow(1_000_000, runs)?,
+                apply::narrow(1_000_000, runs, false)?,
+                apply::narrow(1_000_000, runs, true)?,
                 apply::tpcds(500_000, runs)?,
                 apply::upsert(1_000_000, runs)?,
                 live::upload(1_000_000, 10_000, runs)?,
@@ -167,9 +209,12 @@ fn main() -> anyhow::Result<()> {
             rows.extend(live::latency(100, runs, true)?);
             rows.extend(live::fleet(1000, 10, runs)?);
             rows.extend(live::idle(10_000, 10, runs)?);
+            rows.push(transfer::fleet_download(1000, 4 << 20, runs)?);
+            rows.push(transfer::stream(1_181_116_006, runs)?);
+            rows.extend(live::idle_agent(10, runs)?);
             rows
         }
-        Command::Apply { rows } => vec![apply::narrow(rows, runs)?],
+        Command::Apply { rows, busy } => vec![apply::narrow(rows, runs, busy)?],
         Command::Tpcds { rows } => vec![apply::tpcds(rows, runs)?],
         Command::Upsert { rows } => vec![apply::upsert(rows, runs)?],
         Command::Upload { lines, batch_rows } => vec![live::upload(lines, batch_rows, runs)?],
@@ -180,7 +225,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fleet { agents, seconds } => live::fleet(agents, seconds, runs)?,
         Command::Idle { agents, seconds } => live::idle(agents, seconds, runs)?,
-        Command::IdleClients { .. } | Command::IdleServer { .. } => {
+        Command::Stream { bytes } => vec![transfer::stream(bytes, runs)?],
+        Command::Download { agents, bytes } => {
+            vec![transfer::fleet_download(agents, bytes, runs)?]
+        }
+        Command::IdleAgent { seconds } => live::idle_agent(seconds, runs)?,
+        Command::IdleClients { .. }
+        | Command::IdleServer { .. }
+        | Command::IdleAgentProcess { .. } => {
             unreachable!("answered above")
         }
     };

@@ -48,6 +48,11 @@ pub fn per_second(rate: f64) -> String {
     }
 }
 
+/// Bytes per second in decimal megabytes: `812 MB/s`.
+pub fn megabytes_per_second(rate: f64) -> String {
+    format!("{:.0} MB/s", rate / 1e6)
+}
+
 pub fn ratio(r: f64) -> String {
     format!("{r:.2}x")
 }
