@@ -82,10 +82,10 @@ type Batch = (Vec<Frame>, u64);
 /// reading failed, in which case [`read_ahead`] returns the read error
 /// whatever the consumer returned.
 ///
-/// A consumed batch goes back to the reader, which drops its frames and
-/// refills the same buffer: the strings of a frame are freed on the thread
-/// that allocated them, so the two threads never contend for one malloc
-/// arena (which cost more than the read-ahead saved).
+/// A consumed batch goes back to the reader, which decodes the next frames
+/// into the same frames: their vectors and strings are reused, allocated
+/// and freed only on the reader's thread, so the two threads never contend
+/// for one malloc arena (which cost more than the read-ahead saved).
 pub(crate) struct Frames {
     rx: Receiver<Batch>,
     back: Sender<Vec<Frame>>,
@@ -200,29 +200,39 @@ fn pump(
     recycled: Receiver<Vec<Frame>>,
     in_flight: &InFlight,
 ) -> Result<(), PackageError> {
-    let buffer = || match recycled.try_recv() {
-        Ok(mut batch) => {
-            batch.clear();
-            batch
-        }
-        Err(_) => Vec::with_capacity(BATCH),
+    // A batch given back keeps its frames: the next are decoded into them,
+    // reusing their rows' vectors and strings.
+    let buffer = || {
+        recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH))
     };
     let send =
         |batch: Vec<Frame>, bytes: u64| in_flight.reserve(bytes) && tx.send((batch, bytes)).is_ok();
     let mut batch = buffer();
+    let mut filled = 0;
     let mut started_at = package.content_read();
-    while let Some(mut frame) = package.next_frame()? {
-        prepare(&mut frame);
-        batch.push(frame);
+    loop {
+        if filled == batch.len() {
+            batch.push(Frame::End { rows: 0 });
+        }
+        if !package.next_frame_into(&mut batch[filled])? {
+            break;
+        }
+        prepare(&mut batch[filled]);
+        filled += 1;
         let bytes = package.content_read() - started_at;
-        if batch.len() == BATCH || bytes >= BATCH_BYTES {
+        if filled == BATCH || bytes >= BATCH_BYTES {
+            batch.truncate(filled);
             if !send(std::mem::replace(&mut batch, buffer()), bytes) {
                 return Ok(());
             }
+            filled = 0;
             started_at = package.content_read();
         }
     }
-    if !batch.is_empty() {
+    if filled > 0 {
+        batch.truncate(filled);
         // A consumer gone by now has nothing more to do with the frames.
         send(batch, package.content_read() - started_at);
     }

@@ -169,15 +169,24 @@ impl<R: Read> PackageReader<R> {
     /// every call after it returns `Ok(None)`. After an error, every call
     /// returns [`PackageError::AlreadyFailed`]; never `Ok(None)`.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, PackageError> {
+        let mut frame = Frame::End { rows: 0 };
+        Ok(self.next_frame_into(&mut frame)?.then_some(frame))
+    }
+
+    /// [`next_frame`](Self::next_frame) into `frame`, reusing what it holds
+    /// (a row's vector, its strings): true when a frame was read, false
+    /// where `next_frame` returns `Ok(None)` (then `frame` is untouched).
+    /// On an error `frame` holds anything.
+    pub fn next_frame_into(&mut self, frame: &mut Frame) -> Result<bool, PackageError> {
         match self.state {
-            State::Done => Ok(None),
+            State::Done => Ok(false),
             State::Failed => Err(PackageError::AlreadyFailed),
-            State::Frames => match self.read_frame() {
-                Ok(frame) => {
+            State::Frames => match self.read_frame(frame) {
+                Ok(()) => {
                     if matches!(frame, Frame::End { .. }) {
                         self.state = State::Done;
                     }
-                    Ok(Some(frame))
+                    Ok(true)
                 }
                 Err(e) => {
                     self.state = State::Failed;
@@ -199,7 +208,7 @@ impl<R: Read> PackageReader<R> {
 
     /// Reads, checks and hashes one frame; after `End`, also the checksum
     /// and the end of the input.
-    fn read_frame(&mut self) -> Result<Frame, PackageError> {
+    fn read_frame(&mut self, frame: &mut Frame) -> Result<(), PackageError> {
         let mut len = [0; 4];
         self.body_read(&mut len, "frame length")?;
         let frame_len = u32::from_le_bytes(len);
@@ -221,8 +230,8 @@ impl<R: Read> PackageReader<R> {
         self.content.update(&self.buf);
         self.content_read = frame_end;
 
-        let frame = codec::decode_frame(&self.buf)?;
-        self.checker.check(&frame)?;
+        codec::decode_frame_into(&self.buf, frame)?;
+        self.checker.check(frame)?;
         if let Some(declared) = self.declared {
             let rows = self.checker.rows();
             let ended = matches!(frame, Frame::End { .. });
@@ -252,7 +261,7 @@ impl<R: Read> PackageReader<R> {
             self.check_declared_bytes(self.content_read + CHECKSUM_LEN as u64, true)?;
             self.finish_body()?;
         }
-        Ok(frame)
+        Ok(())
     }
 
     /// Fails when a body of at least `size` bytes (exactly, when `complete`)
