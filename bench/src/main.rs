@@ -210,7 +210,7 @@ fn main() -> anyhow::Result<()> {
             rows.extend(live::fleet(1000, 10, runs)?);
             rows.extend(live::idle(10_000, 10, runs)?);
             rows.push(transfer::fleet_download(1000, 4 << 20, runs)?);
-            rows.push(transfer::stream(1_181_116_006, runs)?);
+            rows.extend(transfer::stream(1_181_116_006, runs)?);
             rows.extend(live::idle_agent(10, runs)?);
             rows
         }
@@ -225,7 +225,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fleet { agents, seconds } => live::fleet(agents, seconds, runs)?,
         Command::Idle { agents, seconds } => live::idle(agents, seconds, runs)?,
-        Command::Stream { bytes } => vec![transfer::stream(bytes, runs)?],
+        Command::Stream { bytes } => transfer::stream(bytes, runs)?,
         Command::Download { agents, bytes } => {
             vec![transfer::fleet_download(agents, bytes, runs)?]
         }

@@ -91,18 +91,22 @@ fn tool(names: &[&str]) -> Option<PathBuf> {
 /// headquarters, as its downloader does, against `curl -o` from the same
 /// URL with the same credentials: megabytes per second, each run taking
 /// turns at going first.
-pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Row> {
+pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
     let what = format!(
-        "streaming download of {}, one store, vs curl -o from the same server",
+        "streaming download of {}, one store (synced, SHA-256 checked), vs curl -o from the same server",
+        size(bytes)
+    );
+    let durable = format!(
+        "streaming download of {}, one store, vs curl -o then a sync of its file",
         size(bytes)
     );
     let goal = ">= 0.9x";
     let Some(curl) = tool(&["curl"]) else {
-        return Ok(Row::plain(
+        return Ok(vec![Row::plain(
             &what,
             "skipped: curl is not installed".into(),
             goal,
-        ));
+        )]);
     };
     let dir = tempfile::tempdir()?;
     let server = headquarters(dir.path())?;
@@ -120,6 +124,7 @@ pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Row> {
     let work = dir.path().join("work");
     let copy = dir.path().join("curl.cdxpkg");
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut synced, mut synced_ratios) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let agent = || -> anyhow::Result<f64> {
             let _ = std::fs::remove_dir_all(&work);
@@ -150,7 +155,8 @@ pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Row> {
             std::fs::remove_dir_all(&work)?;
             Ok(package.bytes as f64 / elapsed.as_secs_f64())
         };
-        let curl = || -> anyhow::Result<f64> {
+        // curl's rate, and its rate counting a sync of its file after.
+        let curl = || -> anyhow::Result<(f64, f64)> {
             settle_disk();
             let started = Instant::now();
             let status = Command::new(&curl)
@@ -164,8 +170,11 @@ pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Row> {
             if !status.success() || got != package.bytes {
                 bail!("curl ({status}) fetched {got} bytes of {}", package.bytes);
             }
+            std::fs::File::open(&copy)?.sync_all()?;
+            let with_sync = started.elapsed();
             std::fs::remove_file(&copy)?;
-            Ok(package.bytes as f64 / elapsed.as_secs_f64())
+            let rate = |d: Duration| package.bytes as f64 / d.as_secs_f64();
+            Ok((rate(elapsed), rate(with_sync)))
         };
         let (a, c) = if run % 2 == 0 {
             let a = agent()?;
@@ -174,16 +183,28 @@ pub fn stream(bytes: u64, runs: usize) -> anyhow::Result<Row> {
             let c = curl()?;
             (agent()?, c)
         };
+        let (c, cs) = c;
         ours.push(a);
         theirs.push(c);
         ratios.push(a / c);
+        synced.push(cs);
+        synced_ratios.push(a / cs);
     }
-    Ok(Row::compared(
-        &what,
-        [Spread::of(&ours), Spread::of(&theirs), Spread::of(&ratios)],
-        goal,
-        megabytes_per_second,
-    ))
+    let ours = Spread::of(&ours);
+    Ok(vec![
+        Row::compared(
+            &what,
+            [ours, Spread::of(&theirs), Spread::of(&ratios)],
+            goal,
+            megabytes_per_second,
+        ),
+        Row::compared(
+            &durable,
+            [ours, Spread::of(&synced), Spread::of(&synced_ratios)],
+            "",
+            megabytes_per_second,
+        ),
+    ])
 }
 
 /// Writes every dirty page back, so that neither side of a comparison
