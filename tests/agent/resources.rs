@@ -82,6 +82,40 @@ fn a_package_of_1_mib_rows_applies_in_bounded_memory() {
     );
 }
 
+/// A package of 300,000 narrow rows (the frames between the package's
+/// reader and the database are counted in thousands a batch, each row a
+/// vector and a string) applies with the agent's peak RSS under 64 MiB.
+#[test]
+fn a_package_of_many_narrow_rows_applies_in_bounded_memory() {
+    let hq = Hq::start();
+    let package = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        docs(),
+        wide_rows(300_000, 40, true),
+    );
+    let store = StoreDir::new();
+    let config = store.write_config(&hq.url(), "streaming", "");
+    let mut agent = spawn_client(&config);
+    let applied = wait_until(Duration::from_secs(180), || {
+        store.applied() >= package.sequence
+    });
+    let peak = peak_rss(agent.id());
+    signal(&agent, "TERM");
+    wait_exit(&mut agent, Duration::from_secs(30));
+    assert!(applied, "the package of narrow rows was not applied");
+    assert_eq!(store.rows("docs"), 300_000);
+    eprintln!(
+        "peak RSS applying 300,000 rows of 40 bytes: {} KiB",
+        peak / 1024
+    );
+    assert!(
+        peak <= MAX_AGENT_RSS,
+        "peak RSS {} MiB applying narrow rows",
+        peak >> 20
+    );
+}
+
 /// A package that expands beyond the size its listing declares (a zstd
 /// bomb: kilobytes that decompress to 64 MiB) fails at the declared size:
 /// nothing is applied, the channel database barely grows, memory stays bounded.
