@@ -125,11 +125,16 @@ impl HqClient {
 
     /// [`send`](Self::send) for a request built for `url`.
     pub async fn send_to(&self, url: &str, req: RequestBuilder) -> Result<Response, HqError> {
-        let resp = req
-            .send()
+        let (client, request) = req.build_split();
+        let request = request.map_err(|e| HqError::from_reqwest(url, e))?;
+        let credentials = request
+            .headers()
+            .contains_key(reqwest::header::AUTHORIZATION);
+        let resp = client
+            .execute(request)
             .await
             .map_err(|e| HqError::from_reqwest(url, e))?;
-        check(url, resp).await
+        check(url, resp, credentials).await
     }
 
     pub async fn ping(&self) -> Result<Ping, HqError> {
@@ -213,7 +218,7 @@ impl HqClient {
         if resp.status() == StatusCode::NOT_MODIFIED && known.is_some() {
             return Ok(None);
         }
-        let mut resp = check(&url, resp).await?;
+        let mut resp = check(&url, resp, false).await?;
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()
@@ -249,7 +254,10 @@ impl HqClient {
     }
 }
 
-async fn check(url: &str, resp: Response) -> Result<Response, HqError> {
+/// Maps a non-2xx answer to an error. A 401 or 403 to a request that
+/// carried the channel's credentials says they were refused; to one that
+/// carried none (a CDN, a group's head) it is that URL's HTTP error.
+async fn check(url: &str, resp: Response, credentials: bool) -> Result<Response, HqError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -261,7 +269,7 @@ async fn check(url: &str, resp: Response) -> Result<Response, HqError> {
             .map(|b| b.error)
             .unwrap_or(body),
     );
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+    if credentials && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
         return Err(HqError::Unauthorized { message });
     }
     Err(HqError::Status {

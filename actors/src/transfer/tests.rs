@@ -290,3 +290,30 @@ async fn a_part_file_synced_as_it_grows_ends_whole_with_its_hash() {
     assert_eq!(hex::encode(hash.finalize()), package.sha256);
     assert_eq!(std::fs::read(&path).unwrap(), content);
 }
+
+/// A 401 from something that was sent no credentials (a CDN in front of
+/// the group's head, or of a package's content URL) is that URL's HTTP
+/// error, not headquarters refusing the channel's credentials; a 401 from
+/// headquarters' API still is.
+#[tokio::test]
+async fn a_refusal_names_the_credentials_only_where_they_were_sent() {
+    let (url, _, _) = fake_server(|_, _| ("401 Unauthorized".into(), b"go away".to_vec(), 7)).await;
+    let hq = hq(&url);
+    let head = hq.head(&url, "default", None).await.unwrap_err();
+    assert!(
+        matches!(head, HqError::Status { status: 401, .. }),
+        "{head:?}"
+    );
+    assert!(head.to_string().contains(&url), "{head}");
+    let content = format!("{url}/cdn/x.cdxpkg");
+    let plain = hq.plain(reqwest::Method::GET, &content);
+    let err = hq.send_to(&content, plain).await.unwrap_err();
+    assert!(
+        matches!(err, HqError::Status { status: 401, .. }),
+        "{err:?}"
+    );
+    let api = hq.request(reqwest::Method::GET, "/v1/ping");
+    let err = hq.send("/v1/ping", api).await.unwrap_err();
+    assert!(matches!(err, HqError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
