@@ -18,8 +18,8 @@ use crate::wire::Conn;
 use crate::Row;
 
 pub(crate) const GROUP: &str = "default";
-pub(crate) const CHANNEL: &str = "store-0001";
-pub(crate) const SECRET: &str = "bench-secret";
+const CHANNEL: &str = "store-0001";
+const SECRET: &str = "bench-secret";
 
 /// A headquarters with one channel.
 pub(crate) fn headquarters(dir: &Path) -> anyhow::Result<RunningServer> {
@@ -29,13 +29,13 @@ pub(crate) fn headquarters(dir: &Path) -> anyhow::Result<RunningServer> {
 }
 
 /// An agent running until dropped.
-pub(crate) struct Agent {
+struct Agent {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Agent {
-    pub(crate) fn start(config: Config, channel_db: PathBuf) -> anyhow::Result<Agent> {
+    fn start(config: Config, channel_db: PathBuf) -> anyhow::Result<Agent> {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -135,7 +135,7 @@ fn publish_to(store: &server::Store, kind: PackageKind, id: i64) -> anyhow::Resu
 }
 
 /// The channel database's highest applied sequence, 0 when none yet.
-pub(crate) fn applied(conn: &rusqlite::Connection) -> u64 {
+fn applied(conn: &rusqlite::Connection) -> u64 {
     conn.query_row(
         "SELECT COALESCE(MAX(sequence), 0) FROM cdx_applied_packages",
         [],
@@ -449,10 +449,7 @@ pub fn idle(agents: usize, seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>
         }
         // Every poll is in; let connection set-up settle before measuring.
         std::thread::sleep(Duration::from_secs(3));
-        let (ticks, started) = (process_ticks(pid)?, Instant::now());
-        std::thread::sleep(Duration::from_secs(seconds));
-        let used = (process_ticks(pid)? - ticks) as f64 / clock_ticks_per_second();
-        cpu.push(used / started.elapsed().as_secs_f64() * 100.0);
+        cpu.push(cpu_share(pid, seconds)?);
         rss.push(resident_mib(pid)?);
         // A line on their input stops both; the clients say how their
         // polls went.
@@ -595,10 +592,7 @@ pub fn idle_agent(seconds: u64, runs: usize) -> anyhow::Result<Vec<Row>> {
         }
         // Applied, reported, and back in its long poll.
         std::thread::sleep(Duration::from_secs(3));
-        let (ticks, started) = (process_ticks(pid)?, Instant::now());
-        std::thread::sleep(Duration::from_secs(seconds));
-        let used = (process_ticks(pid)? - ticks) as f64 / clock_ticks_per_second();
-        cpu.push(used / started.elapsed().as_secs_f64() * 100.0);
+        cpu.push(cpu_share(pid, seconds)?);
         rss.push(resident_mib(pid)?);
         peak.push(peak_mib(pid)?);
         if let Some(mut stdin) = agent.stdin.take() {
@@ -652,8 +646,17 @@ pub(crate) fn raise_open_files() {
     }
 }
 
+/// The CPU process `pid` uses over the next `seconds`, as a percentage of
+/// one core.
+fn cpu_share(pid: u32, seconds: u64) -> anyhow::Result<f64> {
+    let (ticks, started) = (process_ticks(pid)?, Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let used = (process_ticks(pid)? - ticks) as f64 / clock_ticks_per_second();
+    Ok(used / started.elapsed().as_secs_f64() * 100.0)
+}
+
 /// CPU process `pid` used so far (user and system), in clock ticks.
-pub(crate) fn process_ticks(pid: u32) -> anyhow::Result<u64> {
+fn process_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command's closing parenthesis; utime and stime are
     // the 14th and 15th of the whole line.
@@ -664,7 +667,7 @@ pub(crate) fn process_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-pub(crate) fn clock_ticks_per_second() -> f64 {
+fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {
@@ -675,7 +678,7 @@ pub(crate) fn clock_ticks_per_second() -> f64 {
 }
 
 /// Process `pid`'s resident memory now, in MiB.
-pub(crate) fn resident_mib(pid: u32) -> anyhow::Result<f64> {
+fn resident_mib(pid: u32) -> anyhow::Result<f64> {
     status_mib(pid, "VmRSS")
 }
 
