@@ -1005,7 +1005,11 @@ fn sales_written_after_a_restore_are_kept_not_dropped_as_duplicates() {
         item_rows(5, "item"),
     );
     let mut pos = store.pos();
-    let (config, status) = config_on_port(&store, &hq.url(), "");
+    // Uploads every second: at the default minute, a pass that runs just
+    // before the sales below are written leaves them for the next minute,
+    // past the 60 s this test waits (a fresh-clone CI run timed out at that
+    // wait once; the order of the pass and the sales is my inference).
+    let (config, status) = config_on_port(&store, &hq.url(), "[upload]\ninterval = \"1s\"\n");
     pos.record_sales(3).unwrap();
     let agent = spawn_client(&config);
     listening(status);
