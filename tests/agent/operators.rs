@@ -85,7 +85,10 @@ fn metrics_parse_and_move_when_packages_apply_and_sales_upload() {
     hq.restart();
     let store = StoreDir::new();
     let mut pos = store.pos();
-    let (config, status) = config_on_port(&store, &hq.url(), "");
+    // Uploads every second: the sales below are written after the first
+    // upload pass, and at the default minute the next pass could come at
+    // the very end of the 60 s this test waits.
+    let (config, status) = config_on_port(&store, &hq.url(), "[upload]\ninterval = \"1s\"\n");
     let mut agent = spawn_client(&config);
     assert!(
         wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(
