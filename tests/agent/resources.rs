@@ -53,27 +53,33 @@ fn db_bytes(store: &StoreDir) -> u64 {
         .sum()
 }
 
-/// A package of 1 MiB rows applies with the agent's peak RSS under 64 MiB.
-#[test]
-fn a_package_of_1_mib_rows_applies_in_bounded_memory() {
+/// Publishes `rows` of `docs` as a full package and runs a real
+/// `cdx-client` in transfer `mode` until it applied them (or `within`
+/// passed), then stops it: whether it applied them, the rows of `docs` the
+/// store holds, and the agent's peak RSS.
+fn apply_in_a_real_agent(rows: Vec<Vec<Value>>, mode: &str, within: Duration) -> (bool, u64, u64) {
     let hq = Hq::start();
-    let package = hq.publish_table(
-        "1040",
-        PackageKind::Full,
-        docs(),
-        wide_rows(48, 1 << 20, true),
-    );
+    let package = hq.publish_table("1040", PackageKind::Full, docs(), rows);
     let store = StoreDir::new();
-    let config = store.write_config(&hq.url(), "reliable", "");
+    let config = store.write_config(&hq.url(), mode, "");
     let mut agent = spawn_client(&config);
-    let applied = wait_until(Duration::from_secs(120), || {
-        store.applied() >= package.sequence
-    });
+    let applied = wait_until(within, || store.applied() >= package.sequence);
     let peak = peak_rss(agent.id());
     signal(&agent, "TERM");
     wait_exit(&mut agent, Duration::from_secs(30));
+    (applied, store.rows("docs"), peak)
+}
+
+/// A package of 1 MiB rows applies with the agent's peak RSS under 64 MiB.
+#[test]
+fn a_package_of_1_mib_rows_applies_in_bounded_memory() {
+    let (applied, rows, peak) = apply_in_a_real_agent(
+        wide_rows(48, 1 << 20, true),
+        "reliable",
+        Duration::from_secs(120),
+    );
     assert!(applied, "the package of wide rows was not applied");
-    assert_eq!(store.rows("docs"), 48);
+    assert_eq!(rows, 48);
     eprintln!("peak RSS applying 48 rows of 1 MiB: {} KiB", peak / 1024);
     assert!(
         peak <= MAX_AGENT_RSS,
@@ -87,24 +93,13 @@ fn a_package_of_1_mib_rows_applies_in_bounded_memory() {
 /// vector and a string) applies with the agent's peak RSS under 64 MiB.
 #[test]
 fn a_package_of_many_narrow_rows_applies_in_bounded_memory() {
-    let hq = Hq::start();
-    let package = hq.publish_table(
-        "1040",
-        PackageKind::Full,
-        docs(),
+    let (applied, rows, peak) = apply_in_a_real_agent(
         wide_rows(300_000, 40, true),
+        "streaming",
+        Duration::from_secs(180),
     );
-    let store = StoreDir::new();
-    let config = store.write_config(&hq.url(), "streaming", "");
-    let mut agent = spawn_client(&config);
-    let applied = wait_until(Duration::from_secs(180), || {
-        store.applied() >= package.sequence
-    });
-    let peak = peak_rss(agent.id());
-    signal(&agent, "TERM");
-    wait_exit(&mut agent, Duration::from_secs(30));
     assert!(applied, "the package of narrow rows was not applied");
-    assert_eq!(store.rows("docs"), 300_000);
+    assert_eq!(rows, 300_000);
     eprintln!(
         "peak RSS applying 300,000 rows of 40 bytes: {} KiB",
         peak / 1024
