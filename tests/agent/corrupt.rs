@@ -170,3 +170,99 @@ fn package_with_bad_inner_checksum_is_never_applied() {
     );
     agent.stop();
 }
+
+/// A disk can lose bytes of a downloaded package before its apply (a
+/// failing disk, or a cache that lies about syncs). Made here by hand:
+/// while the channel database is locked the downloaded file waits to be
+/// applied, and half of it is overwritten with zeros. Its apply fails, the file no longer matches its
+/// listing, and the agent downloads it again and applies it, without an
+/// operator.
+#[test]
+fn a_downloaded_file_damaged_before_its_apply_is_downloaded_again() {
+    let hq = Hq::start();
+    let store = StoreDir::new();
+    let first = hq.publish_table(
+        "1040",
+        PackageKind::Full,
+        items_schema(),
+        item_rows(20, "first"),
+    );
+    let agent = RunningAgent::start(
+        store.config(&hq.url(), "streaming", ""),
+        sqlite(store.channel_db()),
+    );
+    assert!(wait_until(Duration::from_secs(30), || store.applied()
+        == first.sequence));
+
+    let lock = rusqlite::Connection::open(store.channel_db()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let second = hq.publish_table(
+        "1040",
+        PackageKind::Incremental,
+        items_schema(),
+        item_rows(3000, "second"),
+    );
+    let file = store
+        .path()
+        .join("work/downloads")
+        .join(format!("{}.cdxpkg", second.id));
+    // Each try of the apply waits 5 s for the lock, then fails as a
+    // transient problem, and the next opens the file again.
+    let busy_failures = || {
+        agent
+            .status()
+            .problems
+            .get("apply")
+            .map_or(0, |p| p.failures)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || busy_failures() >= 1),
+        "the apply did not wait for the locked channel database"
+    );
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes.len() as u64, second.bytes);
+    let half = bytes.len() / 2;
+    bytes[half..].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    // The try under way may have read the file before it was damaged.
+    let seen = busy_failures();
+    assert!(
+        wait_until(Duration::from_secs(30), || busy_failures() > seen),
+        "the apply stopped trying"
+    );
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+
+    let applied = wait_until(Duration::from_secs(30), || {
+        store.applied() == second.sequence
+    });
+    let status = agent.status();
+    assert!(applied, "the damaged package was not applied: {status:?}");
+    assert_eq!(store.rows("items"), 3000);
+    assert!(names(&store).iter().all(|n| n.starts_with("second")));
+    assert!(status.suspended.is_none());
+    let session = status
+        .recent_downloads
+        .iter()
+        .find(|s| s.package.id == second.id && s.status == DownloadStatus::Applied)
+        .expect("the second package's session is Applied");
+    let history: Vec<_> = session
+        .history
+        .iter()
+        .map(|t| (t.status.as_str(), t.message.clone().unwrap_or_default()))
+        .collect();
+    let again = history
+        .iter()
+        .position(|(s, m)| *s == "Requested" && m.contains("no longer matches its listed SHA-256"))
+        .unwrap_or_else(|| panic!("no download again in {history:?}"));
+    assert_eq!(
+        history[again - 1].0,
+        "ApplyFailed",
+        "the download again follows a failed apply: {history:?}"
+    );
+    assert!(
+        history[again..].iter().any(|(s, _)| *s == "Downloaded"),
+        "{history:?}"
+    );
+    agent.stop();
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use cdx::channel_db::ApplyOutcome;
+use cdx::channel_db::{ApplyOutcome, ChannelDbError};
 use cdx::config::DownloadConfig;
 use cdx::head::HeadWatch;
 use cdx::protocol::{GroupHead, PackageInfo};
@@ -396,6 +396,8 @@ impl Pipeline {
         reapply: bool,
     ) -> Result<Carried, ActorError> {
         let mut tries = Tries::default();
+        // Set while a file found damaged is downloaded again and applied.
+        let mut damaged = false;
         loop {
             if self.shutdown.is_triggered() {
                 return Ok(Carried::Stopped);
@@ -409,14 +411,20 @@ impl Pipeline {
             };
             let e = match step {
                 Ok(()) => {
-                    // Each stage has its own tries.
-                    tries.reset();
+                    // Each stage has its own tries; but the download of a
+                    // damaged file does not start its apply's over, so a
+                    // disk that damages every copy still spends them.
+                    if !damaged || stage == "apply" {
+                        tries.reset();
+                        damaged = false;
+                    }
                     self.status.do_send(StatusEvent::Recovered { stage });
                     continue;
                 }
                 Err(ActorError::ShuttingDown) => return Ok(Carried::Stopped),
                 Err(e) => e,
             };
+            damaged |= stage == "apply" && session.status == DownloadStatus::Requested;
             let class = e.class();
             self.status.do_send(StatusEvent::Failing {
                 stage,
@@ -534,6 +542,27 @@ impl Pipeline {
                 });
                 let _ = tokio::fs::remove_file(&path).await;
                 Ok(())
+            }
+            Err(e @ ActorError::ChannelDb(ChannelDbError::Package { .. }))
+                if !crate::transfer::matches_listing(&path, &session.package).await =>
+            {
+                // The file is not what was downloaded, checked and synced:
+                // the disk lost bytes of it (failing, or a cache that lies
+                // about syncs). Headquarters still has it.
+                tracing::warn!(package = %session.package.id, error = %e,
+                    "the downloaded file no longer matches its listing; downloading it again");
+                let _ = tokio::fs::remove_file(&path).await;
+                session.transition(DownloadStatus::ApplyFailed, Some(e.to_string()));
+                session.transition(
+                    DownloadStatus::Requested,
+                    Some(
+                        "the downloaded file no longer matches its listed SHA-256; \
+                          downloading it again"
+                            .into(),
+                    ),
+                );
+                self.save(session, false).await?;
+                Err(e)
             }
             Err(e) => {
                 session.transition(DownloadStatus::ApplyFailed, Some(e.to_string()));

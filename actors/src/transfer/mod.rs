@@ -4,7 +4,8 @@
 //!
 //! A package is written to `<id>.cdxpkg.part`, checked against the size
 //! and SHA-256 the server listed, made durable, and only then renamed to
-//! `<id>.cdxpkg`: a file with the final name is always complete.
+//! `<id>.cdxpkg`: a file with the final name was complete when named.
+//! Should the disk lose bytes of it later, [`matches_listing`] tells.
 //!
 //! Both modes keep every byte received: a try that fails resumes after the
 //! last byte on disk with an HTTP Range request. They differ in how much
@@ -141,7 +142,7 @@ pub async fn download(
         .await
         .map_err(io(ctx.dir))?;
     let done = package_path(ctx.dir, package.id);
-    if already_complete(&done, package).await {
+    if matches_listing(&done, package).await {
         return Ok(Downloaded {
             path: done,
             bytes: package.bytes,
@@ -169,7 +170,9 @@ pub async fn download(
     })
 }
 
-async fn already_complete(path: &Path, package: &PackageInfo) -> bool {
+/// Whether the file at `path` has the size and SHA-256 the listing gives
+/// `package` (false when it cannot be read).
+pub async fn matches_listing(path: &Path, package: &PackageInfo) -> bool {
     match hash_file(path, u64::MAX).await {
         Ok((hasher, len)) => {
             len == package.bytes && hex::encode(hasher.finalize()) == package.sha256
