@@ -130,7 +130,26 @@ pub fn check_type(ty: ColumnType) -> Result<(), String> {
 
 /// Why `value` is not a value of type `ty`, or `None` when it is. Null is
 /// checked by the caller, which knows whether the column is nullable.
+///
+/// Called for every value a package holds: the common answers are decided
+/// inline, the rest (parsing, lengths, the error's text) out of line.
+#[inline]
 pub fn value_mismatch(ty: ColumnType, value: &Value) -> Option<String> {
+    match (ty, value) {
+        (ColumnType::Integer, Value::Integer(_))
+        | (ColumnType::Text, Value::Text(_))
+        | (ColumnType::Blob, Value::Blob(_)) => None,
+        (ColumnType::Real, Value::Real(r)) if r.is_finite() => None,
+        // A UTF-16 length never exceeds the UTF-8 one.
+        (ColumnType::BoundedText { max_len }, Value::Text(s)) if s.len() <= max_len as usize => {
+            None
+        }
+        _ => value_mismatch_slow(ty, value),
+    }
+}
+
+#[inline(never)]
+fn value_mismatch_slow(ty: ColumnType, value: &Value) -> Option<String> {
     let text = |check: fn(&str) -> bool, form: &str| match value {
         Value::Text(s) if check(s) => None,
         Value::Text(s) => Some(format!("{:?} is not {form}", shorten(s))),

@@ -252,6 +252,7 @@ fn validate_types(version: u16, table: &TableSchema) -> Result<(), PackageError>
 }
 
 /// Why `value` may not be stored in a column of type `ty`, `None` when it may.
+#[inline]
 pub(crate) fn mismatch(ty: ColumnType, nullable: bool, value: &Value) -> Option<String> {
     match value {
         Value::Null if nullable => None,
