@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cdx::channel_db::{ApplyOutcome, ChannelDb, SqliteChannelDb};
@@ -22,25 +22,128 @@ use rand::{Rng, SeedableRng};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
 
-use crate::stats::{rate, Spread};
+use crate::stats::{self, rate, Spread};
 use crate::Row;
 
-/// One run's rates: cdx's and the baseline's, rows per second.
+/// One run: cdx's side and the baseline's.
 struct Run {
-    ours: f64,
-    baseline: f64,
+    ours: Side,
+    baseline: Side,
 }
 
-fn row_of(what: &str, runs: &[Run], goal: &str) -> Row {
-    let ours: Vec<f64> = runs.iter().map(|r| r.ours).collect();
-    let base: Vec<f64> = runs.iter().map(|r| r.baseline).collect();
-    let ratios: Vec<f64> = runs.iter().map(|r| r.ours / r.baseline).collect();
-    Row::rates(
+/// One side's timed section: its rate, and where its CPU went.
+struct Side {
+    /// Rows per second.
+    rate: f64,
+    /// CPU of the thread that writes the database, in nanoseconds a row.
+    thread_ns: f64,
+    /// The part of it spent in the kernel (the WAL's writes, mostly).
+    thread_sys_ns: f64,
+    /// That thread's CPU over the wall time: its share of a core.
+    share: f64,
+    /// CPU of the process's other threads (cdx's package reader; not the
+    /// spinner of the busy rows), in nanoseconds a row.
+    others_ns: f64,
+}
+
+/// Times `f`, which writes `rows` rows on this thread, reading the CPU
+/// clocks of this thread, of the process and of `spinner` around it.
+fn timed(
+    rows: usize,
+    spinner: Option<&Spinner>,
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Side> {
+    let spun = || spinner.map_or(Duration::ZERO, Spinner::cpu);
+    let (thread, sys, process, spin) = (thread_cpu(), thread_sys(), process_cpu(), spun());
+    let started = Instant::now();
+    f()?;
+    let wall = started.elapsed();
+    let thread = thread_cpu().saturating_sub(thread);
+    let sys = thread_sys().saturating_sub(sys);
+    let others = process_cpu()
+        .saturating_sub(process)
+        .saturating_sub(thread)
+        .saturating_sub(spun().saturating_sub(spin));
+    let per_row = |d: Duration| d.as_nanos() as f64 / rows as f64;
+    Ok(Side {
+        rate: rate(rows as u64, wall),
+        thread_ns: per_row(thread),
+        thread_sys_ns: per_row(sys),
+        share: thread.as_secs_f64() / wall.as_secs_f64(),
+        others_ns: per_row(others),
+    })
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// This thread's CPU in the kernel (`getrusage`, microseconds).
+fn thread_sys() -> Duration {
+    // SAFETY: rusage is plain data; zeroed is a valid value for the call
+    // to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for the call to fill.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let t = usage.ru_stime;
+    Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000)
+}
+
+fn process_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// The rates' row, then a row of where each side's CPU went.
+fn rows_of(what: &str, runs: &[Run], goal: &str) -> Vec<Row> {
+    let of = |f: fn(&Run) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+    let rates = Row::rates(
         what,
-        Spread::of(&ours),
-        Spread::of(&base),
-        Spread::of(&ratios),
+        of(|r| r.ours.rate),
+        of(|r| r.baseline.rate),
+        of(|r| r.ours.rate / r.baseline.rate),
         goal,
+    );
+    let median = |f: fn(&Run) -> f64| of(f).median;
+    let mut cpu = Row::plain(
+        "CPU a row in the row above (medians): the thread writing the database \
+         (of it in the kernel), its share of a core; the process's other threads \
+         (cdx: the package reader)",
+        cpu_of(runs, |r| &r.ours),
+        "",
+    );
+    cpu.baseline = cpu_of(runs, |r| &r.baseline);
+    cpu.ratio = format!(
+        "{} (writing thread)",
+        stats::ratio(median(|r| r.ours.thread_ns / r.baseline.thread_ns))
+    );
+    vec![rates, cpu]
+}
+
+/// One side's CPU figures, medians over `runs`.
+fn cpu_of(runs: &[Run], side: fn(&Run) -> &Side) -> String {
+    let median = |f: fn(&Side) -> f64| {
+        Spread::of(&runs.iter().map(|r| f(side(r))).collect::<Vec<_>>()).median
+    };
+    format!(
+        "{:.0} ns ({:.0} ns), {:.0} %; {:.0} ns",
+        median(|s| s.thread_ns),
+        median(|s| s.thread_sys_ns),
+        100.0 * median(|s| s.share),
+        median(|s| s.others_ns)
     )
 }
 
@@ -208,18 +311,18 @@ fn write_package(path: &Path, header: &PackageHeader, rows: &[Vec<Value>]) -> an
 }
 
 /// Applies the package at `path` to the database at `db`; rows per second.
-fn apply(db: &Path, path: &Path, rows: usize) -> anyhow::Result<f64> {
+fn apply(db: &Path, path: &Path, rows: usize, spinner: Option<&Spinner>) -> anyhow::Result<Side> {
     let mut db = SqliteChannelDb::open(db)?;
-    let started = Instant::now();
-    let source = PackageReader::open(Box::new(File::open(path)?) as Box<dyn Read + Send>)?;
-    let ApplyOutcome::Applied(report) = db.apply_package(source)? else {
-        bail!("the package was applied already");
-    };
-    let elapsed = started.elapsed();
-    if report.upserts != rows as u64 {
-        bail!("applied {} rows of {rows}", report.upserts);
-    }
-    Ok(rate(rows as u64, elapsed))
+    timed(rows, spinner, || {
+        let source = PackageReader::open(Box::new(File::open(path)?) as Box<dyn Read + Send>)?;
+        let ApplyOutcome::Applied(report) = db.apply_package(source)? else {
+            bail!("the package was applied already");
+        };
+        if report.upserts != rows as u64 {
+            bail!("applied {} rows of {rows}", report.upserts);
+        }
+        Ok(())
+    })
 }
 
 /// A database as the baseline uses it: cdx's pragmas.
@@ -232,17 +335,23 @@ fn raw_db(path: &Path) -> anyhow::Result<Connection> {
 
 /// Runs `sql` once per row of `rows` with a prepared statement, in one
 /// transaction; rows per second.
-fn raw_write(conn: &mut Connection, sql: &str, rows: &[Vec<SqlValue>]) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare(sql)?;
-        for row in rows {
-            stmt.execute(params_from_iter(row.iter()))?;
+fn raw_write(
+    conn: &mut Connection,
+    sql: &str,
+    rows: &[Vec<SqlValue>],
+    spinner: Option<&Spinner>,
+) -> anyhow::Result<Side> {
+    timed(rows.len(), spinner, || {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(sql)?;
+            for row in rows {
+                stmt.execute(params_from_iter(row.iter()))?;
+            }
         }
-    }
-    tx.commit()?;
-    Ok(rate(rows.len() as u64, started.elapsed()))
+        tx.commit()?;
+        Ok(())
+    })
 }
 
 fn insert_sql(schema: &TableSchema) -> anyhow::Result<String> {
@@ -265,7 +374,8 @@ fn full_apply(
     package: &[Vec<Value>],
     raw: &[Vec<SqlValue>],
     runs: usize,
-) -> anyhow::Result<Row> {
+    spinner: Option<&Spinner>,
+) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("full.cdxpkg");
     write_package(&path, &header(PackageKind::Full, 1, schema), package)?;
@@ -278,11 +388,11 @@ fn full_apply(
         let mut conn = raw_db(&raw_path)?;
         conn.execute(&plan::create_table_sql(schema)?, [])?;
         let (ours, baseline) = if run % 2 == 0 {
-            let ours = apply(&ours_db, &path, package.len())?;
-            (ours, raw_write(&mut conn, &insert, raw)?)
+            let ours = apply(&ours_db, &path, package.len(), spinner)?;
+            (ours, raw_write(&mut conn, &insert, raw, spinner)?)
         } else {
-            let baseline = raw_write(&mut conn, &insert, raw)?;
-            (apply(&ours_db, &path, package.len())?, baseline)
+            let baseline = raw_write(&mut conn, &insert, raw, spinner)?;
+            (apply(&ours_db, &path, package.len(), spinner)?, baseline)
         };
         drop(conn);
         for p in [&ours_db, &raw_path] {
@@ -290,7 +400,7 @@ fn full_apply(
         }
         results.push(Run { ours, baseline });
     }
-    Ok(row_of(what, &results, goal))
+    Ok(rows_of(what, &results, goal))
 }
 
 fn remove_db(path: &Path) {
@@ -302,9 +412,9 @@ fn remove_db(path: &Path) {
 /// Row 1: a full package of `rows` narrow rows; with `busy`, while
 /// another thread keeps a core busy (both sides alike), as a store's
 /// point of sale or antivirus would.
-pub fn narrow(rows: usize, runs: usize, busy: bool) -> anyhow::Result<Row> {
+pub fn narrow(rows: usize, runs: usize, busy: bool) -> anyhow::Result<Vec<Row>> {
     let data = products(1, rows as i64, "A");
-    let _spinner = busy.then(Spinner::start);
+    let spinner = busy.then(Spinner::start);
     let (busy, goal) = if busy {
         (", the other core busy", ">= 0.85x")
     } else {
@@ -320,6 +430,7 @@ pub fn narrow(rows: usize, runs: usize, busy: bool) -> anyhow::Result<Row> {
         &data.package,
         &data.raw,
         runs,
+        spinner.as_ref(),
     )
 }
 
@@ -347,6 +458,21 @@ impl Spinner {
             thread: Some(thread),
         }
     }
+
+    /// The CPU the spinning thread has used so far.
+    fn cpu(&self) -> Duration {
+        use std::os::unix::thread::JoinHandleExt;
+        let Some(thread) = &self.thread else {
+            return Duration::ZERO;
+        };
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: the thread is alive (joined only on drop), and `clock`
+        // is a valid place for its clock id.
+        if unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) } != 0 {
+            return Duration::ZERO;
+        }
+        cpu_clock(clock)
+    }
 }
 
 impl Drop for Spinner {
@@ -359,7 +485,7 @@ impl Drop for Spinner {
 }
 
 /// Row 2: a full package of TPC-DS `store_sales` rows.
-pub fn tpcds(rows: usize, runs: usize) -> anyhow::Result<Row> {
+pub fn tpcds(rows: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
     let (schema, package, raw) = store_sales(rows);
     full_apply(
         &format!(
@@ -371,6 +497,7 @@ pub fn tpcds(rows: usize, runs: usize) -> anyhow::Result<Row> {
         &package,
         &raw,
         runs,
+        None,
     )
 }
 
@@ -378,7 +505,7 @@ pub fn tpcds(rows: usize, runs: usize) -> anyhow::Result<Row> {
 /// half of them updates of rows there, half new, against raw
 /// `INSERT ... ON CONFLICT DO UPDATE` of the same rows onto a copy of the
 /// same table.
-pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Row> {
+pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
     let n = rows as i64;
     let base = products(1, n, "A");
     // Keys n/2+1 ..= 3n/2: the first half are updates, the second inserts.
@@ -398,7 +525,7 @@ pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Row> {
     )?;
     // One seeded database, copied for every run and both sides.
     let seed = dir.path().join("seed.db");
-    apply(&seed, &full, rows)?;
+    apply(&seed, &full, rows, None)?;
     {
         // Checkpointed, so that the copy is the whole database.
         let conn = Connection::open(&seed)?;
@@ -427,11 +554,11 @@ pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Row> {
         std::fs::copy(&seed, &raw_path).context("copying the seeded database")?;
         let mut conn = raw_db(&raw_path)?;
         let (ours, baseline) = if run % 2 == 0 {
-            let ours = apply(&ours_db, &incremental, rows)?;
-            (ours, raw_write(&mut conn, &upsert_sql, &change.raw)?)
+            let ours = apply(&ours_db, &incremental, rows, None)?;
+            (ours, raw_write(&mut conn, &upsert_sql, &change.raw, None)?)
         } else {
-            let baseline = raw_write(&mut conn, &upsert_sql, &change.raw)?;
-            (apply(&ours_db, &incremental, rows)?, baseline)
+            let baseline = raw_write(&mut conn, &upsert_sql, &change.raw, None)?;
+            (apply(&ours_db, &incremental, rows, None)?, baseline)
         };
         drop(conn);
         for p in [&ours_db, &raw_path] {
@@ -439,7 +566,7 @@ pub fn upsert(rows: usize, runs: usize) -> anyhow::Result<Row> {
         }
         results.push(Run { ours, baseline });
     }
-    Ok(row_of(
+    Ok(rows_of(
         &format!(
             "incremental upsert, {} rows onto {} (half updates), vs raw ON CONFLICT DO UPDATE",
             count(rows),

@@ -198,13 +198,11 @@ fn main() -> anyhow::Result<()> {
     println!("cdx-bench, {runs} run(s) of each figure; {}", stats::load());
     let rows = match cli.command {
         Command::All => {
-            let mut rows = vec![
-                apply::narrow(1_000_000, runs, false)?,
-                apply::narrow(1_000_000, runs, true)?,
-                apply::tpcds(500_000, runs)?,
-                apply::upsert(1_000_000, runs)?,
-                live::upload(1_000_000, 10_000, runs)?,
-            ];
+            let mut rows = apply::narrow(1_000_000, runs, false)?;
+            rows.extend(apply::narrow(1_000_000, runs, true)?);
+            rows.extend(apply::tpcds(500_000, runs)?);
+            rows.extend(apply::upsert(1_000_000, runs)?);
+            rows.push(live::upload(1_000_000, 10_000, runs)?);
             rows.extend(live::latency(100, runs, false)?);
             rows.extend(live::latency(100, runs, true)?);
             rows.extend(live::fleet(1000, 10, runs)?);
@@ -214,9 +212,9 @@ fn main() -> anyhow::Result<()> {
             rows.extend(live::idle_agent(10, runs)?);
             rows
         }
-        Command::Apply { rows, busy } => vec![apply::narrow(rows, runs, busy)?],
-        Command::Tpcds { rows } => vec![apply::tpcds(rows, runs)?],
-        Command::Upsert { rows } => vec![apply::upsert(rows, runs)?],
+        Command::Apply { rows, busy } => apply::narrow(rows, runs, busy)?,
+        Command::Tpcds { rows } => apply::tpcds(rows, runs)?,
+        Command::Upsert { rows } => apply::upsert(rows, runs)?,
         Command::Upload { lines, batch_rows } => vec![live::upload(lines, batch_rows, runs)?],
         Command::Latency { trials } => {
             let mut rows = live::latency(trials, runs, false)?;
