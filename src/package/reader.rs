@@ -217,7 +217,7 @@ impl<R: Read> PackageReader<R> {
 
     /// Reads a frame that lies whole in the decompressed buffer where it
     /// lies: hashed in one pass and decoded in place, neither zeroed nor
-    /// copied first (those two were a tenth of the reading thread's samples
+    /// copied first (those two were 7 % of the reading thread's samples
     /// in `perf record` of `cdx-bench apply`). False, having read nothing,
     /// when it is not all there; the same checks as [`Self::frame_copied`],
     /// in the same order, so either way a package is refused alike.
