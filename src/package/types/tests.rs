@@ -285,3 +285,32 @@ fn is_canonical_agrees_with_to_canonical() {
         }
     }
 }
+
+/// Every length from 1 to 38 digits, with leading zeros and the point
+/// anywhere, and either sign, parses to the value `i128` parsing gives its
+/// digits, with its scale and integer digits.
+#[test]
+fn decimals_of_every_length_parse_to_their_digits() {
+    let digits: String = "98765432109876543210987654321098765432".into();
+    for len in 1..=38 {
+        let all = &digits[..len];
+        let want: i128 = all.parse().unwrap();
+        for point in 0..len {
+            for zeros in ["", "0", "0000000000000000000"] {
+                let (int, frac) = all.split_at(len - point);
+                let text = if point == 0 {
+                    format!("{zeros}{int}")
+                } else {
+                    format!("{zeros}{int}.{frac}")
+                };
+                for (sign, value) in [("", want), ("-", -want)] {
+                    let d = parse_decimal(&format!("{sign}{text}"))
+                        .unwrap_or_else(|| panic!("{sign}{text} parses"));
+                    assert_eq!(d.mantissa, value, "{sign}{text}");
+                    assert_eq!(usize::from(d.scale), point, "{sign}{text}");
+                    assert_eq!(usize::from(d.int_digits), len - point, "{sign}{text}");
+                }
+            }
+        }
+    }
+}
