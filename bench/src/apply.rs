@@ -109,15 +109,13 @@ fn process_cpu() -> Duration {
 
 /// The rates' row, then a row of where each side's CPU went.
 fn rows_of(what: &str, runs: &[Run], goal: &str) -> Vec<Row> {
-    let of = |f: fn(&Run) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
     let rates = Row::rates(
         what,
-        of(|r| r.ours.rate),
-        of(|r| r.baseline.rate),
-        of(|r| r.ours.rate / r.baseline.rate),
+        spread(runs, |r| r.ours.rate),
+        spread(runs, |r| r.baseline.rate),
+        spread(runs, |r| r.ours.rate / r.baseline.rate),
         goal,
     );
-    let median = |f: fn(&Run) -> f64| of(f).median;
     let mut cpu = Row::plain(
         "CPU a row in the row above (medians): the thread writing the database \
          (of it in the kernel), its share of a core; the process's other threads \
@@ -126,18 +124,19 @@ fn rows_of(what: &str, runs: &[Run], goal: &str) -> Vec<Row> {
         "",
     );
     cpu.baseline = cpu_of(runs, |r| &r.baseline);
-    cpu.ratio = format!(
-        "{} (writing thread)",
-        stats::ratio(median(|r| r.ours.thread_ns / r.baseline.thread_ns))
-    );
+    let writing = spread(runs, |r| r.ours.thread_ns / r.baseline.thread_ns);
+    cpu.ratio = format!("{} (writing thread)", stats::ratio(writing.median));
     vec![rates, cpu]
+}
+
+/// `f` of every run, spread.
+fn spread(runs: &[Run], f: impl Fn(&Run) -> f64) -> Spread {
+    Spread::of(&runs.iter().map(f).collect::<Vec<_>>())
 }
 
 /// One side's CPU figures, medians over `runs`.
 fn cpu_of(runs: &[Run], side: fn(&Run) -> &Side) -> String {
-    let median = |f: fn(&Side) -> f64| {
-        Spread::of(&runs.iter().map(|r| f(side(r))).collect::<Vec<_>>()).median
-    };
+    let median = |f: fn(&Side) -> f64| spread(runs, |r| f(side(r))).median;
     format!(
         "{:.0} ns ({:.0} ns), {:.0} %; {:.0} ns",
         median(|s| s.thread_ns),

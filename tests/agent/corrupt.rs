@@ -174,9 +174,9 @@ fn package_with_bad_inner_checksum_is_never_applied() {
 /// A disk can lose bytes of a downloaded package before its apply (a
 /// failing disk, or a cache that lies about syncs). Made here by hand:
 /// while the channel database is locked the downloaded file waits to be
-/// applied, and half of it is overwritten with zeros. Its apply fails, the file no longer matches its
-/// listing, and the agent downloads it again and applies it, without an
-/// operator.
+/// applied, and half of it is overwritten with zeros. Its apply fails,
+/// the file no longer matches its listing, and the agent downloads it
+/// again and applies it, without an operator.
 #[test]
 fn a_downloaded_file_damaged_before_its_apply_is_downloaded_again() {
     let hq = Hq::start();
